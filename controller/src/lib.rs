@@ -1,0 +1,1 @@
+//! The `ovn-ipsecd` daemon: Southbound watcher, reconciliation, IO driver.

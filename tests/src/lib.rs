@@ -1,0 +1,1 @@
+//! Harnesses for whole-system tests (real ovsdb-server, real IKE peers, a real kernel in qemu).
