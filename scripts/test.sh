@@ -7,8 +7,14 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
 need_rust
-# Packages every test phase needs; phases that need more install it themselves.
+# Packages every test phase needs. Each tests/setup/*.sh installs what one area's tests need
+# (Debian packages, cached downloads) before anything runs; it is sourced with lib.sh loaded.
 need_pkgs pkg-config gcc libc6-dev iproute2
+for setup in tests/setup/*.sh; do
+    [ -e "$setup" ] || continue
+    log "setup: $setup"
+    . "$setup"
+done
 
 passed=0
 failed=0
