@@ -24,10 +24,12 @@ need_pkgs() {
     [ "${#missing[@]}" -eq 0 ] && return 0
     log "installing Debian packages: ${missing[*]}"
     if [ ! -f "$OVN_IPSEC_CACHE/.apt-updated" ] || [ -n "$(find "$OVN_IPSEC_CACHE/.apt-updated" -mmin +720 2>/dev/null)" ]; then
-        apt-get update -qq
+        apt-get update -qq -o DPkg::Lock::Timeout=300
         mkdir -p "$OVN_IPSEC_CACHE" && touch "$OVN_IPSEC_CACHE/.apt-updated"
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Wait for another apt/dpkg run (a parallel test setup) instead of failing at once.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
+        --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # need_rust: make sure cargo is on PATH (rustup's default location first).
