@@ -38,10 +38,18 @@ for name in "${targets[@]}"; do
     if [ -d "fuzz/corpus/$name" ]; then
         cp -R "fuzz/corpus/$name/." "$corpus/"
     fi
+    log "fuzz: building $name"
+    if ! RUSTC_BOOTSTRAP=1 cargo fuzz build --target-dir "$target_dir" "$name" >"$work/$name.build.log" 2>&1; then
+        failed+=("$name")
+        echo "fuzz: $name: BUILD FAILED; last lines of the build log:"
+        tail -n 40 "$work/$name.build.log"
+        continue
+    fi
+    # Run the libFuzzer binary itself: `cargo fuzz run` would create fuzz/artifacts/ in the checkout.
+    binary="$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release/$name"
     log "fuzz: $name for ${seconds}s ($(find "$corpus" -type f | wc -l) seed inputs)"
-    if RUSTC_BOOTSTRAP=1 cargo fuzz run --target-dir "$target_dir" "$name" "$corpus" -- \
-        -max_total_time="$seconds" -artifact_prefix="$artifacts/" -print_final_stats=1 \
-        >"$work/$name.log" 2>&1; then
+    if "$binary" "$corpus" -max_total_time="$seconds" -artifact_prefix="$artifacts/" \
+        -print_final_stats=1 >"$work/$name.log" 2>&1; then
         execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work/$name.log" | grep -o '[0-9]*$' || true)"
         echo "fuzz: $name: ok, ${execs:-?} executions, no crash"
     else
