@@ -25,6 +25,8 @@ const EXPIRED: &[u8] = include_bytes!("fixtures/pki/expired-cert.pem");
 const NOSAN: &[u8] = include_bytes!("fixtures/pki/nosan-cert.pem");
 const FORGED: &[u8] = include_bytes!("fixtures/pki/forged-by-chassis-1-cert.pem");
 const EC: &[u8] = include_bytes!("fixtures/pki/chassis-ec-cert.pem");
+const EKU_SERVER: &[u8] = include_bytes!("fixtures/pki/eku-server-cert.pem");
+const EKU_CODESIGNING: &[u8] = include_bytes!("fixtures/pki/eku-codesigning-cert.pem");
 
 /// 2027-06-01T00:00:00Z: inside every fixture's validity period except the expired one.
 fn now() -> SystemTime {
@@ -118,6 +120,17 @@ fn chain_past_the_ca_validity_fails() {
     assert!(matches!(
         bundle().verify_chain(&cert(CHASSIS_1), &[], late),
         Err(AuthError::CertificateExpired { .. })
+    ));
+}
+
+#[test]
+fn extended_key_usage_must_allow_ike_when_present() {
+    let store = bundle();
+    store.verify_chain(&cert(EKU_SERVER), &[], now()).unwrap();
+    assert!(matches!(
+        store.verify_chain(&cert(EKU_CODESIGNING), &[], now()),
+        Err(AuthError::UntrustedCertificate { reason, .. })
+            if reason == "extendedKeyUsage allows neither serverAuth, clientAuth nor ipsecIKE"
     ));
 }
 
