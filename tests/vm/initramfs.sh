@@ -19,7 +19,7 @@ BASE_BINARIES="/usr/sbin/ip /usr/sbin/tc /usr/bin/ss /usr/sbin/bridge /usr/sbin/
 BASE_LIBS="ld-linux-x86-64.so.2 libc.so.6 libm.so.6 libgcc_s.so.1 libpthread.so.0 libdl.so.2 librt.so.1 libutil.so.1 libresolv.so.2"
 BASE_ETC="/etc/protocols /etc/services /etc/ethertypes"
 
-tree=$(bash "$VM_DIR/kernel.sh")
+tree=${VM_KERNEL_TREE:-$(bash "$VM_DIR/kernel.sh")}
 kver=$(basename "$tree")
 
 # extra_entries: OVN_IPSEC_VM_EXTRA split into entries, with @LISTFILE expanded (one entry per
@@ -117,7 +117,7 @@ add() {
             while read -r lib; do
                 add "$lib" "$(guest_path "$lib")"
             done < <(ldd "$src" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
-            if ldd "$src" 2>/dev/null | grep -q 'not found'; then
+            if ldd "$src" 2>/dev/null | grep 'not found' >/dev/null; then
                 vm_log "warning: $src needs libraries the host does not have: $(ldd "$src" | grep 'not found' | tr -s ' \t' ' ')"
             fi
         fi
@@ -127,8 +127,9 @@ add() {
 }
 
 for b in $BASE_BINARIES; do add "$b" "$(guest_path "$b")"; done
+ldconfig -p >"$root.ldconfig"
 for l in $BASE_LIBS; do
-    p=$(ldconfig -p | awk -v n="$l" '$1 == n && /x86-64/ { print $NF; exit }')
+    p=$(awk -v n="$l" '$1 == n && /x86-64/ && !found { print $NF; found = 1 }' "$root.ldconfig")
     [ -n "$p" ] || vm_die "the host has no $l (install libc6 and libgcc-s1)"
     add "$p" "$(guest_path "$p")"
 done
@@ -192,7 +193,7 @@ done
 install -m 0755 "$VM_DIR/init" "$root/init"
 (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) >"$out.tmp.$$"
 mv "$out.tmp.$$" "$out"
-rm -rf "$root"
+rm -rf "$root" "$root.ldconfig"
 # Keep the four newest images; a running qemu has already read its copy.
 find "$out_dir" -maxdepth 1 -name '*.cpio' -printf '%T@ %p\n' | sort -rn | tail -n +5 | cut -d' ' -f2- | xargs -r rm -f
 vm_log "initramfs $(du -h "$out" | cut -f1) at $out"
