@@ -194,7 +194,8 @@ install -m 0755 "$VM_DIR/init" "$root/init"
 (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) >"$out.tmp.$$"
 mv "$out.tmp.$$" "$out"
 rm -rf "$root" "$root.ldconfig"
-# Keep the four newest images; a running qemu has already read its copy.
-find "$out_dir" -maxdepth 1 -name '*.cpio' -printf '%T@ %p\n' | sort -rn | tail -n +5 | cut -d' ' -f2- | xargs -r rm -f
+# Keep the eight newest images (callers differ in OVN_IPSEC_VM_EXTRA); a running qemu has
+# already read its copy.
+find "$out_dir" -maxdepth 1 -name '*.cpio' -printf '%T@ %p\n' | sort -rn | tail -n +9 | cut -d' ' -f2- | xargs -r rm -f
 vm_log "initramfs $(du -h "$out" | cut -f1) at $out"
 echo "$out"

@@ -10,7 +10,8 @@
 # Environment (see tests/vm/README.md): OVN_IPSEC_VM_TIMEOUT (seconds, default 600),
 # OVN_IPSEC_VM_ACCEL (tcg|kvm), OVN_IPSEC_VM_MEM (MiB, default 1024), OVN_IPSEC_VM_SMP (1),
 # OVN_IPSEC_VM_EXTRA, OVN_IPSEC_VM_MODULES, OVN_IPSEC_VM_KVER, OVN_IPSEC_VM_BOOT_TIMEOUT,
-# OVN_IPSEC_VM_LOG (keep the console log at this path), OVN_IPSEC_CACHE.
+# OVN_IPSEC_VM_LOG (keep the console log at this path), OVN_IPSEC_VM_APPEND (more kernel
+# command line), OVN_IPSEC_CACHE.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -60,7 +61,7 @@ qemu_cmd() {
         -chardev "file,id=con,path=$log" -serial chardev:con
         -device virtio-rng-pci
         -device isa-debug-exit,iobase=0xf4,iosize=0x04
-        -append "console=ttyS0 quiet panic=-1 random.trust_cpu=on $*")
+        -append "console=ttyS0 quiet panic=-1 random.trust_cpu=on ${OVN_IPSEC_VM_APPEND:-} $*")
     if [ "$accel" = kvm ]; then
         a+=(-accel kvm -cpu host)
     else
@@ -155,10 +156,11 @@ if grep -aq 'Kernel panic' "$log"; then
 elif [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
     if grep -aq "^$tag start" <(tr -d '\r' <"$log"); then
         vm_log "the guest hung: $script started but the guest did not power off within $((timeout_s + boot_timeout))s"
-    else
-        vm_log "the guest never came up within ${boot_timeout}s of boot time (OVN_IPSEC_VM_BOOT_TIMEOUT)"
+        exit "$VM_EXIT_TIMEOUT"
     fi
-    exit "$VM_EXIT_TIMEOUT"
+    hint=
+    [ "$accel" = kvm ] && hint=" (KVM was used: try OVN_IPSEC_VM_ACCEL=tcg)"
+    vm_die "the guest never came up: $script had not started after $((timeout_s + boot_timeout))s (OVN_IPSEC_VM_BOOT_TIMEOUT + OVN_IPSEC_VM_TIMEOUT)$hint"
 elif grep -aq "^$tag start" <(tr -d '\r' <"$log"); then
     vm_die "the guest stopped while $script was running, without reporting its status (qemu exit status $qrc)"
 else
