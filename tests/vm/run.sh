@@ -58,7 +58,7 @@ qemu_cmd() {
     shift
     local -a a=(qemu-system-x86_64 -machine q35 -nodefaults -no-user-config -display none -no-reboot
         -m "$mem" -smp "$smp" -kernel "$kernel" -initrd "$initrd"
-        -chardev "file,id=con,path=$log" -serial chardev:con
+        -chardev "file,id=con,path=${log//,/,,}" -serial chardev:con
         -device virtio-rng-pci
         -device isa-debug-exit,iobase=0xf4,iosize=0x04
         -append "console=ttyS0 quiet panic=-1 random.trust_cpu=on ${OVN_IPSEC_VM_APPEND:-} $*")
@@ -100,7 +100,8 @@ choose_accel() {
 accel=$(choose_accel)
 
 mapfile -d '' cmd < <(qemu_cmd "$accel" "ovn_ipsec.nonce=$nonce ovn_ipsec.script=$script ovn_ipsec.timeout=$timeout_s")
-cmd+=(-virtfs "local,path=$share,mount_tag=host,security_model=none,id=host")
+# qemu's option syntax takes a doubled comma as a literal one.
+cmd+=(-virtfs "local,path=${share//,/,,},mount_tag=host,security_model=none,id=host")
 vm_log "booting $kver ($accel), running $script from $share (timeout ${timeout_s}s)"
 start=$(date +%s.%N)
 timeout -k 10 $((timeout_s + boot_timeout)) "${cmd[@]}" </dev/null >"$work/qemu.out" 2>&1 &
@@ -115,7 +116,7 @@ set -e
 qpid=
 wait "$tpid" 2>/dev/null || true
 tpid=
-elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1fs", e - s }')
 [ -n "${OVN_IPSEC_VM_LOG:-}" ] && cp "$log" "$OVN_IPSEC_VM_LOG"
 
 tag="ovn-ipsec-vm $nonce"
@@ -129,14 +130,21 @@ show_tail() {
     fi
     echo "vm: ----" >&2
 }
+# "time T0 T1": guest uptime when the script started and ended.
+times=$(tr -d '\r' <"$log" | sed -n "s/^$tag time \([0-9.]*\) \([0-9.]*\)$/\1 \2/p" | tail -n1)
+if [ -n "$times" ]; then
+    # shellcheck disable=SC2086
+    set -- $times
+    elapsed="$elapsed: kernel up $(printf "%.1f" "$1")s when the script started, script $(awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }')s"
+fi
 case "$result" in
     "$tag exit "*)
         rc=${result#"$tag exit "}
         if [ "$rc" -eq 0 ]; then
-            vm_log "$script passed (guest ran ${elapsed}s)"
+            vm_log "$script passed (qemu ran ${elapsed})"
         else
             show_tail
-            vm_log "$script FAILED with exit status $rc (guest ran ${elapsed}s)"
+            vm_log "$script FAILED with exit status $rc (qemu ran ${elapsed})"
         fi
         exit "$rc"
         ;;
