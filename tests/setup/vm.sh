@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Setup for the real-kernel rig (tests/vm): qemu, the guest's user space, and the guest kernel
 # fetched into $OVN_IPSEC_CACHE/vm. Sourced by scripts/test.sh with scripts/lib.sh loaded.
 # qemu-system-x86: the emulator; busybox-static: the guest's init and tools; cpio: packs the

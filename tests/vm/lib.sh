@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared helpers for the real-kernel rig. Source it; do not run it.
 # Every message goes to stderr with a `vm:` prefix so it stands out from the guest console.
 

@@ -41,6 +41,7 @@ initrd=$(VM_KERNEL_TREE="$tree" bash "$VM_DIR/initramfs.sh") || vm_die "could no
 work=$(mktemp -d "${TMPDIR:-/tmp}/ovn-ipsec-vm.XXXXXX")
 qpid=
 tpid=
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     [ -n "$qpid" ] && kill "$qpid" 2>/dev/null
     [ -n "$tpid" ] && kill "$tpid" 2>/dev/null
@@ -56,6 +57,7 @@ nonce=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 qemu_cmd() {
     local accel=$1
     shift
+    # shellcheck disable=SC2054 # commas belong to qemu's option syntax
     local -a a=(qemu-system-x86_64 -machine q35 -nodefaults -no-user-config -display none -no-reboot
         -m "$mem" -smp "$smp" -kernel "$kernel" -initrd "$initrd"
         -chardev "file,id=con,path=${log//,/,,}" -serial chardev:con
@@ -65,6 +67,7 @@ qemu_cmd() {
     if [ "$accel" = kvm ]; then
         a+=(-accel kvm -cpu host)
     else
+        # shellcheck disable=SC2054
         a+=(-accel tcg,thread=multi -cpu max)
     fi
     printf '%s\0' "${a[@]}"
@@ -83,11 +86,13 @@ choose_accel() {
         echo tcg
         return
     fi
-    local mark="$VM_CACHE/accel-$(uname -r)-$kver"
+    local mark
+    mark="$VM_CACHE/accel-$(uname -r)-$kver"
     if [ ! -f "$mark" ]; then
         local -a cmd
         mapfile -d '' cmd < <(qemu_cmd kvm "ovn_ipsec.nonce=$nonce ovn_ipsec.probe=1")
-        if timeout -k 5 30 "${cmd[@]}" </dev/null >/dev/null 2>&1; [ -n "$(grep -a "ovn-ipsec-vm $nonce probe-ok" "$log")" ]; then
+        timeout -k 5 30 "${cmd[@]}" </dev/null >/dev/null 2>&1 || true
+        if grep -aq "ovn-ipsec-vm $nonce probe-ok" "$log"; then
             echo kvm >"$mark"
         else
             echo tcg >"$mark"
