@@ -22,10 +22,12 @@ fn initiate_and_check(initiator: &StrongSwan, responder: &StrongSwan) {
     let t = Instant::now();
     let outcome = initiator.initiate(peer, Direction::Out).unwrap();
     eprintln!(
-        "{} -> {}: initiate took {:?}: {outcome:?}",
+        "{} -> {}: initiate took {:?}, error {:?}, last report lines {:#?}",
         initiator.label(),
         responder.label(),
-        t.elapsed()
+        t.elapsed(),
+        outcome.error,
+        outcome.log.iter().rev().take(3).rev().collect::<Vec<_>>()
     );
 
     wait_for("IKE SA established on both sides", UP, || {
@@ -80,11 +82,15 @@ fn initiate_and_check(initiator: &StrongSwan, responder: &StrongSwan) {
 #[test]
 fn charon_and_charon_establish_ike_sa_with_ovs_pki_certificates_each_side_initiating() {
     let t = Instant::now();
+    let pki = pki();
+    eprintln!("pki ready after {:?}", t.elapsed());
     let pair = NetnsPair::create("sw").unwrap();
+    eprintln!("netns pair ready after {:?}", t.elapsed());
     let (c1, c2) = chassis_pair(&pair, false);
-    let a = StrongSwan::start(&pair.a, pki(), c1).unwrap();
-    let b = StrongSwan::start(&pair.b, pki(), c2).unwrap();
-    eprintln!("setup (pki, netns, 2 charons) took {:?}", t.elapsed());
+    let a = StrongSwan::start(&pair.a, pki, c1).unwrap();
+    eprintln!("first charon loaded after {:?}", t.elapsed());
+    let b = StrongSwan::start(&pair.b, pki, c2).unwrap();
+    eprintln!("second charon loaded after {:?}", t.elapsed());
 
     initiate_and_check(&a, &b);
 
@@ -116,4 +122,25 @@ fn charon_and_charon_establish_ike_sa_over_ipv6() {
     let a = StrongSwan::start(&pair.a, pki(), c1).unwrap();
     let b = StrongSwan::start(&pair.b, pki(), c2).unwrap();
     initiate_and_check(&b, &a);
+}
+
+#[test]
+fn charon_gets_no_ike_sa_with_a_peer_whose_certificate_names_another_chassis() {
+    let pair = NetnsPair::create("swid").unwrap();
+    let (mut c1, c2) = chassis_pair(&pair, false);
+    // ch1 expects ch3 at ch2's address: ch2's valid certificate must not be accepted there.
+    c1.remote_peers[0].name = "ch3".into();
+    let a = StrongSwan::start(&pair.a, pki(), c1).unwrap();
+    let b = StrongSwan::start(&pair.b, pki(), c2).unwrap();
+
+    let outcome = a.initiate("ch3", Direction::Out).unwrap();
+    eprintln!("wrong identity: {:?} {:#?}", outcome.error, outcome.log);
+    assert!(!outcome.success);
+    assert!(!a.ike_sa_established("ch3").unwrap());
+    assert!(!b.ike_sa_established("ch1").unwrap());
+    assert!(
+        outcome.log_mentions("AUTHENTICATION_FAILED"),
+        "{:#?}",
+        outcome.log
+    );
 }

@@ -32,6 +32,8 @@ pub const ESP_PROPOSAL: &str = "aes_gcm256";
 pub const CA_NICKNAME: &str = "ovs_cert_cacert";
 /// The prefix of the NSS nickname of the local certificate and key (`ovs_certkey_<CN>`).
 pub const CERTKEY_PREFIX: &str = "ovs_certkey_";
+/// pluto's state name for an established Child SA.
+pub const CHILD_ESTABLISHED: &str = "STATE_V2_ESTABLISHED_CHILD_SA";
 /// How long pluto may take to open its control socket and load the connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one `whack --initiate` may take.
@@ -204,10 +206,24 @@ impl IkePeer for Libreswan {
         ]);
         let out = run_with_timeout(&mut cmd, INITIATE_TIMEOUT)?;
         let log: Vec<String> = out.combined().lines().map(str::to_string).collect();
-        // whack relays pluto's progress; the exit status tells whether the CHILD_SA came up.
-        let error = (!out.success).then(|| out.status.clone());
+
+        // whack relays pluto's progress and exits 0 even when the peer rejected the Child SA,
+        // so success is read from pluto's states: an established Child SA of this connection.
+        let conn = names.child(direction);
+        let child_up = self
+            .ike_sas()?
+            .iter()
+            .flat_map(|sa| &sa.child_sas)
+            .any(|c| c.name == conn && c.state == CHILD_ESTABLISHED);
+        let error = if !out.success {
+            Some(format!("whack {}", out.status))
+        } else if !child_up {
+            Some(format!("no established Child SA for {conn}"))
+        } else {
+            None
+        };
         Ok(InitiateOutcome {
-            success: out.success,
+            success: out.success && child_up,
             log,
             error,
         })
