@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ovn_ipsec_tests::peers::{
-    chassis_pair, wait_for, Direction, IkePeer, IkeSaState, InitiateOutcome, Libreswan, NetnsPair,
-    Pki, StrongSwan,
+    chassis_pair, wait_for, Direction, IkePeer, IkeSaState, InitiateOutcome, Libreswan, Netns,
+    NetnsPair, Pki, StrongSwan, XfrmPolicy,
 };
 
 const UP: Duration = Duration::from_secs(15);
@@ -161,4 +161,63 @@ fn pluto_and_pluto_establish_ike_sa_with_ovs_pki_certificates() {
         "{:#?}",
         outcome.log
     );
+}
+
+/// `start_action = trap` / `auto=route` as ovs-monitor-ipsec configures them put policies for
+/// both Geneve children into the kernel before any IKE exchange (XFRM policies do work on the
+/// host kernel; only SAs do not).
+#[test]
+fn trap_policies_cover_geneve_both_ways_for_charon_and_outbound_only_for_pluto() {
+    let pair = NetnsPair::create("trap").unwrap();
+    let (c1, c2) = chassis_pair(&pair, false);
+    let _charon = StrongSwan::start(&pair.a, pki(), c1).unwrap();
+    let _pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
+
+    let has = |policies: &[XfrmPolicy], sel: &str, dir: &str| {
+        policies.iter().any(|p| {
+            p.selector == sel && p.dir == dir && p.template.as_deref() == Some("esp transport")
+        })
+    };
+    let (a, b) = ("10.77.0.1/32", "10.77.0.2/32");
+    let charon = wait_for_policies(&pair.a, 4);
+    for (sel, dir) in [
+        (format!("src {a} dst {b} proto udp dport 6081"), "out"),
+        (format!("src {b} dst {a} proto udp sport 6081"), "in"),
+        (format!("src {a} dst {b} proto udp sport 6081"), "out"),
+        (format!("src {b} dst {a} proto udp dport 6081"), "in"),
+    ] {
+        assert!(
+            has(&charon, &sel, dir),
+            "charon: no {dir} policy {sel}: {charon:#?}"
+        );
+    }
+    assert_eq!(charon.len(), 4, "{charon:#?}");
+
+    // pluto traps outbound only; its inbound policies come with an SA (so until then
+    // plaintext Geneve from the peer is accepted).
+    let pluto = wait_for_policies(&pair.b, 2);
+    for sel in [
+        format!("src {b} dst {a} proto udp dport 6081"),
+        format!("src {b} dst {a} proto udp sport 6081"),
+    ] {
+        assert!(
+            has(&pluto, &sel, "out"),
+            "pluto: no out policy {sel}: {pluto:#?}"
+        );
+    }
+    assert_eq!(pluto.len(), 2, "{pluto:#?}");
+}
+
+/// The daemons install their trap policies just after loading the connections: wait for them.
+/// Only policies with an IPsec template count (pluto also adds template-less bypass policies
+/// for IPv6 neighbour discovery).
+fn wait_for_policies(ns: &Netns, n: usize) -> Vec<XfrmPolicy> {
+    let mut policies = Vec::new();
+    wait_for("trap policies", UP, || {
+        policies = ns.xfrm_policies()?;
+        policies.retain(|p| p.template.is_some());
+        Ok(policies.len() >= n)
+    })
+    .unwrap();
+    policies
 }

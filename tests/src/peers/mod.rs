@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 pub use error::PeerError;
 pub use libreswan::Libreswan;
-pub use netns::{Netns, NetnsPair};
+pub use netns::{Netns, NetnsPair, XfrmPolicy};
 pub use pki::{ChassisCert, Pki};
 pub use strongswan::StrongSwan;
 
@@ -225,6 +225,16 @@ pub trait IkePeer {
             .ike_sas()?
             .iter()
             .any(|sa| sa.peer == peer && sa.state == IkeSaState::Established))
+    }
+
+    /// Waits until an IKE SA with `peer` is established (for a peer that another endpoint,
+    /// e.g. the daemon under test, initiates to).
+    fn wait_for_ike_sa(&self, peer: &str, timeout: Duration) -> Result<(), PeerError> {
+        wait_for(
+            &format!("{} to establish an IKE SA with {peer}", self.label()),
+            timeout,
+            || self.ike_sa_established(peer),
+        )
     }
 }
 

@@ -43,6 +43,15 @@ impl Netns {
         }
     }
 
+    /// The namespace's XFRM policies, read from the kernel (`ip xfrm policy list`): the trap
+    /// policies of `auto=route` / `start_action = trap` show up here. Per-socket policies
+    /// (the IKE daemons' bypass for their own sockets) are left out.
+    pub fn xfrm_policies(&self) -> Result<Vec<XfrmPolicy>, PeerError> {
+        let out =
+            run_checked(Command::new("ip").args(["-n", &self.name, "xfrm", "policy", "list"]))?;
+        Ok(parse_xfrm_policies(&out.stdout))
+    }
+
     /// A command that runs `program` inside this namespace (`ip netns exec NAME program`).
     /// `ip netns exec` gives it a private mount namespace too, so mounts it makes stay there.
     pub fn command(&self, program: &str) -> Command {
@@ -128,6 +137,78 @@ impl Drop for NetnsPair {
     }
 }
 
+/// One XFRM policy, as `ip xfrm policy list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XfrmPolicy {
+    /// The selector line (`src 10.77.0.1/32 dst 10.77.0.2/32 proto udp dport 6081`).
+    pub selector: String,
+    /// The direction: `out`, `in` or `fwd`.
+    pub dir: String,
+    /// The template's protocol and mode (`esp transport`), if the policy has a template.
+    pub template: Option<String>,
+}
+
+/// Splits `ip xfrm policy list` output into policies (one unindented selector line, then
+/// indented lines); socket policies are skipped.
+pub fn parse_xfrm_policies(text: &str) -> Vec<XfrmPolicy> {
+    let mut policies = Vec::new();
+    let mut current: Option<XfrmPolicy> = None;
+    for line in text.lines() {
+        if !line.starts_with(char::is_whitespace) {
+            policies.extend(current.take());
+            current = Some(XfrmPolicy {
+                selector: line.trim().to_string(),
+                dir: String::new(),
+                template: None,
+            });
+            continue;
+        }
+        let Some(policy) = current.as_mut() else {
+            continue;
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["dir", dir, ..] => policy.dir = (*dir).to_string(),
+            ["socket", dir, ..] => policy.dir = format!("socket {dir}"),
+            ["proto", proto, rest @ ..] => {
+                let mode = rest
+                    .iter()
+                    .position(|w| *w == "mode")
+                    .and_then(|i| rest.get(i + 1));
+                policy.template = Some(format!("{proto} {}", mode.unwrap_or(&"?")));
+            }
+            _ => {}
+        }
+    }
+    policies.extend(current);
+    policies.retain(|p| !p.dir.starts_with("socket"));
+    policies
+}
+
 fn ip(args: &[&str]) -> Result<(), PeerError> {
     run_checked(Command::new("ip").args(args)).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_listing_splits_into_policies_without_socket_policies() {
+        let text = "src 10.77.0.1/32 dst 10.77.0.2/32 proto udp dport 6081 \n\
+                    \tdir out priority 366912 ptype main \n\
+                    \ttmpl src 0.0.0.0 dst 0.0.0.0\n\
+                    \t\tproto esp reqid 2 mode transport\n\
+                    src 0.0.0.0/0 dst 0.0.0.0/0 \n\
+                    \tsocket in priority 0 ptype main \n";
+        let policies = parse_xfrm_policies(text);
+        assert_eq!(
+            policies,
+            vec![XfrmPolicy {
+                selector: "src 10.77.0.1/32 dst 10.77.0.2/32 proto udp dport 6081".into(),
+                dir: "out".into(),
+                template: Some("esp transport".into()),
+            }]
+        );
+    }
 }
