@@ -221,3 +221,29 @@ fn wait_for_policies(ns: &Netns, n: usize) -> Vec<XfrmPolicy> {
     .unwrap();
     policies
 }
+
+/// pluto started the way ovs-monitor-ipsec starts it (both connections of every tunnel,
+/// asynchronously) initiates to a passive charon by itself.
+#[test]
+fn pluto_started_like_ovs_monitor_ipsec_brings_up_the_ike_sa_with_a_passive_charon() {
+    let pair = NetnsPair::create("auto").unwrap();
+    let (c1, c2) = chassis_pair(&pair, false);
+    let charon = StrongSwan::start(&pair.a, pki(), c1).unwrap();
+    let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
+
+    let t = Instant::now();
+    pluto.start_all_like_ovs_monitor_ipsec().unwrap();
+    charon
+        .wait_for_ike_sa("ch2", UP)
+        .unwrap_or_else(|e| panic!("{e}\n{}", pluto.log()));
+    pluto.wait_for_ike_sa("ch1", UP).unwrap();
+    eprintln!("IKE SA up {:?} after the asynchronous start", t.elapsed());
+    std::thread::sleep(Duration::from_millis(500));
+    let (c, p) = (charon.ike_sas().unwrap(), pluto.ike_sas().unwrap());
+    assert_eq!(
+        (c.len(), p.len()),
+        (1, 1),
+        "one IKE SA for both connections: {c:#?} {p:#?}"
+    );
+    assert_eq!(c[0].initiator, Some(false));
+}

@@ -176,6 +176,19 @@ impl Libreswan {
         self.daemon.pid()
     }
 
+    /// Starts every connection without waiting, as ovs-monitor-ipsec does after each
+    /// configuration refresh (`ipsec auto --start --asynchronous` for the "in" and the "out"
+    /// connection of every tunnel): pluto then initiates to every remote chassis by itself.
+    pub fn start_all_like_ovs_monitor_ipsec(&self) -> Result<(), PeerError> {
+        for peer in &self.config.remote_peers {
+            let names = peer.conn_names();
+            for conn in [&names.child_in, &names.child_out] {
+                self.whack(&["--name", conn, "--initiate", "--asynchronous"])?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs `whack --ctlsocket <ctl> ARGS`; fails unless whack exits 0.
     pub fn whack(&self, args: &[&str]) -> Result<CommandOutput, PeerError> {
         run_checked(
@@ -431,6 +444,9 @@ fn parse_showstate(line: &str) -> Option<ShowState> {
 
 /// Groups pluto's states into IKE SAs per remote chassis, with the Child SA states of the same
 /// chassis under its IKE SA (pluto lists them as separate states of a connection).
+// Limitation: `--showstates` names no authenticated identity, role or algorithms, so for
+// pluto `remote_id`, `initiator` and `proposal` stay `None` (the peer is known from the
+// connection name).
 fn ike_sas_from_showstates(config: &ChassisConfig, text: &str) -> Vec<IkeSaStatus> {
     let states: Vec<ShowState> = text.lines().filter_map(parse_showstate).collect();
     let peer_of = |conn: &str| {

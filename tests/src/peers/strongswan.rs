@@ -355,6 +355,9 @@ pub fn render_strongswan_conf(vici: &Path, log: &Path) -> String {
 /// auto=route keyingtries=%forever`). stroke merges the two `conn`s of a tunnel into one IKE
 /// configuration with two children; here that is written out directly. Lifetimes are
 /// ipsec.conf's defaults (ikelifetime=3h with reauth=yes, lifetime=1h, margintime=9m).
+// Limitation: ovs-monitor-ipsec drives charon through ipsec.conf and the stroke plugin; this
+// harness loads the same settings through swanctl/vici, which strongSwan maps to the same
+// peer and child configurations (the `stroke`-only defaults are spelled out above).
 pub fn render_swanctl_conf(config: &ChassisConfig, cert_file: &str) -> String {
     let mut s = String::from("# Written by the ovn-ipsec peer harness.\nconnections {\n");
     for peer in &config.remote_peers {
