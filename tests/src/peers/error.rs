@@ -7,6 +7,11 @@ use std::time::Duration;
 /// An error of the peer harness, naming the step and the object it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
+    /// The harness needs root (network namespaces, mounts) and runs as another user.
+    #[error(
+        "the real-peer tests need root (network namespaces and bind mounts); run them with sudo"
+    )]
+    NotRoot,
     /// A tool the harness runs is not installed.
     #[error("{tool} is not installed ({hint})")]
     ToolMissing {

@@ -75,6 +75,10 @@ impl NetnsPair {
     /// Creates the pair. `label` goes into the namespace names, to tell tests apart in
     /// `ip netns list`.
     pub fn create(label: &str) -> Result<NetnsPair, PeerError> {
+        // SAFETY: geteuid(2) has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(PeerError::NotRoot);
+        }
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
