@@ -247,3 +247,26 @@ fn pluto_started_like_ovs_monitor_ipsec_brings_up_the_ike_sa_with_a_passive_char
     );
     assert_eq!(c[0].initiator, Some(false));
 }
+
+/// SB_Global `ipsec_encapsulation=yes` / `ipsec_forceencaps=yes`: both daemons configured
+/// with forced UDP encapsulation agree on it although there is no NAT.
+#[test]
+fn forced_udp_encapsulation_is_negotiated_between_charon_and_pluto() {
+    let pair = NetnsPair::create("encap").unwrap();
+    let (mut c1, mut c2) = chassis_pair(&pair, false);
+    c1.force_encaps = true;
+    c2.force_encaps = true;
+    let charon = StrongSwan::start(&pair.a, pki(), c1).unwrap();
+    let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
+
+    let outcome = charon.initiate("ch2", Direction::Out).unwrap();
+    wait_both_established(&charon, &pluto);
+    let sa = &charon.ike_sas().unwrap()[0];
+    assert_eq!(sa.udp_encap, Some(true), "{sa:?}");
+    // pluto's encapsulation=yes fakes its NAT-D payloads, so charon sees a NAT at pluto.
+    assert!(
+        outcome.log_mentions("remote host is behind NAT"),
+        "{:#?}",
+        outcome.log
+    );
+}

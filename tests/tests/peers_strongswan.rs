@@ -53,6 +53,7 @@ fn initiate_and_check(initiator: &StrongSwan, responder: &StrongSwan) {
     assert_eq!((i[0].initiator, r[0].initiator), (Some(true), Some(false)));
     for sa in [&i[0], &r[0]] {
         assert_eq!(sa.state, IkeSaState::Established);
+        assert_eq!(sa.udp_encap, Some(false), "no NAT, no forced encapsulation");
         assert_eq!(
             sa.proposal.as_deref(),
             Some("AES_GCM_16-256/PRF_HMAC_SHA2_256/MODP_2048")

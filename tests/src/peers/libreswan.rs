@@ -389,7 +389,13 @@ pub fn render_ipsec_conf(config: &ChassisConfig) -> String {
                  \x20   rightca=%same\n\
                  \x20   leftprotoport={left_pp}\n\
                  \x20   rightprotoport={right_pp}\n\
+                 {encap}\
                  \n",
+                encap = if config.force_encaps {
+                    "    encapsulation=yes\n"
+                } else {
+                    ""
+                },
                 local = addr(config.local_ip),
                 remote = addr(peer.ip),
                 local_name = config.name,
@@ -480,6 +486,7 @@ fn ike_sas_from_showstates(config: &ChassisConfig, text: &str) -> Vec<IkeSaStatu
             state,
             initiator: None,
             proposal: None,
+            udp_encap: None,
             child_sas: Vec::new(),
         });
     }
@@ -520,6 +527,7 @@ mod tests {
             .parse()
             .unwrap(),
             remote_peers: vec![RemotePeer::geneve("ch1", remote.parse().unwrap())],
+            force_encaps: remote.contains(':'),
         }
     }
 
@@ -546,6 +554,7 @@ mod tests {
             assert!(conf.contains(line), "missing {line:?} in\n{conf}");
         }
         assert!(!conf.contains("hostaddrfamily"));
+        assert!(!conf.contains("encapsulation"));
     }
 
     #[test]
@@ -553,6 +562,7 @@ mod tests {
         let conf = render_ipsec_conf(&config("fd77::1"));
         assert_eq!(conf.matches("hostaddrfamily=ipv6").count(), 2, "{conf}");
         assert!(conf.contains("right=fd77::1"));
+        assert_eq!(conf.matches("encapsulation=yes").count(), 2, "{conf}");
     }
 
     #[test]

@@ -105,6 +105,11 @@ pub struct ChassisConfig {
     pub local_ip: IpAddr,
     /// The chassis this one has tunnels to.
     pub remote_peers: Vec<RemotePeer>,
+    /// Forced UDP encapsulation, as ovn-controller asks for it on every tunnel when
+    /// SB_Global.options has `ipsec_encapsulation=yes` / `ipsec_forceencaps=yes`
+    /// (ovs-monitor-ipsec appends `encapsulation=yes` for Libreswan, `forceencaps=yes` for
+    /// strongSwan).
+    pub force_encaps: bool,
 }
 
 impl ChassisConfig {
@@ -145,6 +150,9 @@ pub struct IkeSaStatus {
     /// The negotiated IKE algorithms (`AES_GCM_16-256/PRF_HMAC_SHA2_256/MODP_2048`), where
     /// reported (charon).
     pub proposal: Option<String>,
+    /// Whether IKE and ESP are UDP-encapsulated (NAT detected or faked by forced
+    /// encapsulation), where reported (charon).
+    pub udp_encap: Option<bool>,
     /// The CHILD_SAs under it.
     pub child_sas: Vec<ChildSaStatus>,
 }
@@ -247,11 +255,13 @@ pub fn chassis_pair(pair: &NetnsPair, v6: bool) -> (ChassisConfig, ChassisConfig
             name: "ch1".into(),
             local_ip: a,
             remote_peers: vec![RemotePeer::geneve("ch2", b)],
+            force_encaps: false,
         },
         ChassisConfig {
             name: "ch2".into(),
             local_ip: b,
             remote_peers: vec![RemotePeer::geneve("ch1", a)],
+            force_encaps: false,
         },
     )
 }

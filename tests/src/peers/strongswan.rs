@@ -308,6 +308,7 @@ fn ike_sa_from_vici(config: &ChassisConfig, conn: &str, sa: &ViciSection) -> Ike
         state,
         initiator: Some(sa.str("initiator") == Some("yes")),
         proposal,
+        udp_encap: Some(sa.str("nat-any") == Some("yes")),
         child_sas,
     }
 }
@@ -372,6 +373,7 @@ pub fn render_swanctl_conf(config: &ChassisConfig, cert_file: &str) -> String {
              \x20       proposals = {IKE_PROPOSAL}\n\
              \x20       keyingtries = 0\n\
              \x20       unique = replace\n\
+             \x20       encap = {encap}\n\
              \x20       rekey_time = 0\n\
              \x20       reauth_time = 171m\n\
              \x20       over_time = 9m\n\
@@ -391,6 +393,7 @@ pub fn render_swanctl_conf(config: &ChassisConfig, cert_file: &str) -> String {
              \x20       }}\n\
              \x20   }}\n",
             ike = names.ike,
+            encap = if config.force_encaps { "yes" } else { "no" },
             remote = addr(peer.ip),
             local_id = config.name,
             remote_id = peer.name,
@@ -431,6 +434,7 @@ mod tests {
             name: "ch1".into(),
             local_ip: "10.77.0.1".parse().unwrap(),
             remote_peers: vec![RemotePeer::geneve("ch2", "10.77.0.2".parse().unwrap())],
+            force_encaps: false,
         }
     }
 
@@ -451,6 +455,7 @@ mod tests {
             "esp_proposals = aes256gcm16-modp2048",
             "mode = transport",
             "start_action = trap",
+            "encap = no",
         ] {
             assert!(conf.contains(line), "missing {line:?} in\n{conf}");
         }
