@@ -41,7 +41,8 @@ const INITIATE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The mount and exec steps that start pluto inside its namespace. Arguments: $1 unpacked
 /// libexec folder, $2 unpacked `ipsec` script, $3 private run folder, $4 pluto, $5 config,
 /// $6 NSS folder, $7 ipsec.d, $8 secrets file. `--config` comes first: options after it win.
-const PLUTO_LAUNCH: &str = "mount -t tmpfs tmpfs /usr/libexec && mkdir /usr/libexec/ipsec \
+const PLUTO_LAUNCH: &str =
+    "mkdir -p /usr/libexec && mount -t tmpfs tmpfs /usr/libexec && mkdir /usr/libexec/ipsec \
     && mount --bind \"$1\" /usr/libexec/ipsec \
     && { [ ! -e /usr/sbin/ipsec ] || mount --bind \"$2\" /usr/sbin/ipsec; } \
     && mount --bind \"$3\" /run \

@@ -52,6 +52,15 @@ impl Netns {
         Ok(parse_xfrm_policies(&out.stdout))
     }
 
+    /// The namespace's XFRM states (SAs), read from the kernel (`ip xfrm state list`), one
+    /// line each: every line of a state joined, with key material left out (`aead
+    /// rfc4106(gcm(aes))` stays, the key and ICV length after it do not).
+    pub fn xfrm_states(&self) -> Result<Vec<String>, PeerError> {
+        let out =
+            run_checked(Command::new("ip").args(["-n", &self.name, "xfrm", "state", "list"]))?;
+        Ok(summarize_xfrm_states(&out.stdout))
+    }
+
     /// A command that runs `program` inside this namespace (`ip netns exec NAME program`).
     /// `ip netns exec` gives it a private mount namespace too, so mounts it makes stay there.
     pub fn command(&self, program: &str) -> Command {
@@ -141,6 +150,27 @@ impl Drop for NetnsPair {
     }
 }
 
+/// Joins each state of `ip xfrm state list` output into one line, dropping keys.
+pub fn summarize_xfrm_states(text: &str) -> Vec<String> {
+    let mut states: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let kept = match words.as_slice() {
+            [kind @ ("aead" | "enc" | "auth" | "auth-trunc" | "comp"), alg, ..] => {
+                format!("{kind} {alg}")
+            }
+            _ => words.join(" "),
+        };
+        if !line.starts_with(char::is_whitespace) {
+            states.push(kept);
+        } else if let Some(state) = states.last_mut() {
+            state.push(' ');
+            state.push_str(&kept);
+        }
+    }
+    states
+}
+
 /// One XFRM policy, as `ip xfrm policy list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XfrmPolicy {
@@ -196,6 +226,22 @@ fn ip(args: &[&str]) -> Result<(), PeerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_listing_is_joined_per_state_without_key_material() {
+        let text = "src 10.77.0.1 dst 10.77.0.2\n\
+                    \tproto esp spi 0xfea17436 reqid 1 mode transport\n\
+                    \treplay-window 0 \n\
+                    \taead rfc4106(gcm(aes)) 0x00112233445566778899aabbccddeeff00112233 128\n\
+                    \tsel src 10.77.0.1/32 dst 10.77.0.2/32 proto udp dport 6081 \n";
+        let states = summarize_xfrm_states(text);
+        assert_eq!(states.len(), 1);
+        assert!(
+            states[0].contains("aead rfc4106(gcm(aes)) sel src"),
+            "{states:?}"
+        );
+        assert!(!states[0].contains("0x0011"), "{states:?}");
+    }
 
     #[test]
     fn policy_listing_splits_into_policies_without_socket_policies() {

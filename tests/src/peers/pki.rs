@@ -74,6 +74,23 @@ impl Pki {
         Ok(pki)
     }
 
+    /// A PKI made earlier by [`Pki::create`] (e.g. on the host, used from inside the qemu
+    /// guest through the share), with the given chassis certificates; nothing is run.
+    pub fn open(dir: &Path, chassis: &[&str]) -> Pki {
+        let chassis = chassis
+            .iter()
+            .map(|name| ChassisCert {
+                name: (*name).to_string(),
+                cert: dir.join(format!("{name}-cert.pem")),
+                key: dir.join(format!("{name}-privkey.pem")),
+            })
+            .collect();
+        Pki {
+            dir: dir.to_path_buf(),
+            chassis,
+        }
+    }
+
     /// One PKI per test binary, made in `dir` on first use, with certificates for
     /// [`SHARED_CHASSIS`]. Making it once saves ~1 s per test.
     pub fn shared(dir: &Path) -> Result<&'static Pki, String> {
