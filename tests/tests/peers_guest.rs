@@ -4,12 +4,14 @@
 //! the guest half (an ignored test of this binary) runs the same harness as the host tests.
 //! Needs root, `bash tests/setup/vm.sh` and `bash tests/setup/peers.sh`.
 
+use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ovn_ipsec_tests::peers::libreswan::{libreswan_root, CHILD_ESTABLISHED};
 use ovn_ipsec_tests::peers::{
     chassis_pair, wait_for, Direction, IkePeer, Libreswan, Netns, NetnsPair, Pki, StrongSwan,
+    GENEVE_PORT,
 };
 use ovn_ipsec_tests::vm::GuestRun;
 
@@ -51,9 +53,9 @@ fn charon_and_pluto_install_both_geneve_children_in_the_real_kernel_guest() {
         &format!(
             "export OVN_IPSEC_LIBRESWAN={}\n\
              if /mnt/self --ignored --exact {GUEST_TEST} --nocapture; then\n\
-             \x20   echo 'ok - charon and pluto installed both children each way'\n\
+             \x20   echo 'ok - both Geneve children installed and carrying ESP (charon-pluto each way, charon-charon)'\n\
              else\n\
-             \x20   echo 'not ok - charon and pluto installed both children each way'\n\
+             \x20   echo 'not ok - both Geneve children installed and carrying ESP (charon-pluto each way, charon-charon)'\n\
              \x20   exit 1\n\
              fi\n",
             libreswan.display()
@@ -66,27 +68,43 @@ fn charon_and_pluto_install_both_geneve_children_in_the_real_kernel_guest() {
     assert!(outcome.succeeded(), "guest run failed: {}", outcome.stderr);
     assert_eq!(
         outcome.checks().passed,
-        vec!["charon and pluto installed both children each way"]
+        vec!["both Geneve children installed and carrying ESP (charon-pluto each way, charon-charon)"]
     );
 }
 
 /// Both children up on both sides: two CHILD_SAs in each daemon's status and four ESP
-/// transport states (one per direction per child) in each namespace's kernel.
-fn check_both_children(charon: &StrongSwan, pluto: &Libreswan, pair: &NetnsPair) {
+/// transport states (one per direction per child) in each namespace's kernel, with
+/// `rfc4106(gcm(aes))` and ovs-monitor-ipsec's udp/6081 selectors.
+fn check_both_children(a: &dyn IkePeer, b: &dyn IkePeer, pair: &NetnsPair) {
     wait_for("both children on both sides", UP, || {
-        Ok(charon.child_sas()?.len() == 2 && pluto.child_sas()?.len() == 2)
+        Ok(a.child_sas()?.len() == 2 && b.child_sas()?.len() == 2)
     })
-    .unwrap_or_else(|e| panic!("{e}\ncharon:\n{}\npluto:\n{}", charon.log(), pluto.log()));
-    for child in charon.child_sas().unwrap() {
-        assert_eq!(child.state, "INSTALLED", "{child:?}");
-        assert_eq!(child.mode.as_deref(), Some("TRANSPORT"), "{child:?}");
-    }
-    for child in pluto.child_sas().unwrap() {
-        assert_eq!(child.state, CHILD_ESTABLISHED, "{child:?}");
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}:\n{}\n{}:\n{}",
+            a.label(),
+            a.log(),
+            b.label(),
+            b.log()
+        )
+    });
+    for child in a
+        .child_sas()
+        .unwrap()
+        .iter()
+        .chain(b.child_sas().unwrap().iter())
+    {
+        // charon says INSTALLED (and the mode), pluto its established state.
+        assert!(
+            child.state == "INSTALLED" || child.state == CHILD_ESTABLISHED,
+            "{child:?}"
+        );
+        if let Some(mode) = &child.mode {
+            assert_eq!(mode, "TRANSPORT", "{child:?}");
+        }
     }
     for ns in [&pair.a, &pair.b] {
         let states = esp_states(ns);
-        eprintln!("{} ESP states: {states:#?}", ns.name());
         assert_eq!(states.len(), 4, "{states:#?}");
         for state in &states {
             assert!(state.contains("mode transport"), "{state}");
@@ -103,6 +121,53 @@ fn esp_states(ns: &Netns) -> Vec<String> {
     states
 }
 
+/// A UDP datagram to B's Geneve port and B's reply from it: the first goes through A's "out"
+/// child, the reply through B's "in" child; each is counted by the sender's outbound ESP state
+/// and the receiver's inbound one, so it was ESP on the veth and decrypted on arrival.
+fn check_geneve_port_traffic_is_esp(pair: &NetnsPair) {
+    let (a, b) = (pair.a.addr(false), pair.b.addr(false));
+    let before = (
+        pair.a.esp_packets(a, b).unwrap(),
+        pair.b.esp_packets(a, b).unwrap(),
+    );
+    let rx = pair
+        .b
+        .run_in(move || UdpSocket::bind(SocketAddr::new(b, GENEVE_PORT)))
+        .unwrap()
+        .unwrap();
+    let tx = pair
+        .a
+        .run_in(move || UdpSocket::bind(SocketAddr::new(a, 0)))
+        .unwrap()
+        .unwrap();
+    for s in [&rx, &tx] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+
+    tx.send_to(b"geneve-ish", SocketAddr::new(b, GENEVE_PORT))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = rx.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"geneve-ish");
+    rx.send_to(b"reply", from).unwrap();
+    let (n, _) = tx.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"reply");
+
+    let after = (
+        pair.a.esp_packets(a, b).unwrap(),
+        pair.b.esp_packets(a, b).unwrap(),
+    );
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "A->B ESP packets {before:?} -> {after:?}"
+    );
+    let back = (
+        pair.b.esp_packets(b, a).unwrap(),
+        pair.a.esp_packets(b, a).unwrap(),
+    );
+    assert!(back.0 >= 1 && back.1 >= 1, "B->A ESP packets {back:?}");
+}
+
 #[test]
 #[ignore = "runs inside the qemu guest, started by charon_and_pluto_install_both_geneve_children_in_the_real_kernel_guest"]
 fn guest_side_charon_and_pluto_install_both_geneve_children() {
@@ -112,25 +177,12 @@ fn guest_side_charon_and_pluto_install_both_geneve_children() {
     let t = Instant::now();
     let charon = StrongSwan::start(&pair.a, &pki, c1).unwrap();
     let pluto = Libreswan::start(&pair.b, &pki, c2).unwrap();
-    eprintln!("daemons up after {:?}", t.elapsed());
+    eprintln!("charon and pluto up after {:?}", t.elapsed());
 
     // charon initiates: IKE_AUTH carries "out", CREATE_CHILD_SA adds "in".
-    for direction in [Direction::Out, Direction::In] {
-        let t = Instant::now();
-        let outcome = charon.initiate("ch2", direction).unwrap();
-        eprintln!(
-            "charon {direction:?}: {:?} after {:?}",
-            outcome.error,
-            t.elapsed()
-        );
-        assert!(
-            outcome.success,
-            "{:#?}\npluto:\n{}",
-            outcome.log,
-            pluto.log()
-        );
-    }
+    initiate_both(&charon, "ch2");
     check_both_children(&charon, &pluto, &pair);
+    check_geneve_port_traffic_is_esp(&pair);
 
     charon.terminate("ch2").unwrap();
     wait_for("IKE SA gone on both sides", UP, || {
@@ -139,20 +191,31 @@ fn guest_side_charon_and_pluto_install_both_geneve_children() {
     .unwrap();
 
     // pluto initiates.
+    initiate_both(&pluto, "ch1");
+    check_both_children(&charon, &pluto, &pair);
+    check_geneve_port_traffic_is_esp(&pair);
+    drop((charon, pluto, pair));
+
+    // charon <-> charon in a fresh pair.
+    let pair = NetnsPair::create("gs").unwrap();
+    let (c1, c2) = chassis_pair(&pair, false);
+    let a = StrongSwan::start(&pair.a, &pki, c1).unwrap();
+    let b = StrongSwan::start(&pair.b, &pki, c2).unwrap();
+    initiate_both(&b, "ch1");
+    check_both_children(&a, &b, &pair);
+    check_geneve_port_traffic_is_esp(&pair);
+}
+
+fn initiate_both(peer: &dyn IkePeer, remote: &str) {
     for direction in [Direction::Out, Direction::In] {
         let t = Instant::now();
-        let outcome = pluto.initiate("ch1", direction).unwrap();
+        let outcome = peer.initiate(remote, direction).unwrap();
         eprintln!(
-            "pluto {direction:?}: {:?} after {:?}",
+            "{} {direction:?}: {:?} after {:?}",
+            peer.label(),
             outcome.error,
             t.elapsed()
         );
-        assert!(
-            outcome.success,
-            "{:#?}\ncharon:\n{}",
-            outcome.log,
-            charon.log()
-        );
+        assert!(outcome.success, "{:#?}\n{}", outcome.log, peer.log());
     }
-    check_both_children(&charon, &pluto, &pair);
 }

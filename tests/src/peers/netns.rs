@@ -3,6 +3,8 @@
 //! run in parallel.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -59,6 +61,56 @@ impl Netns {
         let out =
             run_checked(Command::new("ip").args(["-n", &self.name, "xfrm", "state", "list"]))?;
         Ok(summarize_xfrm_states(&out.stdout))
+    }
+
+    /// Runs `f` on a thread that has entered this namespace (setns(2) changes only that
+    /// thread), e.g. to bind a socket there: a socket stays in the namespace it was made in.
+    pub fn run_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PeerError> {
+        let path = PathBuf::from("/run/netns").join(&self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).map_err(|source| PeerError::File {
+                what: "opening",
+                path: path.clone(),
+                source,
+            })?;
+            // SAFETY: setns(2) with a valid namespace file descriptor we hold open; it only
+            // changes the network namespace of the calling thread.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                let source = std::io::Error::last_os_error();
+                return Err(PeerError::File {
+                    what: "entering namespace",
+                    path,
+                    source,
+                });
+            }
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(PeerError::File {
+                what: "running a closure in",
+                path: PathBuf::from(&self.name),
+                source: std::io::Error::other("the closure panicked"),
+            })
+        })
+    }
+
+    /// Packets counted by the ESP states from `src` to `dst` in this namespace
+    /// (`ip -s xfrm state`): outbound states count what they encrypted, inbound ones what
+    /// they decrypted.
+    pub fn esp_packets(&self, src: IpAddr, dst: IpAddr) -> Result<u64, PeerError> {
+        let out = run_checked(
+            Command::new("ip").args(["-s", "-n", &self.name, "xfrm", "state", "list"]),
+        )?;
+        let prefix = format!("src {src} dst {dst} proto esp");
+        Ok(summarize_xfrm_states(&out.stdout)
+            .iter()
+            .filter(|s| s.starts_with(&prefix))
+            .filter_map(|s| packets_of(s))
+            .sum())
     }
 
     /// A command that runs `program` inside this namespace (`ip netns exec NAME program`).
@@ -148,6 +200,18 @@ impl Drop for NetnsPair {
                 .status();
         }
     }
+}
+
+/// The `N` of the first `N(packets)` in a state's summary (`lifetime current:` counters).
+fn packets_of(state: &str) -> Option<u64> {
+    // `lifetime config:` (limits) comes first and also says `(packets)`.
+    let current = state.get(state.find("lifetime current:")?..)?;
+    let end = current.find("(packets)")?;
+    let head = current.get(..end)?;
+    let start = head
+        .rfind(|c: char| !c.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    head.get(start..)?.parse().ok()
 }
 
 /// Joins each state of `ip xfrm state list` output into one line, dropping keys.
@@ -241,6 +305,15 @@ mod tests {
             "{states:?}"
         );
         assert!(!states[0].contains("0x0011"), "{states:?}");
+    }
+
+    #[test]
+    fn packet_counter_is_read_from_the_lifetime_current_line() {
+        let state = "src a dst b proto esp spi 0x1 lifetime config: limit: soft \
+                     8986376364555581099(packets), hard (INF)(packets) \
+                     lifetime current: 84(bytes), 3(packets) add 1";
+        assert_eq!(packets_of(state), Some(3));
+        assert_eq!(packets_of("no counters"), None);
     }
 
     #[test]
