@@ -174,6 +174,8 @@ impl TrustStore {
         let seconds = u64::try_from(unix_seconds(now)).unwrap_or(0);
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(seconds));
 
+        // Limitation: no revocation checking (CRLs, OCSP); ovs-pki deployments revoke by
+        // replacing the CA bundle.
         let path = ee
             .verify_for_usage(
                 CERT_SIGNATURE_ALGORITHMS,
