@@ -165,6 +165,23 @@ fn extended_key_usage_must_allow_ike_when_present() {
 }
 
 #[test]
+fn expired_ca_is_reported_even_when_the_chassis_certificate_is_valid() {
+    // ovs-pki signed the chassis certificate seconds after making the CA, both for ten years:
+    // one second after the CA's notAfter, only the CA has expired.
+    let (ca, leaf) = (cert(CA_A), cert(CHASSIS_1));
+    let t = ca.not_after() + Duration::from_secs(1);
+    assert!(leaf.not_after() > t);
+    assert_eq!(
+        bundle().verify_chain(&leaf, &[], t).unwrap_err(),
+        ca.check_validity(t).unwrap_err()
+    );
+    assert!(matches!(
+        ca.check_validity(t),
+        Err(AuthError::CertificateExpired { subject, .. }) if subject == ca.subject()
+    ));
+}
+
+#[test]
 fn chain_through_an_intermediate_from_cert_payloads_verifies() {
     let store = TrustStore::from_pem(CA_A).unwrap();
     let leaf = cert(CHASSIS_3);
