@@ -16,45 +16,17 @@
 use std::fmt;
 use std::path::Path;
 
+use ikev2::crypto::AeadCipher;
 use zeroize::Zeroizing;
 
 /// The largest key table we read.
 pub const MAX_KEY_TABLE_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Octets of salt at the end of SK_e for the AEAD ciphers (RFC 5282 §7.1, RFC 7634 §3).
-pub const AEAD_SALT_LEN: usize = 4;
-
 const FIELD_COUNT: usize = 8;
 const SPI_LEN: usize = 8;
 
-/// An AEAD cipher ipsecctl can decrypt SK payloads with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum AeadAlgorithm {
-    /// ENCR_AES_GCM_16 with a 128-bit key (RFC 5282).
-    AesGcm16_128,
-    /// ENCR_AES_GCM_16 with a 256-bit key (RFC 5282).
-    AesGcm16_256,
-    /// ENCR_CHACHA20_POLY1305 (RFC 7634).
-    ChaCha20Poly1305,
-}
-
-impl AeadAlgorithm {
-    /// Octets of cipher key (without the salt).
-    pub fn key_len(self) -> usize {
-        match self {
-            AeadAlgorithm::AesGcm16_128 => 16,
-            AeadAlgorithm::AesGcm16_256 | AeadAlgorithm::ChaCha20Poly1305 => 32,
-        }
-    }
-
-    /// Octets of SK_e: key plus salt.
-    pub fn sk_e_len(self) -> usize {
-        self.key_len() + AEAD_SALT_LEN
-    }
-}
-
 /// Wireshark's encryption algorithm names, and the ones we can decrypt with.
-const ENCRYPTION_NAMES: &[(&str, Option<AeadAlgorithm>)] = &[
+const ENCRYPTION_NAMES: &[(&str, Option<AeadCipher>)] = &[
     ("NULL [RFC2410]", None),
     ("3DES [RFC2451]", None),
     ("AES-CBC-128 [RFC3602]", None),
@@ -65,13 +37,13 @@ const ENCRYPTION_NAMES: &[(&str, Option<AeadAlgorithm>)] = &[
     ("AES-CTR-256 [RFC5930]", None),
     (
         "AES-GCM-128 with 16 octet ICV [RFC5282]",
-        Some(AeadAlgorithm::AesGcm16_128),
+        Some(AeadCipher::AesGcm16_128),
     ),
     // Limitation: AES-192 is not offered by ring, so AES-GCM-192 cannot be decrypted.
     ("AES-GCM-192 with 16 octet ICV [RFC5282]", None),
     (
         "AES-GCM-256 with 16 octet ICV [RFC5282]",
-        Some(AeadAlgorithm::AesGcm16_256),
+        Some(AeadCipher::AesGcm16_256),
     ),
     ("AES-GCM-128 with 8 octet ICV [RFC5282]", None),
     ("AES-GCM-192 with 8 octet ICV [RFC5282]", None),
@@ -92,7 +64,7 @@ const ENCRYPTION_NAMES: &[(&str, Option<AeadAlgorithm>)] = &[
     // so that tables for RFC 7634 SAs can be written in the same format.
     (
         "ChaCha20-Poly1305 [RFC7634]",
-        Some(AeadAlgorithm::ChaCha20Poly1305),
+        Some(AeadCipher::ChaCha20Poly1305),
     ),
 ];
 
@@ -122,7 +94,7 @@ const INTEGRITY_NONE: &str = "NONE [RFC4306]";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encryption {
     /// A cipher we decrypt with.
-    Aead(AeadAlgorithm),
+    Aead(AeadCipher),
     /// A cipher Wireshark knows and ipsecctl cannot decrypt; the Wireshark name.
     Unsupported(&'static str),
 }
@@ -407,12 +379,12 @@ fn parse_line(line: usize, text: &str) -> Result<IkeSaKeys, KeyTableError> {
                 });
             }
             for (field, key) in [("SK_ei", &sk_ei), ("SK_er", &sk_er)] {
-                if key.len() != aead.sk_e_len() {
+                if key.len() != aead.keymat_len() {
                     return Err(KeyTableError::BadKeyLength {
                         line,
                         field,
                         algorithm: encryption_name,
-                        expected: aead.sk_e_len(),
+                        expected: aead.keymat_len(),
                         found: key.len(),
                     });
                 }
@@ -579,10 +551,7 @@ mod tests {
         };
         assert_eq!(hex::encode(entry.spi_i), "bb629a76df40020e");
         assert_eq!(hex::encode(entry.spi_r), "eb309918dab0ed83");
-        assert_eq!(
-            entry.encryption,
-            Encryption::Aead(AeadAlgorithm::AesGcm16_256)
-        );
+        assert_eq!(entry.encryption, Encryption::Aead(AeadCipher::AesGcm16_256));
         assert_eq!(entry.sk_ei.len(), 36);
         assert_eq!(entry.sk_er.len(), 36);
         assert!(entry.sk_ai.is_empty());
@@ -612,7 +581,7 @@ mod tests {
         assert_eq!(table.entries()[0].line, 3);
         assert_eq!(
             table.entries()[0].encryption,
-            Encryption::Aead(AeadAlgorithm::AesGcm16_128)
+            Encryption::Aead(AeadCipher::AesGcm16_128)
         );
     }
 
