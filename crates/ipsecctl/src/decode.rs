@@ -76,7 +76,7 @@ pub struct KeyEntryView {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
     /// An IKE message (decoded, or with the error that stopped decoding).
-    IkeMessage(MessageRecord),
+    IkeMessage(Box<MessageRecord>),
     /// An ESP packet (UDP-encapsulated on port 4500, or IP protocol 50), not decoded.
     Esp(EspRecord),
     /// A NAT-keepalive.
@@ -396,7 +396,7 @@ impl Decoder<'_> {
 
     fn event(&mut self, event: CaptureEvent) -> Record {
         match event {
-            CaptureEvent::Ike(datagram) => Record::IkeMessage(self.message(&datagram)),
+            CaptureEvent::Ike(datagram) => Record::IkeMessage(Box::new(self.message(&datagram))),
             CaptureEvent::Esp {
                 frame,
                 timestamp,

@@ -309,13 +309,16 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize) -> std::fmt::R
                 }
             }
         }
-        BodyView::Auth { method, scheme, signature_len, scheme_error, data, .. } => {
+        BodyView::Auth { method, scheme, signature_len, scheme_error, signature_check, data, .. } => {
             match (scheme, signature_len) {
                 (Some(s), Some(len)) => writeln!(out, "{pad}{name}{critical} {s}, {len}-byte signature")?,
                 _ => writeln!(out, "{pad}{name}{critical} {method} {}", hex_preview(data))?,
             }
             if let Some(e) = scheme_error {
                 writeln!(out, "{pad}  ({e})")?;
+            }
+            if let Some(check) = signature_check {
+                writeln!(out, "{pad}  signature {check}")?;
             }
         }
         BodyView::Nonce { data_len, data } => {

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use ikev2::auth::{decode_auth_data, Certificate};
+use ikev2::auth::{decode_auth_data, recover_rsa_pkcs1_digest, Certificate};
 use ikev2::codec::{
     AttributeValue, NotifyData, Payload, PayloadBody, Proposal, TrafficSelector, Transform,
     TransformId,
@@ -112,6 +112,11 @@ pub enum BodyView {
         signature_len: Option<usize>,
         /// Why the authentication data could not be split, if it could not.
         scheme_error: Option<String>,
+        /// For RSA PKCS#1 v1.5 signatures in a chain that also carries the signer's CERT: what
+        /// the public-key operation with that certificate shows (the signed octets of RFC 7296
+        /// §2.15 need SK_pi/SK_pr, which a decryption table does not give, so the digest
+        /// itself is not compared).
+        signature_check: Option<String>,
         /// The authentication data, hex.
         data: String,
     },
@@ -280,7 +285,37 @@ pub struct CfgAttributeView {
 
 /// Builds the view of a payload chain.
 pub fn payloads(list: &[Payload], ctx: &MessageContext) -> Vec<PayloadView> {
-    list.iter().map(|p| payload(p, ctx)).collect()
+    let mut views: Vec<PayloadView> = list.iter().map(|p| payload(p, ctx)).collect();
+
+    // The first CERT of a chain is the sender's end-entity certificate (RFC 7296 §3.6).
+    let signer = list.iter().find_map(|p| match &p.body {
+        PayloadBody::Cert(c) => Certificate::from_cert_payload(c.encoding, &c.data).ok(),
+        _ => None,
+    });
+    if let Some(signer) = signer {
+        for (p, v) in list.iter().zip(views.iter_mut()) {
+            if let (
+                PayloadBody::Auth(auth),
+                BodyView::Auth {
+                    signature_check, ..
+                },
+            ) = (&p.body, &mut v.body)
+            {
+                *signature_check = Some(
+                    match recover_rsa_pkcs1_digest(&signer, auth.method, &auth.data) {
+                        Ok(d) => format!(
+                            "made with the key of {}: well-formed PKCS#1 v1.5, {} digest {}",
+                            signer.subject(),
+                            d.hash,
+                            hex::encode(&d.digest)
+                        ),
+                        Err(e) => format!("not checked against {}: {e}", signer.subject()),
+                    },
+                );
+            }
+        }
+    }
+    views
 }
 
 /// Builds the view of one payload.
@@ -348,6 +383,7 @@ fn body(b: &PayloadBody, ctx: &MessageContext) -> BodyView {
                 scheme,
                 signature_len,
                 scheme_error,
+                signature_check: None,
                 data: hex::encode(&auth.data),
             }
         }
@@ -588,7 +624,7 @@ fn nat_detection_hash(ctx: &MessageContext, addr: SocketAddr) -> Vec<u8> {
 fn distinguished_name(data: &[u8]) -> Option<String> {
     use x509_parser::prelude::FromDer;
     match x509_parser::x509::X509Name::from_der(data) {
-        Ok((rest, name)) if rest.is_empty() => Some(name.to_string()),
+        Ok(([], name)) => Some(name.to_string()),
         _ => None,
     }
 }
