@@ -3,7 +3,7 @@
 //! Linux cooked v2, IPv6, IP fragments, RFC 7383 SKF fragments, ESP, keepalives, malformed
 //! messages), on truncated files, and with bad arguments.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ikev2::codec::{Flags, Header, Id, Message, Nonce, Notify, Payload, PayloadBody};
@@ -36,7 +36,7 @@ fn ipsecctl(args: &[&std::ffi::OsStr]) -> Output {
         .unwrap()
 }
 
-fn decode(file: &PathBuf, keys: Option<&PathBuf>, json: bool) -> Output {
+fn decode(file: &Path, keys: Option<&PathBuf>, json: bool) -> Output {
     let mut args: Vec<&std::ffi::OsStr> = vec!["decode".as_ref(), file.as_os_str()];
     if let Some(k) = keys {
         args.push("--keys".as_ref());
