@@ -12,7 +12,7 @@ use std::time::Duration;
 use pcap_file::pcap::PcapParser;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgParser};
-use pcap_file::PcapError;
+use pcap_file::{PcapError, TsResolution};
 
 /// The largest capture file we read; larger files are rejected rather than loaded.
 pub const MAX_CAPTURE_BYTES: u64 = 512 * 1024 * 1024;
@@ -154,6 +154,7 @@ fn parse_pcap(bytes: &[u8]) -> Result<Capture, CaptureError> {
         reason: describe(&e),
     })?;
     let link_type = u32::from(parser.header().datalink);
+    let nanosecond = parser.header().ts_resolution == TsResolution::NanoSecond;
 
     let mut frames = Vec::new();
     let mut problem = None;
@@ -162,16 +163,18 @@ fn parse_pcap(bytes: &[u8]) -> Result<Capture, CaptureError> {
             problem = Some(too_many_frames(&frames));
             break;
         }
-        match parser.next_packet(rest) {
-            Ok((next, packet)) => {
+        // The raw record, not next_packet(): pcap-file rejects records whose original length
+        // exceeds the snap length, which is exactly what a capture taken with `-s` contains.
+        match parser.next_raw_packet(rest) {
+            Ok((next, raw)) => {
                 rest = next;
                 let number = next_number(&frames);
                 frames.push(Frame {
                     number,
-                    timestamp: Some(packet.timestamp),
+                    timestamp: pcap_time(raw.ts_sec, raw.ts_frac, nanosecond),
                     link_type,
-                    data: packet.data.into_owned(),
-                    original_len: packet.orig_len,
+                    data: raw.data.into_owned(),
+                    original_len: raw.orig_len,
                 });
             }
             Err(e) => {
@@ -189,6 +192,17 @@ fn parse_pcap(bytes: &[u8]) -> Result<Capture, CaptureError> {
         frames,
         problem,
     })
+}
+
+/// A classic pcap record time: seconds and micro- or nanoseconds; `None` when the fraction
+/// is out of range.
+fn pcap_time(secs: u32, frac: u32, nanosecond: bool) -> Option<Duration> {
+    let nanos = if nanosecond {
+        frac
+    } else {
+        frac.checked_mul(1000)?
+    };
+    (nanos < 1_000_000_000).then(|| Duration::new(u64::from(secs), nanos))
 }
 
 /// What we remember of a pcapng Interface Description Block.

@@ -135,7 +135,7 @@ pub fn extract(frames: &[Frame]) -> (Vec<CaptureEvent>, FrameCounts) {
         let malformed = |error: String| CaptureEvent::Malformed {
             frame: frame.number,
             timestamp: frame.timestamp,
-            error,
+            error: with_snap_note(error, frame),
         };
 
         let network = match network_layer(frame.link_type, &frame.data) {
@@ -146,8 +146,8 @@ pub fn extract(frames: &[Frame]) -> (Vec<CaptureEvent>, FrameCounts) {
             }
         };
         let parsed = match network {
-            Network::Ipv4(bytes) => parse_ipv4(bytes).map_err(|e| format!("IPv4: {e}")),
-            Network::Ipv6(bytes) => parse_ipv6(bytes).map_err(|e| format!("IPv6: {e}")),
+            Network::Ipv4(bytes) => parse_ipv4(bytes).map_err(|e| e.to_string()),
+            Network::Ipv6(bytes) => parse_ipv6(bytes).map_err(|e| e.to_string()),
             Network::Other { .. } => {
                 counts.unrelated += 1;
                 continue;
@@ -220,6 +220,18 @@ pub fn extract(frames: &[Frame]) -> (Vec<CaptureEvent>, FrameCounts) {
     (events, counts)
 }
 
+/// Adds a note when the capture's snap length cut the frame, the usual reason for lengths
+/// that run past the captured bytes.
+fn with_snap_note(error: String, frame: &Frame) -> String {
+    let captured = frame.data.len();
+    match usize::try_from(frame.original_len) {
+        Ok(original) if original > captured => {
+            format!("{error} (the snap length kept {captured} of {original} bytes)")
+        }
+        _ => error,
+    }
+}
+
 fn incomplete_event(i: Incomplete) -> CaptureEvent {
     CaptureEvent::FragmentsIncomplete {
         frames: i.frames,
@@ -266,7 +278,7 @@ fn transport(
             events.push(CaptureEvent::Malformed {
                 frame: frame.number,
                 timestamp: frame.timestamp,
-                error: format!("UDP: {e}"),
+                error: with_snap_note(format!("UDP: {e}"), frame),
             });
             return;
         }

@@ -61,9 +61,12 @@ fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// A file in this test's scratch directory.
+/// A new file in this test's scratch directory (unique: tests run in parallel).
 fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ipsecctl-decode-{name}"));
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let unique = format!("ipsecctl-decode-{}-{n}-{name}", std::process::id());
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique);
     std::fs::write(&path, bytes).unwrap();
     path
 }
@@ -766,4 +769,30 @@ fn truncated_ike_message_in_a_frame_is_reported_not_fatal() {
     assert!(messages[2]["error"].is_null());
     assert_eq!(report["summary"]["malformed_messages"], 2);
     let _ = Message::decode(&init).unwrap();
+}
+
+#[test]
+fn frames_cut_by_the_snap_length_are_reported_with_the_reason() {
+    let init = std::fs::read(format!(
+        "{FIXTURE_DIR}/../messages/01-ike_sa_init-request.bin"
+    ))
+    .unwrap();
+    let whole = ipv4(17, 1, &udp(500, 500, &init), None).remove(0);
+    const SNAPLEN: usize = 96;
+    let mut file = pcap(LINKTYPE_RAW, &[]);
+    file[16..20].copy_from_slice(&(SNAPLEN as u32).to_le_bytes());
+    file.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+    file.extend_from_slice(&0u32.to_le_bytes());
+    file.extend_from_slice(&(SNAPLEN as u32).to_le_bytes());
+    file.extend_from_slice(&(whole.len() as u32).to_le_bytes());
+    file.extend_from_slice(&whole[..SNAPLEN]);
+    let path = scratch("snaplen.pcap", &file);
+
+    let out = decode(&path, None, false);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("frame 1: malformed: IPv4 length field says 320 bytes, 96 were captured (the snap length kept 96 of 320 bytes)"),
+        "{text}"
+    );
 }
