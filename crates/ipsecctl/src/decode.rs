@@ -506,6 +506,7 @@ impl Decoder<'_> {
             spi_r: header.spi_r,
             src: d.src,
             dst: d.dst,
+            from_original_initiator: header.flags.is_initiator(),
         };
 
         let message = match Message::decode(&d.message) {

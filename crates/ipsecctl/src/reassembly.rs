@@ -130,6 +130,8 @@ pub struct Incomplete {
     pub reason: IncompleteReason,
 }
 
+// Limitation: fragments never expire by time (Linux gives up after 30 s); in a capture with
+// long gaps, fragments the receiver would have discarded can still be joined here.
 #[derive(Debug, Default)]
 struct Pending {
     buffer: Vec<u8>,

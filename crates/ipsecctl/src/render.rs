@@ -278,9 +278,12 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize) -> std::fmt::R
         BodyView::Ke { group, data_len, data, .. } => {
             writeln!(out, "{pad}{name}{critical} {group}, {data_len} bytes: {}", hex_preview(data))?;
         }
-        BodyView::Id { id_type, value, data, .. } => {
+        BodyView::Id { id_type, value, certificate_match, data, .. } => {
             let shown = value.clone().unwrap_or_else(|| hex_preview(data));
             writeln!(out, "{pad}{name}{critical} {id_type} {shown}")?;
+            if let Some(m) = certificate_match {
+                writeln!(out, "{pad}  {m}")?;
+            }
         }
         BodyView::Cert { encoding, data_len, certificate, certificate_error, .. } => {
             writeln!(out, "{pad}{name}{critical} {encoding}, {data_len} bytes")?;

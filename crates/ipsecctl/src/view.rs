@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use ikev2::auth::{decode_auth_data, recover_rsa_pkcs1_digest, Certificate};
+use ikev2::auth::{
+    certificate_proves, decode_auth_data, recover_rsa_pkcs1_digest, Certificate, Identity,
+};
 use ikev2::codec::{
     AttributeValue, NotifyData, Payload, PayloadBody, Proposal, TrafficSelector, Transform,
     TransformId,
@@ -25,6 +27,8 @@ pub struct MessageContext {
     pub src: SocketAddr,
     /// Where it went.
     pub dst: SocketAddr,
+    /// The I flag: the sender is the original initiator, so IDi (not IDr) is its identity.
+    pub from_original_initiator: bool,
 }
 
 /// One payload: its type, critical bit and typed body.
@@ -71,6 +75,9 @@ pub enum BodyView {
         id_type_id: u8,
         /// The identity as text (FQDN, e-mail, address, DN), when it has a text form.
         value: Option<String>,
+        /// For the sender's own ID in a chain that carries its CERT: whether the certificate
+        /// proves it (FQDN against SAN dNSName or, without SAN, the CN; DN against the subject).
+        certificate_match: Option<String>,
         /// The identification data, hex.
         data: String,
     },
@@ -294,6 +301,25 @@ pub fn payloads(list: &[Payload], ctx: &MessageContext) -> Vec<PayloadView> {
     });
     if let Some(signer) = signer {
         for (p, v) in list.iter().zip(views.iter_mut()) {
+            let own_id = match &p.body {
+                PayloadBody::IdI(id) if ctx.from_original_initiator => Some(id),
+                PayloadBody::IdR(id) if !ctx.from_original_initiator => Some(id),
+                _ => None,
+            };
+            if let (
+                Some(id),
+                BodyView::Id {
+                    certificate_match, ..
+                },
+            ) = (own_id, &mut v.body)
+            {
+                let proven = Identity::from_id_payload(id.id_type, &id.data)
+                    .and_then(|identity| certificate_proves(&signer, &identity));
+                *certificate_match = Some(match proven {
+                    Ok(()) => format!("proven by the certificate of {}", signer.subject()),
+                    Err(e) => format!("NOT proven by the certificate of {}: {e}", signer.subject()),
+                });
+            }
             if let (
                 PayloadBody::Auth(auth),
                 BodyView::Auth {
@@ -344,6 +370,7 @@ fn body(b: &PayloadBody, ctx: &MessageContext) -> BodyView {
             id_type: id.id_type.to_string(),
             id_type_id: id.id_type.0,
             value: id_text(id.id_type, &id.data),
+            certificate_match: None,
             data: hex::encode(&id.data),
         },
         PayloadBody::Cert(cert) => {

@@ -125,6 +125,7 @@ fn with_keys_the_inner_payloads_of_every_sk_payload_are_shown() {
         "line 1: SPIi bb629a76df40020e SPIr eb309918dab0ed83  AES-GCM-256 with 16 octet ICV [RFC5282]",
         "decrypted SK with key table line 1 (IV f0489bb28d8382b3, 0 bytes padding",
         "IDI ID_FQDN chassis-a",
+        "proven by the certificate of C=US, ST=CA, O=Open vSwitch, OU=Open vSwitch certifier, CN=chassis-a",
         "subject C=US, ST=CA, O=Open vSwitch, OU=Open vSwitch certifier, CN=chassis-a",
         "N(INITIAL_CONTACT)",
         "IDR ID_FQDN chassis-b",
@@ -215,6 +216,14 @@ fn json_output_has_the_documented_structure() {
         ]
     );
     assert_eq!(d["payloads"][0]["value"], "chassis-a");
+    assert!(d["payloads"][0]["certificate_match"]
+        .as_str()
+        .unwrap()
+        .starts_with("proven by"));
+    assert!(
+        d["payloads"][4]["certificate_match"].is_null(),
+        "IDr of a request is not the sender's"
+    );
     assert_eq!(
         d["payloads"][1]["certificate"]["dns_names"],
         serde_json::json!(["chassis-a"])

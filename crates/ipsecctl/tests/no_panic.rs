@@ -114,6 +114,7 @@ fn mutated_inner_payloads_render_without_panicking() {
             spi_r: header.spi_r,
             src: "10.99.0.1:4500".parse().unwrap(),
             dst: "10.99.0.2:4500".parse().unwrap(),
+            from_original_initiator: header.flags.is_initiator(),
         };
         for _ in 0..PLAINTEXT_MUTATIONS {
             let plaintext = mutate(&mut rng, &m.plaintext);
