@@ -492,6 +492,16 @@ impl Decoder<'_> {
             decryption: None,
         };
 
+        if let Some(on_wire) = d.cut_from {
+            self.summary.malformed_messages += 1;
+            record.error = Some(format!(
+                "the capture's snap length cut the message: {} of {on_wire} octets captured",
+                d.message.len()
+            ));
+            record.header = cut_header(&d.message).as_ref().map(header_view);
+            return record;
+        }
+
         let header = match Header::decode(&d.message) {
             Ok(h) => h,
             Err(e) => {
@@ -634,6 +644,19 @@ impl Decoder<'_> {
         }
         view
     }
+}
+
+/// The IKE header of a message the snap length cut: decoded from a copy whose Length field
+/// is set to what was captured, then given back the declared Length.
+fn cut_header(captured: &[u8]) -> Option<Header> {
+    let declared = captured.get(24..28)?;
+    let declared = u32::from_be_bytes(declared.try_into().ok()?);
+    let mut copy = captured.to_vec();
+    let len = u32::try_from(copy.len()).ok()?;
+    copy.get_mut(24..28)?.copy_from_slice(&len.to_be_bytes());
+    let mut header = Header::decode(&copy).ok()?;
+    header.length = declared;
+    Some(header)
 }
 
 fn header_view(h: &Header) -> HeaderView {

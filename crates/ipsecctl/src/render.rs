@@ -65,8 +65,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             }
             Record::IpFragmentsDropped(f) => writeln!(
                 out,
-                "frames {}: IP datagram {} -> {} (id {}) dropped: {}",
-                frame_list(&f.frames),
+                "{}: IP datagram {} -> {} (id {}) dropped: {}",
+                frames_label(&f.frames),
                 f.src,
                 f.dst,
                 f.ip_id,
@@ -74,8 +74,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             )?,
             Record::IpFragmentsIncomplete(f) => writeln!(
                 out,
-                "frames {}: IP datagram {} -> {} (id {}) incomplete: {}",
-                frame_list(&f.frames),
+                "{}: IP datagram {} -> {} (id {}) incomplete: {}",
+                frames_label(&f.frames),
                 f.src,
                 f.dst,
                 f.ip_id,
@@ -83,8 +83,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             )?,
             Record::SkfIncomplete(s) => writeln!(
                 out,
-                "frames {}: IKE message SPIi {} SPIr {} Message ID {} {}: only {} of {} SKF fragments arrived",
-                frame_list(&s.frames),
+                "{}: IKE message SPIi {} SPIr {} Message ID {} {}: only {} of {} SKF fragments arrived",
+                frames_label(&s.frames),
                 s.spi_i,
                 s.spi_r,
                 s.message_id,
@@ -118,6 +118,14 @@ fn frame_list(frames: &[u64]) -> String {
         .map(u64::to_string)
         .collect::<Vec<_>>()
         .join("+")
+}
+
+/// "frame 4" or "frames 3+4".
+fn frames_label(frames: &[u64]) -> String {
+    match frames {
+        [one] => format!("frame {one}"),
+        _ => format!("frames {}", frame_list(frames)),
+    }
 }
 
 fn write_packet_line(out: &mut String, p: &PacketRecord, what: &str) -> std::fmt::Result {

@@ -781,7 +781,7 @@ fn truncated_ike_message_in_a_frame_is_reported_not_fatal() {
 }
 
 #[test]
-fn frames_cut_by_the_snap_length_are_reported_with_the_reason() {
+fn frames_cut_by_the_snap_length_show_what_was_captured() {
     let init = std::fs::read(format!(
         "{FIXTURE_DIR}/../messages/01-ike_sa_init-request.bin"
     ))
@@ -790,18 +790,96 @@ fn frames_cut_by_the_snap_length_are_reported_with_the_reason() {
     const SNAPLEN: usize = 96;
     let mut file = pcap(LINKTYPE_RAW, &[]);
     file[16..20].copy_from_slice(&(SNAPLEN as u32).to_le_bytes());
-    file.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-    file.extend_from_slice(&0u32.to_le_bytes());
-    file.extend_from_slice(&(SNAPLEN as u32).to_le_bytes());
-    file.extend_from_slice(&(whole.len() as u32).to_le_bytes());
-    file.extend_from_slice(&whole[..SNAPLEN]);
+    for kept in [SNAPLEN, 24] {
+        file.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        file.extend_from_slice(&0u32.to_le_bytes());
+        file.extend_from_slice(&(kept as u32).to_le_bytes());
+        file.extend_from_slice(&(whole.len() as u32).to_le_bytes());
+        file.extend_from_slice(&whole[..kept]);
+    }
     let path = scratch("snaplen.pcap", &file);
 
     let out = decode(&path, None, false);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
+    for expected in [
+        "IKE_SA_INIT request  SPIi bb629a76df40020e",
+        "MALFORMED: the capture's snap length cut the message: 68 of 292 octets captured",
+        "frame 2: malformed: UDP: UDP header needs 8 bytes, the datagram has 4 (the snap length kept 24 of 320 bytes)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+fn editcap_fixture(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures")).join(name)
+}
+
+/// The records without their times (microsecond files lose the nanoseconds).
+fn timeless_records(report: &Value) -> Vec<Value> {
+    let mut records = report["records"].as_array().unwrap().clone();
+    for r in &mut records {
+        let r = r.as_object_mut().unwrap();
+        r.remove("time");
+        r.remove("relative_time");
+    }
+    records
+}
+
+#[test]
+fn classic_pcap_as_editcap_writes_it_decodes_like_the_pcapng_original() {
+    let original = json(&decode(&capture(), Some(&keys()), true));
+    for name in [
+        "transport-two-children-usec.pcap",
+        "transport-two-children-nsec.pcap",
+    ] {
+        let report = json(&decode(&editcap_fixture(name), Some(&keys()), true));
+        assert_eq!(report["capture_format"], "pcap");
+        assert_eq!(
+            timeless_records(&report),
+            timeless_records(&original),
+            "{name}"
+        );
+    }
+    let nsec = json(&decode(
+        &editcap_fixture("transport-two-children-nsec.pcap"),
+        None,
+        true,
+    ));
+    assert_eq!(
+        nsec["first_frame_time"], original["first_frame_time"],
+        "nanoseconds kept"
+    );
+}
+
+#[test]
+fn messages_cut_by_the_snap_length_still_show_their_header() {
+    let path = editcap_fixture("transport-two-children-snap200.pcap");
+    let report = json(&decode(&path, Some(&keys()), true));
+    let messages = ike_records(&report);
+    let exchanges: Vec<&str> = messages
+        .iter()
+        .map(|m| m["header"]["exchange"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        exchanges,
+        [
+            "IKE_SA_INIT",
+            "IKE_SA_INIT",
+            "IKE_AUTH",
+            "CREATE_CHILD_SA",
+            "CREATE_CHILD_SA"
+        ],
+        "the IP-fragmented IKE_AUTH request cannot be reassembled from cut fragments"
+    );
+    assert_eq!(messages[0]["header"]["length"], 292, "the declared length");
+    assert_eq!(
+        messages[0]["error"],
+        "the capture's snap length cut the message: 158 of 292 octets captured"
+    );
+    let text = stdout(&decode(&path, None, false));
     assert!(
-        text.contains("frame 1: malformed: IPv4 length field says 320 bytes, 96 were captured (the snap length kept 96 of 320 bytes)"),
+        text.contains("IP fragment (id 8591, offset 0) cut by the snap length: not reassembled"),
         "{text}"
     );
 }
