@@ -169,6 +169,7 @@ pub fn extract(frames: &[Frame]) -> (Vec<CaptureEvent>, FrameCounts) {
                 continue;
             }
         };
+        // Limitation: IKE over TCP (RFC 9329) is not decoded; such frames count as unrelated.
         if packet.protocol != IPPROTO_UDP && packet.protocol != IPPROTO_ESP {
             counts.unrelated += 1;
             continue;

@@ -883,3 +883,33 @@ fn messages_cut_by_the_snap_length_still_show_their_header() {
         "{text}"
     );
 }
+
+#[test]
+fn ipv6_fragments_are_reassembled() {
+    let init = std::fs::read(format!(
+        "{FIXTURE_DIR}/../messages/01-ike_sa_init-request.bin"
+    ))
+    .unwrap();
+    let datagram = udp(500, 500, &init);
+    let piece = 120;
+    let chunks: Vec<&[u8]> = datagram.chunks(piece).collect();
+    let mut frames = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate().rev() {
+        let more = u16::from(i + 1 < chunks.len());
+        let mut fragment_header = vec![17, 0];
+        fragment_header.extend_from_slice(&((((i * piece) / 8) as u16) << 3 | more).to_be_bytes());
+        fragment_header.extend_from_slice(&0xfeed_beefu32.to_be_bytes());
+        fragment_header.extend_from_slice(chunk);
+        let mut packet = ipv6_udp(&fragment_header);
+        packet[6] = 44; // Next Header: Fragment
+        frames.push(packet);
+    }
+    let path = scratch("ipv6-fragments.pcap", &pcap(LINKTYPE_RAW, &frames));
+    let report = json(&decode(&path, None, true));
+    let messages = ike_records(&report);
+    assert_eq!(messages.len(), 1, "{report:#}");
+    assert_eq!(messages[0]["frames"], serde_json::json!([1, 2, 3]));
+    assert_eq!(messages[0]["src"], "[2001:db8::1]:500");
+    assert!(messages[0]["error"].is_null(), "{}", messages[0]);
+    assert_eq!(messages[0]["header"]["exchange"], "IKE_SA_INIT");
+}
