@@ -373,3 +373,67 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+    use crate::events::event_from_message;
+
+    /// A small deterministic generator (xorshift64*), so the test is reproducible.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    /// Builds a payload: a fixed header of plausible size, then attributes with random types
+    /// and (sometimes inconsistent) lengths.
+    fn payload(rng: &mut Rng, ty: u16) -> Vec<u8> {
+        let mut p: Vec<u8> = (0..min_payload_len(ty) as u64 + rng.below(3))
+            .map(|_| rng.next() as u8)
+            .collect();
+        for _ in 0..rng.below(6) {
+            let kind = rng.below(34) as u16;
+            let len = rng.below(300) as usize;
+            let claimed = if rng.below(4) == 0 {
+                rng.below(400) as u16
+            } else {
+                (len + 4) as u16
+            };
+            p.extend_from_slice(&claimed.to_ne_bytes());
+            p.extend_from_slice(&kind.to_ne_bytes());
+            p.extend((0..len).map(|_| rng.next() as u8));
+            p.resize((p.len() + 3) & !3, 0);
+        }
+        p
+    }
+
+    #[test]
+    fn random_xfrm_messages_never_panic_the_decoder_or_event_conversion() {
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        for _ in 0..20_000 {
+            let ty = XFRM_MSG_BASE + rng.below(0x1a) as u16;
+            let body = payload(&mut rng, ty);
+            let mut d = Vec::new();
+            d.extend_from_slice(&((NLMSG_HDR_LEN + body.len()) as u32).to_ne_bytes());
+            d.extend_from_slice(&ty.to_ne_bytes());
+            d.extend_from_slice(&0u16.to_ne_bytes());
+            d.extend_from_slice(&0u64.to_ne_bytes());
+            d.extend(body);
+            if let Ok(msgs) = decode_datagram(&d) {
+                for (_, reply) in msgs {
+                    if let Reply::Xfrm(m) = reply {
+                        let _ = event_from_message(&m, false);
+                    }
+                }
+            }
+        }
+    }
+}
