@@ -523,6 +523,83 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
     let cleaned = remove(&ka, &kb).await;
     r.check("ESP-in-UDP (UDP_ENCAP_ESPINUDP 4500) state: 6081 arrives decrypted, only UDP 4500 on the wire", res.and(cleaned));
 
+    // The controller's inbound flow: allocate the SPI in b, then install over the larval state.
+    let res = async {
+        let range = xfrm::SpiRange::new(0xc000, 0xcfff).map_err(|e| e.to_string())?;
+        let req = xfrm::SpiRequest {
+            src: net.a4,
+            dst: net.b4,
+            reqid: 180,
+            mode: Mode::Transport,
+            mark: None,
+            range,
+        };
+        let spi = kb.alloc_spi(req).await.map_err(|e| e.to_string())?;
+        if !(0xc000..=0xcfff).contains(&spi) {
+            return Err(format!("SPI {spi:#x} outside the range"));
+        }
+        let sa = transport_sa(
+            net.a4,
+            net.b4,
+            spi,
+            180,
+            Algorithm::aes_gcm_256(&key(36, 11)).unwrap(),
+        );
+        kb.update_state(&sa.in_state)
+            .await
+            .map_err(|e| format!("update over larval state: {e}"))?;
+        kb.add_policy(&sa.in_policy)
+            .await
+            .map_err(|e| e.to_string())?;
+        ka.add_state(&sa.out_state)
+            .await
+            .map_err(|e| e.to_string())?;
+        ka.add_policy(&sa.out_policy)
+            .await
+            .map_err(|e| e.to_string())?;
+        traffic_check(&ka, &kb, &sa, &udp4, net.b4, false).await
+    }
+    .await;
+    let cleaned = remove(&ka, &kb).await;
+    r.check(
+        "SPI allocated in a range (ALLOCSPI) then installed with update_state carries traffic",
+        res.and(cleaned),
+    );
+
+    // Tunnel mode between the two hosts, IPv6.
+    let res = async {
+        let mut sa = transport_sa(
+            net.a6,
+            net.b6,
+            0x8001,
+            185,
+            Algorithm::chacha20_poly1305(&key(36, 12)).unwrap(),
+        );
+        for st in [&mut sa.out_state, &mut sa.in_state] {
+            st.mode = Mode::Tunnel;
+        }
+        for p in [&mut sa.out_policy, &mut sa.in_policy] {
+            p.templates = vec![Template::tunnel(net.a6, net.b6, 185)];
+        }
+        install(&ka, &kb, &sa).await?;
+        traffic_check(&ka, &kb, &sa, &udp6, net.b6, false).await?;
+        match ka
+            .get_state(&sa.out_state.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .mode
+        {
+            Mode::Tunnel => Ok(()),
+            m => Err(format!("mode reported as {m:?}")),
+        }
+    }
+    .await;
+    let cleaned = remove(&ka, &kb).await;
+    r.check(
+        "tunnel-mode SAs (IPv6): 6081 is ESP on the wire and decrypted, 7000 stays plaintext",
+        res.and(cleaned),
+    );
+
     // A block policy with no SA: nothing leaves, nothing arrives in plaintext.
     let res = async {
         let sel = Selector::udp(net.a4, net.b4, None, Some(GENEVE));
@@ -600,6 +677,43 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
     }
     .await;
     r.check("soft then hard expire events for a state with 1 s / 2 s lifetimes; the state is gone after", res);
+
+    // An allow policy whose SA is missing: nothing leaves in plaintext, and the kernel asks
+    // for the SA (ACQUIRE) naming the template's reqid.
+    let res = async {
+        let sel = Selector::udp(net.a4, net.b4, None, Some(GENEVE));
+        let p = Policy::allow(
+            PolicyId::new(sel, Direction::Out),
+            100,
+            vec![Template::transport(190)],
+        );
+        ka.add_policy(&p).await.map_err(|e| e.to_string())?;
+        let before = nft_counters()?;
+        let _ = udp4
+            .sender
+            .send_to(b"needs-an-sa", SocketAddr::new(net.b4, GENEVE));
+        wait_for(
+            &mut events,
+            "Acquire for reqid 190",
+            |e| matches!(e, Event::Acquire { reqid: Some(190), dst, .. } if *dst == net.b4),
+        )
+        .await?;
+        let after = nft_counters()?;
+        let seen = delta(&before, &after, "plain_6081") + delta(&before, &after, "esp_in");
+        if seen != 0 {
+            return Err(format!("{seen} packets reached b"));
+        }
+        Ok(())
+    }
+    .await;
+    let cleaned = ka
+        .delete_policy(&PolicyId::new(
+            Selector::udp(net.a4, net.b4, None, Some(GENEVE)),
+            Direction::Out,
+        ))
+        .await
+        .map_err(|e| e.to_string());
+    r.check("allow policy without an SA: nothing leaves in plaintext and an Acquire event names the reqid", res.and(cleaned));
 
     // An external flush.
     let res = async {
@@ -755,19 +869,21 @@ fn set_udp_encap(sock: &UdpSocket) -> CheckResult {
     Ok(())
 }
 
-/// Programs `n` outbound states and `n` policies (one per peer) with the crate, then the same
-/// with `ip -batch`, in fresh namespaces; prints objects per second for both.
-async fn bench(n: u32) -> Result<(), String> {
+/// Rounds of the guest benchmark; the order alternates so neither side always runs first.
+const BENCH_ROUNDS: u32 = 3;
+
+fn bench_peer(i: u32) -> IpAddr {
+    IpAddr::from([
+        10,
+        200 + (i / 65536) as u8,
+        (i / 256 % 256) as u8,
+        (i % 256) as u8,
+    ])
+}
+
+/// Times the crate programming `n` states and `n` policies in one batch, in a fresh namespace.
+async fn bench_crate(n: u32) -> Result<Duration, String> {
     ip(&["netns", "add", "bench1"])?;
-    ip(&["netns", "add", "bench2"])?;
-    let peer = |i: u32| {
-        IpAddr::from([
-            10,
-            200 + (i / 65536) as u8,
-            (i / 256 % 256) as u8,
-            (i % 256) as u8,
-        ])
-    };
     let k = {
         let _ns = InNetns::enter("bench1");
         Kernel::connect(Ownership::reqids(1..=u32::MAX))
@@ -780,7 +896,7 @@ async fn bench(n: u32) -> Result<(), String> {
     for i in 0..n {
         let id = StateId {
             src: local,
-            dst: peer(i),
+            dst: bench_peer(i),
             spi: 0x10000 + i,
             mark: None,
         };
@@ -790,7 +906,7 @@ async fn bench(n: u32) -> Result<(), String> {
             Mode::Transport,
             gcm.clone(),
         )));
-        let sel = Selector::udp(local, peer(i), None, Some(GENEVE));
+        let sel = Selector::udp(local, bench_peer(i), None, Some(GENEVE));
         changes.push(Change::AddPolicy(Policy::allow(
             PolicyId::new(sel, Direction::Out),
             100,
@@ -799,37 +915,70 @@ async fn bench(n: u32) -> Result<(), String> {
     }
     let t = Instant::now();
     let results = k.apply(&changes).await.map_err(|e| e.to_string())?;
-    let ours = t.elapsed();
+    let took = t.elapsed();
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
         return Err(format!("crate batch: {e}"));
     }
+    let installed = k.dump_states().await.map_err(|e| e.to_string())?.len();
+    drop(k);
+    ip(&["netns", "del", "bench1"])?;
+    if installed != n as usize {
+        return Err(format!("{installed} states installed, expected {n}"));
+    }
+    Ok(took)
+}
 
+/// Times `ip -batch` doing the same work in a fresh namespace.
+fn bench_ip(n: u32) -> Result<Duration, String> {
+    let local = addr("10.0.0.1");
+    let hex: String = key(36, 1).iter().map(|b| format!("{b:02x}")).collect();
     let mut script = String::new();
     for i in 0..n {
         script.push_str(&format!(
             "xfrm state add src {local} dst {} proto esp spi {} reqid {} mode transport replay-window 1024 flag esn \
-             aead rfc4106(gcm(aes)) 0x{} 128\n",
-            peer(i), 0x10000 + i, 1 + i, key(36, 1).iter().map(|b| format!("{b:02x}")).collect::<String>()
+             aead rfc4106(gcm(aes)) 0x{hex} 128\n",
+            bench_peer(i), 0x10000 + i, 1 + i
         ));
         script.push_str(&format!(
             "xfrm policy add src {local} dst {} proto udp dport 6081 dir out priority 100 tmpl proto esp reqid {} mode transport\n",
-            peer(i), 1 + i
+            bench_peer(i), 1 + i
         ));
     }
     let path = "/tmp/xfrm-bench.batch";
     std::fs::write(path, script).map_err(|e| e.to_string())?;
+    ip(&["netns", "add", "bench2"])?;
     let t = Instant::now();
     ip(&["-n", "bench2", "-batch", path])?;
-    let theirs = t.elapsed();
-    let objects = f64::from(2 * n);
-    let rate = |d: Duration| objects / d.as_secs_f64();
-    println!(
-        "bench: {} states + {} policies: xfrm crate {:.0} objects/s ({:.1} ms), ip -batch {:.0} objects/s ({:.1} ms), ratio {:.2}x",
-        n, n, rate(ours), ours.as_secs_f64() * 1e3, rate(theirs), theirs.as_secs_f64() * 1e3,
-        theirs.as_secs_f64() / ours.as_secs_f64()
-    );
-    ip(&["netns", "del", "bench1"])?;
+    let took = t.elapsed();
     ip(&["netns", "del", "bench2"])?;
+    Ok(took)
+}
+
+/// Programs `n` outbound states and `n` policies (one per peer) with the crate and with
+/// `ip -batch`, in fresh namespaces, for a few rounds; prints objects per second for both.
+async fn bench(n: u32) -> Result<(), String> {
+    let rate = |d: Duration| f64::from(2 * n) / d.as_secs_f64();
+    let (mut best_ours, mut best_theirs) = (Duration::MAX, Duration::MAX);
+    for round in 0..BENCH_ROUNDS {
+        let (ours, theirs) = if round % 2 == 0 {
+            let o = bench_crate(n).await?;
+            (o, bench_ip(n)?)
+        } else {
+            let t = bench_ip(n)?;
+            (bench_crate(n).await?, t)
+        };
+        println!(
+            "bench round {round}: {n} states + {n} policies: xfrm crate {:.0} objects/s, ip -batch {:.0} objects/s, ratio {:.2}x",
+            rate(ours), rate(theirs), theirs.as_secs_f64() / ours.as_secs_f64()
+        );
+        best_ours = best_ours.min(ours);
+        best_theirs = best_theirs.min(theirs);
+    }
+    println!(
+        "bench: {n} states + {n} policies, best of {BENCH_ROUNDS}: xfrm crate {:.0} objects/s ({:.1} ms), ip -batch {:.0} objects/s ({:.1} ms), ratio {:.2}x",
+        rate(best_ours), best_ours.as_secs_f64() * 1e3, rate(best_theirs), best_theirs.as_secs_f64() * 1e3,
+        best_theirs.as_secs_f64() / best_ours.as_secs_f64()
+    );
     Ok(())
 }
 

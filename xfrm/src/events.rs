@@ -217,6 +217,8 @@ impl Events {
 /// Converts one decoded XFRM message into an event; `None` for messages we do not report.
 pub fn event_from_message(m: &XfrmMessage, by_us: bool) -> Option<Event> {
     Some(match m {
+        // Limitation: netlink-packet-xfrm 0.5 drops the attributes of XFRM_MSG_EXPIRE, so an
+        // expired state's mark and if_id are not reported (its reqid is).
         XfrmMessage::Expire(e) => Event::Expire {
             state: StateInfo::from_kernel(&e.expire.state, &[]),
             hard: e.expire.hard != 0,
@@ -238,6 +240,8 @@ pub fn event_from_message(m: &XfrmMessage, by_us: bool) -> Option<Event> {
                 dir: Direction::from_kernel(u.policy.direction),
             }
         }
+        // Limitation: decoded from the kernel's layout but not exercised by a test yet (it
+        // needs a NAT rebinding of an ESP-in-UDP peer).
         XfrmMessage::Mapping(mm) => {
             let u = &mm.map;
             let family = Family::from_af(u.id.family).unwrap_or(Family::V4);

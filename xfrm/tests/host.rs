@@ -533,3 +533,79 @@ fn adding_an_esp_state_on_a_kernel_without_esp_reports_the_missing_module() {
         assert!(k.dump_states().await.unwrap().is_empty());
     });
 }
+
+#[test]
+fn configured_mark_is_set_on_our_objects_and_separates_them_from_same_reqid_foreign_ones() {
+    in_fresh_netns(|| async {
+        let mark = xfrm::Mark {
+            value: 0x42,
+            mask: 0xff,
+        };
+        let k = Kernel::connect(Ownership {
+            reqids: OURS,
+            mark: Some(mark),
+        })
+        .await
+        .unwrap();
+        // A foreign policy with one of our reqids but no mark.
+        ip(&[
+            "xfrm",
+            "policy",
+            "add",
+            "src",
+            "192.0.2.1",
+            "dst",
+            "192.0.2.9",
+            "proto",
+            "udp",
+            "dport",
+            "6081",
+            "dir",
+            "out",
+            "tmpl",
+            "proto",
+            "esp",
+            "reqid",
+            "1001",
+            "mode",
+            "transport",
+        ]);
+        let p = geneve_out("192.0.2.1", "192.0.2.2", 1001);
+        k.add_policy(&p).await.unwrap();
+
+        let listing = ip(&["xfrm", "policy", "list"]);
+        assert!(listing.contains("mark 0x42/0xff"), "{listing}");
+        let ours = k.dump_policies().await.unwrap();
+        assert_eq!(ours.len(), 1, "{ours:?}");
+        assert_eq!(ours[0].policy.id.mark, Some(mark));
+
+        // Deleting by the unmarked id still finds ours: the configured mark is filled in.
+        k.delete_policy(&p.id).await.unwrap();
+        assert_eq!(k.cleanup().await.unwrap(), xfrm::CleanupReport::default());
+        assert!(ip(&["xfrm", "policy", "list"]).contains("192.0.2.9"));
+    });
+}
+
+#[test]
+fn policy_if_id_is_programmed_and_reported_back() {
+    in_fresh_netns(|| async {
+        let k = kernel().await;
+        let mut p = geneve_out("2001:db8::1", "2001:db8::2", 1001);
+        p.id.if_id = Some(7);
+        k.add_policy(&p).await.unwrap();
+        assert!(ip(&["xfrm", "policy", "list"]).contains("if_id 0x7"));
+        let dumped = k.dump_policies().await.unwrap();
+        assert_eq!(dumped[0].policy.id.if_id, Some(7));
+        k.delete_policy(&p.id).await.unwrap();
+        assert!(k.dump_policies().await.unwrap().is_empty());
+    });
+}
+
+/// The controller shares one `Kernel` between tasks and moves event streams into tasks.
+#[test]
+fn kernel_and_events_can_be_shared_across_tasks() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
+    assert_send_sync::<Kernel>();
+    assert_send::<xfrm::Events>();
+}
