@@ -416,3 +416,128 @@ pub(crate) fn map_error(kind: ObjectKind, e: KernelError, change: Option<&Change
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Algorithm, Mode};
+
+    fn state(dst: &str) -> Change {
+        let id = StateId {
+            src: "2001:db8::1".parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            spi: 300,
+            mark: None,
+        };
+        Change::AddState(State::new(
+            id,
+            1,
+            Mode::Transport,
+            Algorithm::chacha20_poly1305(&[0; 36]).unwrap(),
+        ))
+    }
+
+    fn err(errno: i32, message: Option<&str>) -> KernelError {
+        KernelError {
+            errno,
+            message: message.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn eexist_enoent_esrch_einval_map_to_distinct_variants() {
+        let k = ObjectKind::Policy;
+        assert!(matches!(
+            map_error(k, err(libc::EEXIST, None), None),
+            Error::Exists { .. }
+        ));
+        assert!(matches!(
+            map_error(k, err(libc::ENOENT, None), None),
+            Error::NotFound { .. }
+        ));
+        assert!(matches!(
+            map_error(k, err(libc::ESRCH, None), None),
+            Error::NotFound { .. }
+        ));
+        assert!(
+            matches!(map_error(k, err(libc::EINVAL, Some("bad dir")), None), Error::Invalid { message: Some(m), .. } if m == "bad dir")
+        );
+        assert!(matches!(
+            map_error(k, err(libc::EPERM, None), None),
+            Error::PermissionDenied { .. }
+        ));
+        assert!(matches!(
+            map_error(k, err(libc::EBUSY, None), None),
+            Error::Kernel {
+                errno: libc::EBUSY,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn missing_esp_names_the_module_of_the_family() {
+        let c = state("2001:db8::2");
+        let e = map_error(
+            ObjectKind::State,
+            err(libc::EPROTONOSUPPORT, Some("Requested type not found")),
+            Some(&c),
+        );
+        assert!(
+            matches!(
+                e,
+                Error::KernelLacksEsp {
+                    module: Some("esp6"),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // Older kernels answer ENOENT with the same text.
+        let e = map_error(
+            ObjectKind::State,
+            err(libc::ENOENT, Some("Requested type not found")),
+            Some(&c),
+        );
+        assert!(matches!(e, Error::KernelLacksEsp { .. }));
+    }
+
+    #[test]
+    fn missing_algorithm_names_the_algorithm_and_module() {
+        let c = state("2001:db8::2");
+        let e = map_error(ObjectKind::State, err(libc::ENOSYS, None), Some(&c));
+        assert!(matches!(
+            e,
+            Error::KernelLacksAlgorithm {
+                algorithm: "rfc7539esp(chacha20,poly1305)",
+                module: Some("chacha20poly1305"),
+                ..
+            }
+        ));
+        assert!(e
+            .to_string()
+            .contains("kernel lacks the algorithm rfc7539esp(chacha20,poly1305)"));
+    }
+
+    #[test]
+    fn enoent_on_a_state_delete_is_not_found() {
+        let id = StateId {
+            src: "192.0.2.1".parse().unwrap(),
+            dst: "192.0.2.2".parse().unwrap(),
+            spi: 300,
+            mark: None,
+        };
+        let e = map_error(
+            ObjectKind::State,
+            err(libc::ESRCH, None),
+            Some(&Change::DeleteState(id)),
+        );
+        assert!(matches!(
+            e,
+            Error::NotFound {
+                kind: ObjectKind::State,
+                ..
+            }
+        ));
+    }
+}

@@ -609,3 +609,67 @@ fn kernel_and_events_can_be_shared_across_tasks() {
     assert_send_sync::<Kernel>();
     assert_send::<xfrm::Events>();
 }
+
+#[test]
+fn an_overflowing_event_queue_is_reported_as_lost_events() {
+    in_fresh_netns(|| async {
+        let k = kernel().await;
+        let mut events = k.subscribe().await.unwrap();
+        let adds: Vec<Change> = (0..1000u32)
+            .map(|i| {
+                let sel = Selector::udp(
+                    addr("10.0.0.1"),
+                    IpAddr::from([10, 2, (i / 250) as u8, (i % 250) as u8 + 1]),
+                    None,
+                    Some(6081),
+                );
+                Change::AddPolicy(Policy::allow(
+                    PolicyId::new(sel, Direction::Out),
+                    100,
+                    vec![Template::transport(1000 + i)],
+                ))
+            })
+            .collect();
+        let deletes: Vec<Change> = adds
+            .iter()
+            .map(|c| match c {
+                Change::AddPolicy(p) => Change::DeletePolicy(p.id),
+                _ => unreachable!(),
+            })
+            .collect();
+        // Far more notifications than the 4 MiB receive queue holds, without reading.
+        for _ in 0..10 {
+            k.apply(&adds).await.unwrap();
+            k.apply(&deletes).await.unwrap();
+        }
+        let mut lost = false;
+        for _ in 0..30_000 {
+            match tokio::time::timeout(EVENT_WAIT, events.next()).await {
+                Ok(Ok(Event::Lost)) => {
+                    lost = true;
+                    break;
+                }
+                Ok(Ok(_)) => {}
+                other => panic!("event stream ended without reporting the loss: {other:?}"),
+            }
+        }
+        assert!(lost, "20000 unread notifications must overflow the queue");
+        // Once drained, the subscription keeps working.
+        while tokio::time::timeout(Duration::from_millis(200), events.next())
+            .await
+            .is_ok()
+        {}
+        let p = geneve_out("192.0.2.1", "192.0.2.2", 1001);
+        k.add_policy(&p).await.unwrap();
+        loop {
+            match tokio::time::timeout(EVENT_WAIT, events.next())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                Event::PolicyAdded { policy, .. } if policy.policy == p => break,
+                _ => {}
+            }
+        }
+    });
+}
