@@ -600,6 +600,57 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
         res.and(cleaned),
     );
 
+    // Integrity failures: b's inbound state has a different key, so every packet fails the
+    // ICV check and is counted on the state and in /proc/net/xfrm_stat.
+    let res = async {
+        let sa = transport_sa(
+            net.a4,
+            net.b4,
+            0x9001,
+            187,
+            Algorithm::aes_gcm_128(&key(20, 13)).unwrap(),
+        );
+        let mut wrong = sa.in_state.clone();
+        wrong.algorithm = Algorithm::aes_gcm_128(&key(20, 14)).unwrap();
+        let bad = Sa {
+            in_state: wrong,
+            ..sa
+        };
+        install(&ka, &kb, &bad).await?;
+        let stat_before = {
+            let _ns = InNetns::enter("b");
+            XfrmStat::read().map_err(|e| e.to_string())?
+        };
+        let got = send_and_receive(
+            &udp4.sender,
+            &udp4.geneve,
+            SocketAddr::new(net.b4, GENEVE),
+            PACKETS,
+            "tampered",
+        );
+        let stat_after = {
+            let _ns = InNetns::enter("b");
+            XfrmStat::read().map_err(|e| e.to_string())?
+        };
+        let inn = kb
+            .counters(&bad.in_state.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let proto_errors = stat_after
+            .in_state_proto_error()
+            .saturating_sub(stat_before.in_state_proto_error());
+        if got != 0 || u64::from(inn.integrity_failed) != PACKETS || proto_errors != PACKETS {
+            return Err(format!(
+                "delivered {got}, state integrity_failed {}, XfrmInStateProtoError +{proto_errors}",
+                inn.integrity_failed
+            ));
+        }
+        Ok(())
+    }
+    .await;
+    let cleaned = remove(&ka, &kb).await;
+    r.check("integrity failures are dropped and counted (state integrity_failed and XfrmInStateProtoError = 5)", res.and(cleaned));
+
     // A block policy with no SA: nothing leaves, nothing arrives in plaintext.
     let res = async {
         let sel = Selector::udp(net.a4, net.b4, None, Some(GENEVE));
@@ -731,6 +782,12 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
             matches!(e, Event::StateAdded { by_us: true, .. })
         })
         .await?;
+        ip(&["-n", "a", "xfrm", "state", "delete", "src", "10.0.0.1", "dst", "10.0.0.2", "proto", "esp", "spi", "0x5001"])?;
+        wait_for(&mut events, "StateDeleted of ours by someone else", |e| {
+            matches!(e, Event::StateDeleted { state: Some(st), by_us: false } if st.id.spi == 0x5001 && st.reqid == 160)
+        })
+        .await?;
+        ka.add_state(&sa.out_state).await.map_err(|e| e.to_string())?;
         ip(&["-n", "a", "xfrm", "state", "flush"])?;
         wait_for(&mut events, "StatesFlushed by someone else", |e| {
             matches!(e, Event::StatesFlushed { by_us: false, .. })
@@ -756,7 +813,7 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
     }
     .await;
     r.check(
-        "external `ip xfrm state flush` and `ip xfrm policy flush` arrive as events",
+        "external `ip xfrm state delete`, `ip xfrm state flush` and `ip xfrm policy flush` arrive as events",
         res,
     );
 
