@@ -651,6 +651,46 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
     let cleaned = remove(&ka, &kb).await;
     r.check("integrity failures are dropped and counted (state integrity_failed and XfrmInStateProtoError = 5)", res.and(cleaned));
 
+    // Mark and if_id on a state: programmed, reported back, and part of its identity.
+    let res = async {
+        let mark = xfrm::Mark {
+            value: 0x42,
+            mask: 0xff,
+        };
+        let id = StateId {
+            src: net.a6,
+            dst: net.b6,
+            spi: 0xa001,
+            mark: Some(mark),
+        };
+        let mut st = State::new(
+            id,
+            188,
+            Mode::Transport,
+            Algorithm::aes_gcm_128(&key(20, 15)).unwrap(),
+        );
+        st.if_id = Some(9);
+        ka.add_state(&st).await.map_err(|e| e.to_string())?;
+        let info = ka.get_state(&id).await.map_err(|e| e.to_string())?;
+        if info.id.mark != Some(mark) || info.if_id != Some(9) {
+            return Err(format!(
+                "reported mark {:?} if_id {:?}",
+                info.id.mark, info.if_id
+            ));
+        }
+        let unmarked = StateId { mark: None, ..id };
+        if ka.get_state(&unmarked).await.is_ok() {
+            return Err("found without its mark".into());
+        }
+        ka.delete_state(&id).await.map_err(|e| e.to_string())
+    }
+    .await;
+    let cleaned = remove(&ka, &kb).await;
+    r.check(
+        "state with mark 0x42/0xff and if_id 9: reported back; the mark is part of its identity",
+        res.and(cleaned),
+    );
+
     // A block policy with no SA: nothing leaves, nothing arrives in plaintext.
     let res = async {
         let sel = Selector::udp(net.a4, net.b4, None, Some(GENEVE));

@@ -114,6 +114,8 @@ pub struct Encap {
 }
 
 /// Hand an SA to a NIC that can do the ESP itself (XFRMA_OFFLOAD_DEV).
+// Limitation: encoded as the kernel expects but untested: neither the host nor the guest has
+// a NIC with IPsec offload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offload {
     /// Interface index of the device.
