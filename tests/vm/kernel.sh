@@ -21,7 +21,7 @@ if [ ! -f "$tree/.complete" ]; then
     deb=$(find "$VM_CACHE/debs" -maxdepth 1 -name "${pkg}_*_amd64.deb" | sort -V | tail -n1)
     if [ -z "$deb" ]; then
         vm_log "downloading $pkg into $VM_CACHE/debs"
-        (cd "$VM_CACHE/debs" && apt-get download -q "$pkg" >&2) ||
+        (cd "$VM_CACHE/debs" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2) ||
             vm_die "apt-get download $pkg failed (run apt-get update, or set OVN_IPSEC_VM_KVER to a version that exists)"
         deb=$(find "$VM_CACHE/debs" -maxdepth 1 -name "${pkg}_*_amd64.deb" | sort -V | tail -n1)
     fi

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared helpers for the real-kernel rig. Source it; do not run it.
 # Every message goes to stderr with a `vm:` prefix so it stands out from the guest console.
 
@@ -30,9 +31,19 @@ vm_kver() {
         echo "$OVN_IPSEC_VM_KVER"
         return
     fi
-    local k
+    local k memo="$VM_CACHE/kver"
+    # apt-cache takes ~1 s: remember its answer until the package lists change.
+    if [ -s "$memo" ] && [ "$memo" -nt /var/lib/apt/lists ] &&
+        [ -d "$VM_CACHE/kernel/$(cat "$memo")" ]; then
+        cat "$memo"
+        return
+    fi
     k=$(apt-cache depends linux-image-amd64 2>/dev/null |
-        sed -n 's/^ *Depends: linux-image-\([0-9][^ ]*-amd64\)$/\1/p' | head -n1)
+        sed -n 's/^ *Depends: linux-image-\([0-9][^ ]*-amd64\)$/\1/p' | head -n1 || true)
+    if [ -n "$k" ]; then
+        mkdir -p "$VM_CACHE"
+        echo "$k" >"$memo"
+    fi
     if [ -z "$k" ] && [ -d "$VM_CACHE/kernel" ]; then
         k=$(find "$VM_CACHE/kernel" -mindepth 1 -maxdepth 1 -type d -name '*-amd64' -printf '%f\n' |
             sort -V | tail -n1)

@@ -41,6 +41,7 @@ initrd=$(VM_KERNEL_TREE="$tree" bash "$VM_DIR/initramfs.sh") || vm_die "could no
 work=$(mktemp -d "${TMPDIR:-/tmp}/ovn-ipsec-vm.XXXXXX")
 qpid=
 tpid=
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     [ -n "$qpid" ] && kill "$qpid" 2>/dev/null
     [ -n "$tpid" ] && kill "$tpid" 2>/dev/null
@@ -56,15 +57,17 @@ nonce=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 qemu_cmd() {
     local accel=$1
     shift
+    # shellcheck disable=SC2054 # commas belong to qemu's option syntax
     local -a a=(qemu-system-x86_64 -machine q35 -nodefaults -no-user-config -display none -no-reboot
         -m "$mem" -smp "$smp" -kernel "$kernel" -initrd "$initrd"
-        -chardev "file,id=con,path=$log" -serial chardev:con
+        -chardev "file,id=con,path=${log//,/,,}" -serial chardev:con
         -device virtio-rng-pci
         -device isa-debug-exit,iobase=0xf4,iosize=0x04
         -append "console=ttyS0 quiet panic=-1 random.trust_cpu=on ${OVN_IPSEC_VM_APPEND:-} $*")
     if [ "$accel" = kvm ]; then
         a+=(-accel kvm -cpu host)
     else
+        # shellcheck disable=SC2054
         a+=(-accel tcg,thread=multi -cpu max)
     fi
     printf '%s\0' "${a[@]}"
@@ -83,11 +86,13 @@ choose_accel() {
         echo tcg
         return
     fi
-    local mark="$VM_CACHE/accel-$(uname -r)-$kver"
+    local mark
+    mark="$VM_CACHE/accel-$(uname -r)-$kver"
     if [ ! -f "$mark" ]; then
         local -a cmd
         mapfile -d '' cmd < <(qemu_cmd kvm "ovn_ipsec.nonce=$nonce ovn_ipsec.probe=1")
-        if timeout -k 5 30 "${cmd[@]}" </dev/null >/dev/null 2>&1; [ -n "$(grep -a "ovn-ipsec-vm $nonce probe-ok" "$log")" ]; then
+        timeout -k 5 30 "${cmd[@]}" </dev/null >/dev/null 2>&1 || true
+        if grep -aq "ovn-ipsec-vm $nonce probe-ok" "$log"; then
             echo kvm >"$mark"
         else
             echo tcg >"$mark"
@@ -100,13 +105,15 @@ choose_accel() {
 accel=$(choose_accel)
 
 mapfile -d '' cmd < <(qemu_cmd "$accel" "ovn_ipsec.nonce=$nonce ovn_ipsec.script=$script ovn_ipsec.timeout=$timeout_s")
-cmd+=(-virtfs "local,path=$share,mount_tag=host,security_model=none,id=host")
+# qemu's option syntax takes a doubled comma as a literal one.
+cmd+=(-virtfs "local,path=${share//,/,,},mount_tag=host,security_model=none,id=host")
 vm_log "booting $kver ($accel), running $script from $share (timeout ${timeout_s}s)"
 start=$(date +%s.%N)
 timeout -k 10 $((timeout_s + boot_timeout)) "${cmd[@]}" </dev/null >"$work/qemu.out" 2>&1 &
 qpid=$!
-# The console streams to stdout as it is written; tail stops once qemu has exited.
-tail -n +1 -s 0.2 -f --pid="$qpid" "$log" &
+# The console streams to stdout as it is written, without the serial line's carriage returns;
+# tail stops once qemu has exited.
+tail -n +1 -s 0.2 -f --pid="$qpid" "$log" | sed -u 's/\r$//' &
 tpid=$!
 set +e
 wait "$qpid"
@@ -115,8 +122,8 @@ set -e
 qpid=
 wait "$tpid" 2>/dev/null || true
 tpid=
-elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-[ -n "${OVN_IPSEC_VM_LOG:-}" ] && cp "$log" "$OVN_IPSEC_VM_LOG"
+elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1fs", e - s }')
+if [ -n "${OVN_IPSEC_VM_LOG:-}" ]; then tr -d '\r' <"$log" >"$OVN_IPSEC_VM_LOG"; fi
 
 tag="ovn-ipsec-vm $nonce"
 result=$(tr -d '\r' <"$log" | grep -a "^$tag \(exit\|timeout\|error\)" | tail -n1 || true)
@@ -129,14 +136,21 @@ show_tail() {
     fi
     echo "vm: ----" >&2
 }
+# "time T0 T1": guest uptime when the script started and ended.
+times=$(tr -d '\r' <"$log" | sed -n "s/^$tag time \([0-9.]*\) \([0-9.]*\)$/\1 \2/p" | tail -n1)
+if [ -n "$times" ]; then
+    # shellcheck disable=SC2086
+    set -- $times
+    elapsed="$elapsed: kernel up $(printf "%.1f" "$1")s when the script started, script $(awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }')s"
+fi
 case "$result" in
     "$tag exit "*)
         rc=${result#"$tag exit "}
         if [ "$rc" -eq 0 ]; then
-            vm_log "$script passed (guest ran ${elapsed}s)"
+            vm_log "$script passed (qemu ran ${elapsed})"
         else
             show_tail
-            vm_log "$script FAILED with exit status $rc (guest ran ${elapsed}s)"
+            vm_log "$script FAILED with exit status $rc (qemu ran ${elapsed})"
         fi
         exit "$rc"
         ;;

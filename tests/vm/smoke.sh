@@ -1,3 +1,4 @@
+# shellcheck shell=dash
 # Guest side of tests/phases/vm-smoke.sh: proves the rig against the real kernel in one boot.
 # Runs under dash in the guest with udp-probe beside it in the share. Two namespaces on a veth
 # pair; ESP transport mode with rfc4106(gcm(aes)) for UDP dport 6081 from a to b; nftables

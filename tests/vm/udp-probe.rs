@@ -110,11 +110,12 @@ fn recv(args: &[String]) -> Result<bool, ProbeError> {
     println!("listening on {bind}");
     // The script waits for the line above before it starts the sender.
     let _ = io::stdout().flush();
-    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let start = Instant::now();
+    let timeout = Duration::from_millis(timeout_ms);
     let mut seen = std::collections::BTreeSet::new();
     let mut buf = [0u8; MAX_DATAGRAM];
     while (seen.len() as u64) < count {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = timeout.saturating_sub(start.elapsed());
         if left.is_zero() {
             break;
         }
