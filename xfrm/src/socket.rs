@@ -10,11 +10,11 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-use netlink_packet_xfrm::XfrmMessage;
+use netlink_packet_xfrm::{XfrmMessage, XFRM_MSG_BASE};
 use netlink_sys::{protocols::NETLINK_XFRM, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 
 use crate::error::Error;
-use crate::wire::{self, Reply, NLMSG_DONE, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::wire::{self, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 
 /// Most requests sent in one datagram (bounds the acks/errors queued for us at once).
 pub const MAX_BATCH_MESSAGES: usize = 256;
@@ -177,19 +177,22 @@ impl NetlinkSocket {
                         }
                         finished |= last;
                     }
-                    _ => match wire::decode_frame(&frame)? {
-                        Reply::Ack(ack) => {
-                            if ack.errno != 0 {
-                                outcome.error = Some(KernelError {
-                                    errno: ack.errno,
-                                    message: ack.message,
-                                });
-                            }
-                            finished |= last;
+                    NLMSG_ERROR => {
+                        let ack = wire::decode_ack(&frame)?;
+                        if ack.errno != 0 {
+                            outcome.error = Some(KernelError {
+                                errno: ack.errno,
+                                message: ack.message,
+                            });
                         }
-                        Reply::Xfrm(m) => outcome.replies.push(*m),
-                        Reply::Done | Reply::Control(_) => {}
+                        finished |= last;
+                    }
+                    t if t >= XFRM_MSG_BASE => match wire::decode_xfrm(t, frame.payload) {
+                        Ok(m) => outcome.replies.push(m),
+                        // One odd dump entry must not fail the whole dump.
+                        Err(e) => tracing::warn!(error = %e, "skipping undecodable XFRM reply"),
                     },
+                    _ => {}
                 }
             }
             if finished {
