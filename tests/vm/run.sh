@@ -111,8 +111,9 @@ vm_log "booting $kver ($accel), running $script from $share (timeout ${timeout_s
 start=$(date +%s.%N)
 timeout -k 10 $((timeout_s + boot_timeout)) "${cmd[@]}" </dev/null >"$work/qemu.out" 2>&1 &
 qpid=$!
-# The console streams to stdout as it is written; tail stops once qemu has exited.
-tail -n +1 -s 0.2 -f --pid="$qpid" "$log" &
+# The console streams to stdout as it is written, without the serial line's carriage returns;
+# tail stops once qemu has exited.
+tail -n +1 -s 0.2 -f --pid="$qpid" "$log" | sed -u 's/\r$//' &
 tpid=$!
 set +e
 wait "$qpid"
@@ -122,7 +123,7 @@ qpid=
 wait "$tpid" 2>/dev/null || true
 tpid=
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1fs", e - s }')
-[ -n "${OVN_IPSEC_VM_LOG:-}" ] && cp "$log" "$OVN_IPSEC_VM_LOG"
+if [ -n "${OVN_IPSEC_VM_LOG:-}" ]; then tr -d '\r' <"$log" >"$OVN_IPSEC_VM_LOG"; fi
 
 tag="ovn-ipsec-vm $nonce"
 result=$(tr -d '\r' <"$log" | grep -a "^$tag \(exit\|timeout\|error\)" | tail -n1 || true)
