@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use ipsecctl::capture::read_capture_file;
+use ipsecctl::capture::{read_capture_file, read_capture_stream};
 use ipsecctl::decode::decode_capture;
 use ipsecctl::key_table::KeyTable;
 use ipsecctl::render::render;
@@ -31,7 +31,8 @@ enum Command {
     /// ESP on port 4500 is listed, not decoded. With --keys, SK and SKF payloads are
     /// decrypted (SKF fragments reassembled) and their inner payloads shown.
     Decode {
-        /// The capture file (pcap or pcapng, as tcpdump, tshark or dumpcap write them).
+        /// The capture file (pcap or pcapng, as tcpdump, tshark or dumpcap write them); `-`
+        /// reads standard input.
         file: PathBuf,
         /// A Wireshark `ikev2_decryption_table` file with the keys of the IKE SAs.
         #[arg(long, value_name = "TABLE")]
@@ -56,7 +57,13 @@ fn decode(file: PathBuf, keys: Option<PathBuf>, json: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let capture = match read_capture_file(&file) {
+    // "-" is standard input, for `tcpdump -w - | ipsecctl decode -`.
+    let read = if file.as_os_str() == "-" {
+        read_capture_stream("standard input", std::io::stdin().lock())
+    } else {
+        read_capture_file(&file)
+    };
+    let capture = match read {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ipsecctl decode: {e}");

@@ -913,3 +913,21 @@ fn ipv6_fragments_are_reassembled() {
     assert!(messages[0]["error"].is_null(), "{}", messages[0]);
     assert_eq!(messages[0]["header"]["exchange"], "IKE_SA_INIT");
 }
+
+#[test]
+fn dash_reads_the_capture_from_standard_input() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipsecctl"))
+        .args(["decode", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(capture()).unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = json(&out);
+    assert_eq!(report["file"], "-");
+    assert_eq!(ike_records(&report).len(), 6);
+}
