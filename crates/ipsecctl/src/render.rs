@@ -223,6 +223,10 @@ fn write_decryption(out: &mut String, d: &DecryptionView) -> std::fmt::Result {
                 d.payload,
                 facts.join(", ")
             )?;
+            if d.payloads.is_empty() {
+                // RFC 7296 §1.4: an empty INFORMATIONAL request is a liveness check.
+                writeln!(out, "      (no payloads)")?;
+            }
             for p in &d.payloads {
                 write_payload(out, p, 3)?;
             }

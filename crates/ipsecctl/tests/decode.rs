@@ -931,3 +931,81 @@ fn dash_reads_the_capture_from_standard_input() {
     assert_eq!(report["file"], "-");
     assert_eq!(ike_records(&report).len(), 6);
 }
+
+#[test]
+fn informational_delete_config_vendor_id_and_error_notifies_are_shown_by_name() {
+    use ikev2::codec::{CfgAttribute, Config, Delete, VendorId};
+    use ikev2::protection::protect;
+    use ikev2::registry::{CfgAttributeType, CfgType, KeGroup};
+
+    let sk_ei = [0x11u8; 20];
+    let sk_er = [0x22u8; 20];
+    let seal = |flags: Flags, id: u32, inner: Vec<Payload>, sk_e: &[u8]| {
+        let header = Header::new(SPI_I, SPI_R, ExchangeType::INFORMATIONAL, flags, id);
+        protect(
+            &RingProvider,
+            &header,
+            &[],
+            &inner,
+            AeadCipher::AesGcm16_128,
+            sk_e,
+            &[id as u8; 8],
+            0,
+        )
+        .unwrap()
+    };
+    let delete = seal(
+        Flags::INITIATOR,
+        7,
+        vec![Payload::new(Delete::esp(&[0xc0ff_ee01, 0xc0ff_ee02]))],
+        &sk_ei,
+    );
+    let liveness = seal(Flags::INITIATOR.with(Flags::RESPONSE), 7, vec![], &sk_ei);
+    let config = seal(
+        Flags::RESPONSE,
+        3,
+        vec![Payload::new(Config {
+            cfg_type: CfgType::CFG_REPLY,
+            attributes: vec![CfgAttribute {
+                attribute_type: CfgAttributeType::INTERNAL_IP4_ADDRESS,
+                value: vec![10, 0, 0, 9],
+            }],
+        })],
+        &sk_er,
+    );
+    let refusal = Message {
+        header: Header::new(SPI_I, [0; 8], ExchangeType::IKE_SA_INIT, Flags::RESPONSE, 0),
+        payloads: vec![
+            Payload::new(Notify::invalid_ke_payload(KeGroup::CURVE25519)),
+            Payload::new(VendorId {
+                data: b"ovn-ipsec test".to_vec(),
+            }),
+            Payload::new(Notify::cookie(vec![0xab; 16])),
+        ],
+    }
+    .encode()
+    .unwrap();
+
+    let frames: Vec<Vec<u8>> = [delete, liveness, config]
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| ipv4(17, i as u16, &udp(4500, 4500, &with_marker(m)), None))
+        .chain(ipv4(17, 9, &udp(500, 500, &refusal), None))
+        .collect();
+    let path = scratch("informational.pcap", &pcap(LINKTYPE_RAW, &frames));
+    let out = decode(&path, Some(&synthetic_table()), false);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "INFORMATIONAL request",
+        "DELETE ESP SPIs c0ffee01, c0ffee02",
+        "(no payloads)",
+        "CP CFG_REPLY",
+        "INTERNAL_IP4_ADDRESS 10.0.0.9",
+        "N(INVALID_KE_PAYLOAD) error: accepted group CURVE25519",
+        "VENDOR_ID ovn-ipsec test",
+        "N(COOKIE): cookie of 16 octets",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
