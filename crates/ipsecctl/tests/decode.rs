@@ -1009,3 +1009,26 @@ fn informational_delete_config_vendor_id_and_error_notifies_are_shown_by_name() 
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+/// The JSON of the strongSwan capture decoded with its keys, as committed in
+/// `tests/fixtures/transport-two-children.decode.json`: the layout is a stable interface, so
+/// any change to it shows here. Run with `UPDATE_GOLDEN=1` to rewrite the file after an
+/// intended change (and raise `format_version` if a field changed meaning or went away).
+#[test]
+fn json_of_the_strongswan_capture_matches_the_committed_golden_file() {
+    let mut report = json(&decode(&capture(), Some(&keys()), true));
+    report["file"] = Value::from("transport-two-children.pcap");
+    report["key_table"]["file"] = Value::from("transport-two-children.ikev2_decryption_table");
+    let golden = editcap_fixture("transport-two-children.decode.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let mut text = serde_json::to_string_pretty(&report).unwrap();
+        text.push('\n');
+        std::fs::write(&golden, text).unwrap();
+    }
+    let expected: Value = serde_json::from_slice(&std::fs::read(&golden).unwrap()).unwrap();
+    assert!(
+        report == expected,
+        "JSON layout changed; see {}",
+        golden.display()
+    );
+}
