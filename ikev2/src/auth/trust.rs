@@ -13,6 +13,8 @@ use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnch
 use tracing::debug;
 use webpki::{EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter};
 
+use crate::registry::CertEncoding;
+
 use super::certificate::{unix_seconds, Certificate};
 use super::error::AuthError;
 
@@ -127,6 +129,11 @@ impl TrustStore {
     /// SubjectPublicKeyInfo, concatenated (RFC 7296 §3.7).
     pub fn certreq_data(&self) -> Vec<u8> {
         self.cas.iter().flat_map(|ca| ca.spki_sha1()).collect()
+    }
+
+    /// Cert Encoding and Certification Authority data of our CERTREQ payload.
+    pub fn certreq_payload(&self) -> (CertEncoding, Vec<u8>) {
+        (CertEncoding::X509_SIGNATURE, self.certreq_data())
     }
 
     /// The configured CAs that a received CERTREQ names, in our order. An empty result means
