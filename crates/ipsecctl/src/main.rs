@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use ipsecctl::capture::{read_capture_file, read_capture_stream};
 use ipsecctl::decode::decode_capture;
 use ipsecctl::key_table::KeyTable;
-use ipsecctl::render::render;
+use ipsecctl::render::{render_with, Options};
 
 /// Inspect and drive ovn-ipsecd.
 #[derive(Parser)]
@@ -40,16 +40,25 @@ enum Command {
         /// Print JSON (layout in crates/ipsecctl/docs/decode-json.md) instead of text.
         #[arg(long)]
         json: bool,
+        /// In the text output, print keys, nonces, hashes and other hex values whole (the
+        /// JSON output always has them whole).
+        #[arg(long)]
+        full_hex: bool,
     },
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Decode { file, keys, json } => decode(file, keys, json),
+        Command::Decode {
+            file,
+            keys,
+            json,
+            full_hex,
+        } => decode(file, keys, json, full_hex),
     }
 }
 
-fn decode(file: PathBuf, keys: Option<PathBuf>, json: bool) -> ExitCode {
+fn decode(file: PathBuf, keys: Option<PathBuf>, json: bool, full_hex: bool) -> ExitCode {
     let table = match keys.as_deref().map(KeyTable::read_file).transpose() {
         Ok(t) => t,
         Err(e) => {
@@ -91,7 +100,7 @@ fn decode(file: PathBuf, keys: Option<PathBuf>, json: bool) -> ExitCode {
             }
         }
     } else {
-        render(&report)
+        render_with(&report, Options { full_hex })
     };
     // A closed pipe (e.g. `| head`) is not an error worth reporting.
     let _ = std::io::stdout().lock().write_all(text.as_bytes());

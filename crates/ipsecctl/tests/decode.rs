@@ -1032,3 +1032,25 @@ fn json_of_the_strongswan_capture_matches_the_committed_golden_file() {
         golden.display()
     );
 }
+
+#[test]
+fn full_hex_prints_nonces_and_key_exchange_values_whole() {
+    let nonce = "226f8e084187ec27d8a430e898c59f7b657660e14b00de5c";
+    let short = stdout(&decode(&capture(), None, false));
+    assert!(
+        short.contains(&format!("NONCE 32 bytes: {nonce}…")),
+        "{short}"
+    );
+    let out = ipsecctl(&[
+        "decode".as_ref(),
+        capture().as_os_str(),
+        "--full-hex".as_ref(),
+    ]);
+    let full = stdout(&out);
+    let line = full
+        .lines()
+        .find(|l| l.contains("NONCE 32 bytes: "))
+        .unwrap();
+    assert_eq!(line.trim().len(), "NONCE 32 bytes: ".len() + 64, "{line}");
+    assert!(!line.contains('…'));
+}
