@@ -40,6 +40,12 @@ fn write_report(out: &mut String, r: &Report, o: Options) -> std::fmt::Result {
     if let Some(t) = &r.first_frame_time {
         writeln!(out, "first frame at {t}")?;
     }
+    if let Some(t) = &r.trusted_cas {
+        writeln!(out, "CAs from {}:", t.file)?;
+        for subject in &t.subjects {
+            writeln!(out, "  {subject}")?;
+        }
+    }
     if let Some(k) = &r.key_table {
         writeln!(out, "key table {}: {} IKE SA(s)", k.file, k.entries.len())?;
         for e in &k.entries {
@@ -324,6 +330,9 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize, o: Options) ->
                     writeln!(out, "{pad}  IP      {}", c.ip_addresses.join(", "))?;
                 }
                 writeln!(out, "{pad}  key     {}{}", c.key_type, if c.is_ca { ", CA" } else { "" })?;
+                if let Some(chain) = &c.chain {
+                    writeln!(out, "{pad}  chain   {chain}")?;
+                }
             }
             if let Some(e) = certificate_error {
                 writeln!(out, "{pad}  (not parsed: {e})")?;

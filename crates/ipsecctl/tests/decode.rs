@@ -1054,3 +1054,55 @@ fn full_hex_prints_nonces_and_key_exchange_values_whole() {
     assert_eq!(line.trim().len(), "NONCE 32 bytes: ".len() + 64, "{line}");
     assert!(!line.contains('…'));
 }
+
+fn decode_with_ca(ca: &Path) -> Output {
+    ipsecctl(&[
+        "decode".as_ref(),
+        capture().as_os_str(),
+        "--keys".as_ref(),
+        keys().as_os_str(),
+        "--ca".as_ref(),
+        ca.as_os_str(),
+        "--json".as_ref(),
+    ])
+}
+
+#[test]
+fn with_ca_each_senders_certificate_is_validated_at_the_capture_time() {
+    let report = json(&decode_with_ca(&fixture("ca-cert.pem")));
+    let subject = "C=US, ST=CA, O=Open vSwitch, OU=switchca, CN=OVS switchca CA Certificate (2026 Dec 03 18:04:50)";
+    assert_eq!(
+        report["trusted_cas"]["subjects"],
+        serde_json::json!([subject])
+    );
+    for index in [2, 3] {
+        let cert = &ike_records(&report)[index]["decryption"]["payloads"][1]["certificate"];
+        assert_eq!(
+            cert["chain"],
+            format!("chains to {subject} (at the capture time)"),
+            "{cert}"
+        );
+    }
+
+    let other_ca = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../ikev2/tests/fixtures/pki/ca-a-cert.pem"
+    ));
+    let report = json(&decode_with_ca(&other_ca));
+    let cert = &ike_records(&report)[2]["decryption"]["payloads"][1]["certificate"];
+    assert!(
+        cert["chain"]
+            .as_str()
+            .unwrap()
+            .starts_with("does NOT chain to the given CAs"),
+        "{cert}"
+    );
+}
+
+#[test]
+fn unreadable_ca_file_exits_1() {
+    let not_pem = scratch("not-a-ca.pem", b"no certificates here\n");
+    let out = decode_with_ca(&not_pem);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("CA file"), "{}", stderr(&out));
+}

@@ -78,6 +78,8 @@ fn table() -> KeyTable {
 fn mutated_captures_decode_without_panicking() {
     let original = std::fs::read(format!("{FIXTURE_DIR}/transport-two-children.pcap")).unwrap();
     let keys = table();
+    let ca = std::fs::read(format!("{FIXTURE_DIR}/ca-cert.pem")).unwrap();
+    let trust = ikev2::auth::TrustStore::from_pem(&ca).unwrap();
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut decoded = 0;
     let runs = capture_mutations();
@@ -86,7 +88,12 @@ fn mutated_captures_decode_without_panicking() {
         let Ok(capture) = parse_capture(&bytes) else {
             continue;
         };
-        let report = decode_capture("mutated.pcapng", &capture, Some(("keys", &keys)));
+        let report = decode_capture(
+            "mutated.pcapng",
+            &capture,
+            Some(("keys", &keys)),
+            Some(("ca", &trust)),
+        );
         let _ = render(&report);
         serde_json::to_string(&report).unwrap();
         decoded += 1;
@@ -124,6 +131,8 @@ fn mutated_inner_payloads_render_without_panicking() {
             src: "10.99.0.1:4500".parse().unwrap(),
             dst: "10.99.0.2:4500".parse().unwrap(),
             from_original_initiator: header.flags.is_initiator(),
+            trust: None,
+            captured_at: None,
         };
         for _ in 0..PLAINTEXT_MUTATIONS {
             let plaintext = mutate(&mut rng, &m.plaintext);
