@@ -550,6 +550,8 @@ impl Decoder<'_> {
             captured_at: d.timestamp.map(|t| SystemTime::UNIX_EPOCH + t),
         };
 
+        // Limitation: a message that fails to decode shows its header and the error only, not
+        // the payloads before the bad one; IKEv1 (major version 1) is reported, not decoded.
         let message = match Message::decode(&d.message) {
             Ok(m) => m,
             Err(e) => {
