@@ -913,3 +913,196 @@ fn ipv6_fragments_are_reassembled() {
     assert!(messages[0]["error"].is_null(), "{}", messages[0]);
     assert_eq!(messages[0]["header"]["exchange"], "IKE_SA_INIT");
 }
+
+#[test]
+fn dash_reads_the_capture_from_standard_input() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipsecctl"))
+        .args(["decode", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(capture()).unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = json(&out);
+    assert_eq!(report["file"], "-");
+    assert_eq!(ike_records(&report).len(), 6);
+}
+
+#[test]
+fn informational_delete_config_vendor_id_and_error_notifies_are_shown_by_name() {
+    use ikev2::codec::{CfgAttribute, Config, Delete, VendorId};
+    use ikev2::protection::protect;
+    use ikev2::registry::{CfgAttributeType, CfgType, KeGroup};
+
+    let sk_ei = [0x11u8; 20];
+    let sk_er = [0x22u8; 20];
+    let seal = |flags: Flags, id: u32, inner: Vec<Payload>, sk_e: &[u8]| {
+        let header = Header::new(SPI_I, SPI_R, ExchangeType::INFORMATIONAL, flags, id);
+        protect(
+            &RingProvider,
+            &header,
+            &[],
+            &inner,
+            AeadCipher::AesGcm16_128,
+            sk_e,
+            &[id as u8; 8],
+            0,
+        )
+        .unwrap()
+    };
+    let delete = seal(
+        Flags::INITIATOR,
+        7,
+        vec![Payload::new(Delete::esp(&[0xc0ff_ee01, 0xc0ff_ee02]))],
+        &sk_ei,
+    );
+    let liveness = seal(Flags::INITIATOR.with(Flags::RESPONSE), 7, vec![], &sk_ei);
+    let config = seal(
+        Flags::RESPONSE,
+        3,
+        vec![Payload::new(Config {
+            cfg_type: CfgType::CFG_REPLY,
+            attributes: vec![CfgAttribute {
+                attribute_type: CfgAttributeType::INTERNAL_IP4_ADDRESS,
+                value: vec![10, 0, 0, 9],
+            }],
+        })],
+        &sk_er,
+    );
+    let refusal = Message {
+        header: Header::new(SPI_I, [0; 8], ExchangeType::IKE_SA_INIT, Flags::RESPONSE, 0),
+        payloads: vec![
+            Payload::new(Notify::invalid_ke_payload(KeGroup::CURVE25519)),
+            Payload::new(VendorId {
+                data: b"ovn-ipsec test".to_vec(),
+            }),
+            Payload::new(Notify::cookie(vec![0xab; 16])),
+        ],
+    }
+    .encode()
+    .unwrap();
+
+    let frames: Vec<Vec<u8>> = [delete, liveness, config]
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| ipv4(17, i as u16, &udp(4500, 4500, &with_marker(m)), None))
+        .chain(ipv4(17, 9, &udp(500, 500, &refusal), None))
+        .collect();
+    let path = scratch("informational.pcap", &pcap(LINKTYPE_RAW, &frames));
+    let out = decode(&path, Some(&synthetic_table()), false);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "INFORMATIONAL request",
+        "DELETE ESP SPIs c0ffee01, c0ffee02",
+        "(no payloads)",
+        "CP CFG_REPLY",
+        "INTERNAL_IP4_ADDRESS 10.0.0.9",
+        "N(INVALID_KE_PAYLOAD) error: accepted group CURVE25519",
+        "VENDOR_ID ovn-ipsec test",
+        "N(COOKIE): cookie of 16 octets",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+/// The JSON of the strongSwan capture decoded with its keys, as committed in
+/// `tests/fixtures/transport-two-children.decode.json`: the layout is a stable interface, so
+/// any change to it shows here. Run with `UPDATE_GOLDEN=1` to rewrite the file after an
+/// intended change (and raise `format_version` if a field changed meaning or went away).
+#[test]
+fn json_of_the_strongswan_capture_matches_the_committed_golden_file() {
+    let mut report = json(&decode(&capture(), Some(&keys()), true));
+    report["file"] = Value::from("transport-two-children.pcap");
+    report["key_table"]["file"] = Value::from("transport-two-children.ikev2_decryption_table");
+    let golden = editcap_fixture("transport-two-children.decode.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let mut text = serde_json::to_string_pretty(&report).unwrap();
+        text.push('\n');
+        std::fs::write(&golden, text).unwrap();
+    }
+    let expected: Value = serde_json::from_slice(&std::fs::read(&golden).unwrap()).unwrap();
+    assert!(
+        report == expected,
+        "JSON layout changed; see {}",
+        golden.display()
+    );
+}
+
+#[test]
+fn full_hex_prints_nonces_and_key_exchange_values_whole() {
+    let nonce = "226f8e084187ec27d8a430e898c59f7b657660e14b00de5c";
+    let short = stdout(&decode(&capture(), None, false));
+    assert!(
+        short.contains(&format!("NONCE 32 bytes: {nonce}…")),
+        "{short}"
+    );
+    let out = ipsecctl(&[
+        "decode".as_ref(),
+        capture().as_os_str(),
+        "--full-hex".as_ref(),
+    ]);
+    let full = stdout(&out);
+    let line = full
+        .lines()
+        .find(|l| l.contains("NONCE 32 bytes: "))
+        .unwrap();
+    assert_eq!(line.trim().len(), "NONCE 32 bytes: ".len() + 64, "{line}");
+    assert!(!line.contains('…'));
+}
+
+fn decode_with_ca(ca: &Path) -> Output {
+    ipsecctl(&[
+        "decode".as_ref(),
+        capture().as_os_str(),
+        "--keys".as_ref(),
+        keys().as_os_str(),
+        "--ca".as_ref(),
+        ca.as_os_str(),
+        "--json".as_ref(),
+    ])
+}
+
+#[test]
+fn with_ca_each_senders_certificate_is_validated_at_the_capture_time() {
+    let report = json(&decode_with_ca(&fixture("ca-cert.pem")));
+    let subject = "C=US, ST=CA, O=Open vSwitch, OU=switchca, CN=OVS switchca CA Certificate (2026 Dec 03 18:04:50)";
+    assert_eq!(
+        report["trusted_cas"]["subjects"],
+        serde_json::json!([subject])
+    );
+    for index in [2, 3] {
+        let cert = &ike_records(&report)[index]["decryption"]["payloads"][1]["certificate"];
+        assert_eq!(
+            cert["chain"],
+            format!("chains to {subject} (at the capture time)"),
+            "{cert}"
+        );
+    }
+
+    let other_ca = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../ikev2/tests/fixtures/pki/ca-a-cert.pem"
+    ));
+    let report = json(&decode_with_ca(&other_ca));
+    let cert = &ike_records(&report)[2]["decryption"]["payloads"][1]["certificate"];
+    assert!(
+        cert["chain"]
+            .as_str()
+            .unwrap()
+            .starts_with("does NOT chain to the given CAs"),
+        "{cert}"
+    );
+}
+
+#[test]
+fn unreadable_ca_file_exits_1() {
+    let not_pem = scratch("not-a-ca.pem", b"no certificates here\n");
+    let out = decode_with_ca(&not_pem);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("CA file"), "{}", stderr(&out));
+}
