@@ -55,15 +55,19 @@ nonce=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 # qemu_cmd ACCEL APPEND...: the qemu command line.
 qemu_cmd() {
-    local accel=$1
+    local accel=$1 clock=
     shift
+    # Under emulation the guest calibrates its TSC against a timer while the host may be busy;
+    # a bad calibration makes the guest clock run fast (seen: 65 s of uptime in 9 s), so
+    # timeouts inside the guest would fire early. The emulated HPET always ticks at its rate.
+    [ "$accel" = tcg ] && clock=clocksource=hpet
     # shellcheck disable=SC2054 # commas belong to qemu's option syntax
     local -a a=(qemu-system-x86_64 -machine q35 -nodefaults -no-user-config -display none -no-reboot
         -m "$mem" -smp "$smp" -kernel "$kernel" -initrd "$initrd"
         -chardev "file,id=con,path=${log//,/,,}" -serial chardev:con
         -device virtio-rng-pci
         -device isa-debug-exit,iobase=0xf4,iosize=0x04
-        -append "console=ttyS0 quiet panic=-1 random.trust_cpu=on ${OVN_IPSEC_VM_APPEND:-} $*")
+        -append "console=ttyS0 quiet panic=-1 random.trust_cpu=on $clock ${OVN_IPSEC_VM_APPEND:-} $*")
     if [ "$accel" = kvm ]; then
         a+=(-accel kvm -cpu host)
     else
