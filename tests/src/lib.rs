@@ -1,1 +1,2 @@
 //! Harnesses for whole-system tests (real ovsdb-server, real IKE peers, a real kernel in qemu).
+pub mod ovsdb_server;
