@@ -244,6 +244,27 @@ impl OvsdbServer {
             .args(args))
     }
 
+    /// Like [`OvsdbServer::sbctl`], but returns a failure instead of panicking.
+    pub fn try_sbctl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("ovn-sbctl")
+            .arg(format!("--db={}", self.unix_remote()))
+            .arg("--no-leader-only")
+            .arg("--timeout=5")
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Whether the process is running (not killed by [`OvsdbServer::kill`]).
+    pub fn is_running(&self) -> bool {
+        self.pid.is_some()
+    }
+
     /// The server's PID.
     pub fn pid(&self) -> u32 {
         self.pid.expect("server not running")
