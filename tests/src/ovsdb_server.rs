@@ -427,13 +427,36 @@ impl Cluster {
             .join(",")
     }
 
-    /// Runs `ovn-sbctl` against any running member (the command goes through the leader).
+    /// Runs `ovn-sbctl` on running members (it goes through the leader), retrying while the
+    /// cluster elects a leader.
     pub fn sbctl(&self, args: &[&str]) -> String {
-        let m = self
-            .members
-            .iter()
-            .find(|m| m.pid.is_some())
-            .expect("no member running");
-        m.sbctl(args)
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut last = String::new();
+            for m in self.members.iter().filter(|m| m.pid.is_some()) {
+                match m.try_sbctl(args) {
+                    Ok(out) => return out,
+                    Err(e) => last = e,
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ovn-sbctl {args:?} kept failing: {last}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Indices of the members that are not the leader.
+    pub fn followers(&self) -> Vec<usize> {
+        let leader = self.leader();
+        (0..self.members.len())
+            .filter(|i| Some(*i) != leader)
+            .collect()
+    }
+
+    /// The member whose tcp remote is `remote`.
+    pub fn member_by_remote(&self, remote: &str) -> Option<usize> {
+        self.members.iter().position(|m| m.tcp_remote() == remote)
     }
 }

@@ -125,6 +125,11 @@ impl Monitor {
         self.events.recv().await
     }
 
+    /// The next event if one is queued, without waiting.
+    pub fn try_next_event(&mut self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
     /// The cache as of now (it may already include changes of events not yet read).
     pub fn cache(&self) -> RwLockReadGuard<'_, TableCache> {
         self.cache
