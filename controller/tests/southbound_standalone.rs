@@ -188,3 +188,27 @@ async fn view_of_a_populated_database_arrives_as_one_change() {
     assert_eq!(diff.added, names(&["a", "b"]));
     assert!(diff.global_changed && snap.ipsec);
 }
+
+#[tokio::test]
+async fn view_reports_chassis_gone_while_disconnected_as_removed() {
+    let mut server = OvsdbServer::standalone();
+    server.sbctl(&["chassis-add", "a", "geneve", "192.0.2.1"]);
+    let mut sb = Southbound::spawn(&config(&server.tcp_remote()));
+    let (_, diff) = next_change(&mut sb).await;
+    assert_eq!(diff.added, names(&["a"]));
+
+    // The server comes back with another database: the full snapshot replaces the view.
+    server.restart_empty();
+    server.sbctl(&["chassis-add", "b", "geneve", "192.0.2.2"]);
+    let (snap, diff) = next_change(&mut sb).await;
+    assert!(diff.removed.contains("a"), "{diff:?}");
+    if diff.added.is_empty() {
+        // It resynced before `b` was added; `b` then arrives as its own change.
+        let (snap, diff) = next_change(&mut sb).await;
+        assert_eq!(diff.added, names(&["b"]));
+        assert_eq!(snap.chassis.len(), 1);
+    } else {
+        assert_eq!(diff.added, names(&["b"]));
+        assert_eq!(snap.chassis.len(), 1);
+    }
+}

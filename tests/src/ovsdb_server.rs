@@ -154,6 +154,20 @@ impl OvsdbServer {
         Self::create(Some(pki))
     }
 
+    /// A standalone server that also listens on `ptcp:<port>:[::1]`; returns it and the port.
+    pub fn standalone_ipv6() -> (Self, u16) {
+        let port = TcpListener::bind("[::1]:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = Self::create(None);
+        s.kill();
+        s.extra_args.push(format!("--remote=ptcp:{port}:[::1]"));
+        s.start();
+        (s, port)
+    }
+
     fn create(pki: Option<&Pki>) -> Self {
         require_tools();
         let dir = TempDir::new("sb");

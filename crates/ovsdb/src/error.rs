@@ -123,6 +123,18 @@ pub enum Error {
     /// The server is a cluster member that has lost its cluster, so its data may be stale.
     #[error("cluster member is not connected to its cluster for database {0}")]
     NotConnectedToCluster(String),
+    /// The cluster member is behind what we already saw (a lagging or stale member).
+    #[error(
+        "cluster member is at index {index}, behind index {seen} already seen, for database {db}"
+    )]
+    StaleMember {
+        /// The database.
+        db: String,
+        /// The member's RAFT index.
+        index: i64,
+        /// The highest index seen before on this cluster.
+        seen: i64,
+    },
     /// An update names a table or column the monitor did not ask for.
     #[error("update for unmonitored {0}")]
     Unmonitored(String),

@@ -31,7 +31,7 @@ const DB_MONITOR_ID: &str = "db";
 /// The id of our monitor of `_Server`.
 const SERVER_MONITOR_ID: &str = "_Server";
 /// The `_Server.Database` columns we read.
-const SERVER_COLUMNS: [&str; 4] = ["name", "model", "connected", "leader"];
+const SERVER_COLUMNS: [&str; 6] = ["name", "model", "connected", "leader", "cid", "index"];
 /// A session that lasted this long resets the backoff to its minimum.
 const STABLE_SESSION: Duration = Duration::from_secs(10);
 
@@ -154,10 +154,19 @@ async fn run(
     };
     let mut backoff = config.backoff_min;
     let mut last_txn: Option<Uuid> = None;
+    let mut progress = ClusterProgress::default();
     loop {
         for remote in shuffled(&config.remotes, &mut rng) {
             let started = Instant::now();
-            let error = session(&config, &remote, &cache, &mut last_txn, &events).await;
+            let error = session(
+                &config,
+                &remote,
+                &cache,
+                &mut last_txn,
+                &mut progress,
+                &events,
+            )
+            .await;
             if events.is_closed() {
                 return;
             }
@@ -183,6 +192,7 @@ async fn session(
     remote: &Remote,
     cache: &RwLock<TableCache>,
     last_txn: &mut Option<Uuid>,
+    progress: &mut ClusterProgress,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Error {
     let tls = match (remote, &config.tls) {
@@ -203,6 +213,7 @@ async fn session(
         &mut incoming,
         cache,
         last_txn,
+        progress,
         events,
     )
     .await;
@@ -233,10 +244,11 @@ async fn sync(
     incoming: &mut mpsc::UnboundedReceiver<Incoming>,
     cache: &RwLock<TableCache>,
     last_txn: &mut Option<Uuid>,
+    progress: &mut ClusterProgress,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<Never, Error> {
     let db = config.database.as_str();
-    let mut server = ServerCheck::start(conn, db).await?;
+    let mut server = ServerCheck::start(conn, db, progress).await?;
     let schema = conn.get_schema(db).await?;
     write(cache).set_schema(schema);
 
@@ -258,7 +270,7 @@ async fn sync(
         let params = params.as_array().map(Vec::as_slice).unwrap_or_default();
         let monitor_id = params.first().and_then(Value::as_str);
         if monitor_id == Some(SERVER_MONITOR_ID) {
-            server.apply(&method, params)?;
+            server.apply(&method, params, progress)?;
             continue;
         }
         if monitor_id != Some(DB_MONITOR_ID) {
@@ -371,6 +383,16 @@ async fn start_db_monitor(
     Ok((Mode::Plain, changes, false))
 }
 
+/// How far a cluster has got, as seen through any member: a member behind it is stale.
+#[derive(Debug, Default)]
+struct ClusterProgress {
+    /// The cluster id (`_Server.Database.cid`); a new one (a recreated cluster) starts over.
+    cid: Option<Uuid>,
+    /// The highest RAFT index seen.
+    index: i64,
+}
+
+/// Watches `_Server.Database` so that a member that loses its cluster is left.
 /// Watches `_Server.Database` so that a member that loses its cluster is left.
 struct ServerCheck {
     db: String,
@@ -378,7 +400,11 @@ struct ServerCheck {
 }
 
 impl ServerCheck {
-    async fn start(conn: &Connection, db: &str) -> Result<Self, Error> {
+    async fn start(
+        conn: &Connection,
+        db: &str,
+        progress: &mut ClusterProgress,
+    ) -> Result<Self, Error> {
         let tables = vec![(
             "Database".to_string(),
             SERVER_COLUMNS.iter().map(|c| c.to_string()).collect(),
@@ -403,11 +429,16 @@ impl ServerCheck {
             db: db.into(),
             cache: Some(cache),
         };
-        check.verify()?;
+        check.verify(progress)?;
         Ok(check)
     }
 
-    fn apply(&mut self, method: &str, params: &[Value]) -> Result<(), Error> {
+    fn apply(
+        &mut self,
+        method: &str,
+        params: &[Value],
+        progress: &mut ClusterProgress,
+    ) -> Result<(), Error> {
         let Some(cache) = self.cache.as_mut() else {
             return Ok(());
         };
@@ -422,10 +453,10 @@ impl ServerCheck {
                 })
             }
         }
-        self.verify()
+        self.verify(progress)
     }
 
-    fn verify(&self) -> Result<(), Error> {
+    fn verify(&self, progress: &mut ClusterProgress) -> Result<(), Error> {
         let Some(cache) = &self.cache else {
             return Ok(());
         };
@@ -437,6 +468,24 @@ impl ServerCheck {
         if row.str("model") == Some("clustered") && row.bool("connected") != Some(true) {
             return Err(Error::NotConnectedToCluster(self.db.clone()));
         }
+        let cid = row.uuids("cid").into_iter().next();
+        // `index` is an optional integer, empty on standalone databases.
+        let Some(index) = row.integer("index") else {
+            return Ok(());
+        };
+        if cid.is_some() && cid != progress.cid {
+            progress.cid = cid;
+            progress.index = index;
+            return Ok(());
+        }
+        if index < progress.index {
+            return Err(Error::StaleMember {
+                db: self.db.clone(),
+                index,
+                seen: progress.index,
+            });
+        }
+        progress.index = index;
         Ok(())
     }
 }

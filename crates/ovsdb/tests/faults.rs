@@ -366,3 +366,71 @@ async fn server_restarted_empty_is_resynced_with_every_row_deleted() {
     assert_eq!(deleted, vec!["Chassis", "Encap", "SB_Global"]);
     assert!(m.cache().is_empty());
 }
+
+/// `_Server`'s schema, as much of it as the client reads.
+fn server_schema() -> Value {
+    json!({"name": "_Server", "version": "1.2.0", "tables": {"Database": {"columns": {
+        "name": {"type": "string"},
+        "model": {"type": {"key": {"type": "string", "enum": ["set", ["standalone", "clustered", "relay"]]}}},
+        "connected": {"type": "boolean"},
+        "leader": {"type": "boolean"},
+        "schema": {"type": {"key": "string", "min": 0, "max": 1}},
+        "cid": {"type": {"key": "uuid", "min": 0, "max": 1}},
+        "sid": {"type": {"key": "uuid", "min": 0, "max": 1}},
+        "index": {"type": {"key": "integer", "min": 0, "max": 1}}}}}})
+}
+
+#[tokio::test]
+async fn member_behind_what_was_already_seen_is_left_as_stale() {
+    let sb_schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(ovn_ipsec_tests::ovsdb_server::SB_SCHEMA).unwrap(),
+    )
+    .unwrap();
+    let dir = TempDir::new("stale");
+    let path = dir.path().join("s.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let remote = format!("unix:{}", path.display());
+    let cid = "33333333-3333-3333-3333-333333333333";
+    tokio::spawn(async move {
+        // The first connection reports RAFT index 10 and then closes; later ones report 5.
+        for index in [10, 5, 5] {
+            let (mut s, _) = listener.accept().await.unwrap();
+            loop {
+                let req = read_one(&mut s).await;
+                let id = req["id"].clone();
+                let db_row = json!({"name": "OVN_Southbound", "model": "clustered", "connected": true,
+                    "cid": ["uuid", cid], "index": index});
+                let result = match (req["method"].as_str().unwrap(), req["params"][0].as_str()) {
+                    ("get_schema", Some("_Server")) => server_schema(),
+                    ("get_schema", _) => sb_schema.clone(),
+                    ("monitor_cond", _) => json!({"Database": {
+                        "44444444-4444-4444-4444-444444444444": {"initial": db_row}}}),
+                    ("monitor_cond_since", _) => {
+                        json!([false, "55555555-5555-5555-5555-555555555555", {}])
+                    }
+                    (m, _) => panic!("unexpected {m}"),
+                };
+                let reply = json!({"id": id, "result": result, "error": null});
+                s.write_all(reply.to_string().as_bytes()).await.unwrap();
+                if req["method"] == "monitor_cond_since" {
+                    break;
+                }
+            }
+        }
+    });
+    let mut m = Monitor::spawn(config(&remote));
+    let error = tokio::time::timeout(WAIT, async {
+        loop {
+            match m.next_event().await.unwrap() {
+                Event::Disconnected {
+                    error: Error::StaleMember { index, seen, .. },
+                    ..
+                } => return (index, seen),
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(error, (5, 10));
+}

@@ -226,3 +226,14 @@ async fn raw_requests_list_dbs_schema_transact_echo_and_server_id() {
     let err = conn.get_schema("Nope").await.unwrap_err();
     assert!(matches!(err, ovsdb::Error::Rpc { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn monitor_over_an_ipv6_literal_remote() {
+    let (sb, port) = OvsdbServer::standalone_ipv6();
+    sb.sbctl(&["chassis-add", "ch6", "geneve", "2001:db8::6"]);
+    let mut m = Monitor::spawn(config(&format!("tcp:[::1]:{port}")));
+    until(&mut m, |c| {
+        chassis_ip(c, "ch6").as_deref() == Some("2001:db8::6")
+    })
+    .await;
+}
