@@ -242,6 +242,7 @@ fn chassis_from_row(cache: &TableCache, row: &Row) -> Chassis {
     let mut encaps: Vec<Encap> = row
         .uuids("encaps")
         .iter()
+        // An encap reference the cache cannot resolve is skipped (the server never sends one).
         .filter_map(|u| cache.row(ENCAP, u))
         .map(|e| Encap {
             encap_type: EncapType::parse(e.str("type").unwrap_or_default()),

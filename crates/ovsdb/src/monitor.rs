@@ -323,6 +323,7 @@ fn write(cache: &RwLock<TableCache>) -> std::sync::RwLockWriteGuard<'_, TableCac
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+// Limitation: no monitor conditions (`where`); every row of each monitored table is fetched.
 fn monitor_requests(tables: &[(String, Vec<String>)]) -> Value {
     let obj: Map<String, Value> = tables
         .iter()

@@ -49,6 +49,7 @@ impl TlsFiles {
         }
 
         let provider = Arc::new(ring::default_provider());
+        // Limitation: no certificate revocation lists are consulted.
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| Error::Tls(e.to_string()))?;
