@@ -111,6 +111,7 @@ impl Monitor {
     /// Starts monitoring on the current tokio runtime.
     pub fn spawn(config: MonitorConfig) -> Self {
         let cache = Arc::new(RwLock::new(TableCache::new(&config.tables)));
+        // Limitation: events queue without bound; a consumer that stops reading grows memory.
         let (tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(config, cache.clone(), tx));
         Self {
@@ -130,7 +131,8 @@ impl Monitor {
         self.events.try_recv().ok()
     }
 
-    /// The cache as of now (it may already include changes of events not yet read).
+    /// The cache as of now (it may already include changes of events not yet read). Do not hold
+    /// the guard across an `.await`: updates wait for it.
     pub fn cache(&self) -> RwLockReadGuard<'_, TableCache> {
         self.cache
             .read()
