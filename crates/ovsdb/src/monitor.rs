@@ -172,7 +172,7 @@ async fn run(
             if events.is_closed() {
                 return;
             }
-            warn!(%remote, %error, "Southbound connection lost");
+            warn!(%remote, %error, "OVSDB connection lost");
             let _ = events.send(Event::Disconnected {
                 remote: remote.clone(),
                 error,
@@ -262,7 +262,7 @@ async fn sync(
 
     let requests = monitor_requests(&config.tables);
     let (mode, changes, delta) = start_db_monitor(conn, db, &requests, cache, last_txn).await?;
-    info!(%remote, delta, rows = changes.changes.len(), "Southbound monitor in sync");
+    info!(%remote, delta, rows = changes.changes.len(), "OVSDB monitor in sync");
     let _ = events.send(Event::Connected {
         remote: remote.clone(),
         delta,
