@@ -1,1 +1,3 @@
 //! The `ovn-ipsecd` daemon: Southbound watcher, reconciliation, IO driver.
+
+pub mod kernel;
