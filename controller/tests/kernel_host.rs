@@ -342,3 +342,27 @@ fn a_thousand_pairs_reconcile_in_one_batch_and_converge() {
         );
     });
 }
+
+#[test]
+fn with_a_mark_configured_our_policies_carry_it_and_reconcile_is_stable() {
+    in_fresh_netns(|| async {
+        let config = KernelConfig {
+            mark: Some(xfrm::Mark {
+                value: 0x10,
+                mask: 0xf0,
+            }),
+            ..config()
+        };
+        let mut sync = KernelSync::start(config).await.unwrap();
+        let desired = Desired {
+            pairs: vec![v4_pair(2, 0), v6_pair(1)],
+            child_sas: vec![],
+        };
+        let r = sync.reconcile(&desired).await.unwrap();
+        assert_eq!(r.policies_added, 8, "{r:?}");
+        let listing = ip(&["xfrm", "policy", "list"]);
+        assert_eq!(listing.matches("mark 0x10/0xf0").count(), 8, "{listing}");
+        let again = sync.reconcile(&desired).await.unwrap();
+        assert_eq!(again.applied(), 0, "{again:?}");
+    });
+}

@@ -43,6 +43,14 @@
 //! *adopted*: they keep forwarding, even though the IKE layer does not know them yet, until a
 //! new state of the same CHILD_SA and direction is desired (then they are removed after it is
 //! added) or their pair goes away.
+//!
+//! # Rekeying without loss
+//!
+//! The caller (the IKE layer) decides what is desired; for a rekey without loss it adds the new
+//! inbound SA first, the new outbound SA once the peer can receive on it, and drops the old
+//! SAs from the desired set last. Within one reconcile, additions always precede deletions.
+
+#![warn(missing_docs)]
 
 pub mod backoff;
 pub mod child_sa;

@@ -186,6 +186,10 @@ pub fn plan(
     let mut add_states = Vec::new();
     for want in &states {
         match have_states.get(&want.id).map(|have| compare(want, have)) {
+            // Limitation: a state deleted behind our back (e.g. `ip xfrm state flush`) comes
+            // back with its sequence numbers restarted, so the peer drops the first packets on
+            // an outbound SA as replays until they pass what it saw; the IKE layer should
+            // rekey on a flush.
             None => add_states.push(Change::AddState(want.clone())),
             Some(StateMatch::Same) => {}
             Some(StateMatch::Update) => add_states.push(Change::UpdateState(want.clone())),
