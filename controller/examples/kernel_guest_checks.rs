@@ -886,6 +886,60 @@ async fn checks(r: &mut Report) -> Result<(), String> {
         "remove_all removes all our states and policies on both sides and leaves the foreign ones",
         res,
     );
+
+    // 9. Scale: 1000 pairs with both CHILD_SAs in a namespace of their own.
+    let res = scale(1000).await;
+    r.check("1000 pairs with 4000 states and 4000 policies converge in one reconcile; the next changes nothing; removal of all is one reconcile", res);
+    Ok(())
+}
+
+/// Reconciles `n` pairs with all four SAs each in namespace `c`; prints the times (for the
+/// report, not asserted).
+async fn scale(n: u32) -> CheckResult {
+    ip(&["netns", "add", "c"])?;
+    let config = KernelConfig::default();
+    let mut sync = start("c", &config).await?;
+    let pairs: Vec<ProtectedPair> = (0..n)
+        .map(|i| {
+            let remote = std::net::Ipv4Addr::from(0x0a02_0000 + i);
+            ProtectedPair::geneve(addr("10.1.0.1"), IpAddr::V4(remote), i)
+        })
+        .collect();
+    let mut sas = Vec::new();
+    for p in &pairs {
+        for (k, child) in ChildKind::BOTH.into_iter().enumerate() {
+            for (j, dir) in SaDirection::BOTH.into_iter().enumerate() {
+                let spi = 0x2000_0000 + p.index * 4 + (k * 2 + j) as u32;
+                sas.push(child_sa(p.index, child, dir, spi));
+            }
+        }
+    }
+    let t = Instant::now();
+    let first = reconcile(&mut sync, &pairs, sas.clone()).await?;
+    let t_first = t.elapsed();
+    let t = Instant::now();
+    let again = reconcile(&mut sync, &pairs, sas).await?;
+    let t_again = t.elapsed();
+    let t = Instant::now();
+    let gone = reconcile(&mut sync, &[], vec![]).await?;
+    let t_gone = t.elapsed();
+    println!(
+        "# guest, {n} pairs: first reconcile ({} states + {} policies) {t_first:?}, no-op {t_again:?}, removing all {t_gone:?}",
+        first.states_added, first.policies_added
+    );
+    let want = (n as usize) * 4;
+    if (first.states_added, first.policies_added, again.applied()) != (want, want, 0)
+        || (gone.states_deleted, gone.policies_deleted) != (want, want)
+    {
+        return Err(format!(
+            "first {}+{}, no-op {}, removal {}+{}",
+            first.states_added,
+            first.policies_added,
+            again.applied(),
+            gone.states_deleted,
+            gone.policies_deleted
+        ));
+    }
     Ok(())
 }
 
@@ -905,6 +959,7 @@ async fn main() {
     }
     let _ = ip(&["netns", "del", "a"]);
     let _ = ip(&["netns", "del", "b"]);
+    let _ = ip(&["netns", "del", "c"]);
     println!("{} passed, {} failed", r.passed, r.failed);
     if r.failed != 0 {
         std::process::exit(1);
