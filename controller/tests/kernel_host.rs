@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use controller::kernel::{
-    needs_reconcile, AeadAlgorithm, ChildKind, ChildSa, Desired, KernelConfig, KernelSync,
-    ObjectRef, Operation, ProtectedPair, SaDirection,
+    needs_reconcile, next_wakeup, AeadAlgorithm, ChildKind, ChildSa, Desired, KernelConfig,
+    KernelSync, ObjectRef, Operation, ProtectedPair, SaDirection, Wakeup,
 };
 use xfrm::{Event, Key, Lifetimes};
 
@@ -364,5 +364,39 @@ fn with_a_mark_configured_our_policies_carry_it_and_reconcile_is_stable() {
         assert_eq!(listing.matches("mark 0x10/0xf0").count(), 8, "{listing}");
         let again = sync.reconcile(&desired).await.unwrap();
         assert_eq!(again.applied(), 0, "{again:?}");
+    });
+}
+
+#[test]
+fn next_wakeup_skips_our_own_changes_and_wakes_on_a_flush_or_the_timers() {
+    in_fresh_netns(|| async {
+        let mut sync = KernelSync::start(config()).await.unwrap();
+        let mut events = sync.kernel().subscribe().await.unwrap();
+        let desired = Desired {
+            pairs: vec![v4_pair(2, 0)],
+            child_sas: vec![],
+        };
+        sync.reconcile(&desired).await.unwrap();
+
+        // Our own four additions are pending as events but do not wake it.
+        let w = next_wakeup(&mut events, None, Duration::from_millis(300)).await;
+        assert!(matches!(w, Wakeup::Periodic), "{w:?}");
+        let w = next_wakeup(
+            &mut events,
+            Some(Duration::from_millis(50)),
+            Duration::from_secs(60),
+        )
+        .await;
+        assert!(matches!(w, Wakeup::Retry), "{w:?}");
+
+        ip(&["xfrm", "policy", "flush"]);
+        let w = next_wakeup(&mut events, None, EVENT_WAIT).await;
+        let Wakeup::KernelChanged(e) = w else {
+            panic!("woke for {w:?}, want the flush")
+        };
+        assert!(
+            matches!(*e, Event::PoliciesFlushed { by_us: false }),
+            "{e:?}"
+        );
     });
 }

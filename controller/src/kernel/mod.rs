@@ -68,7 +68,7 @@ pub use error::{PlanError, SyncError};
 pub use pair::{ChildKind, ProtectedPair, SaDirection, TunnelProtocol};
 pub use plan::{plan, Actual, Desired, Plan};
 pub use reconcile::{ChangeFailure, KernelSync, ObjectRef, Operation, ReconcileReport};
-pub use wake::needs_reconcile;
+pub use wake::{needs_reconcile, next_wakeup, Wakeup};
 
 /// The default reqid range: 0x4f56_0000 ("OV") onwards, 2 reqids per pair, room for 32768
 /// pairs; far from the small reqids strongSwan and Libreswan hand out.

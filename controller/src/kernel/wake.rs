@@ -66,3 +66,44 @@ mod tests {
         ));
     }
 }
+
+/// Why [`next_wakeup`] returned.
+#[derive(Debug)]
+pub enum Wakeup {
+    /// An event that may have changed our objects ([`needs_reconcile`]).
+    KernelChanged(Box<Event>),
+    /// The retry delay of a failed reconcile ran out.
+    Retry,
+    /// The periodic reconcile is due.
+    Periodic,
+    /// The event subscription failed; resubscribe, and reconcile meanwhile.
+    EventsFailed(xfrm::Error),
+}
+
+/// Waits until the kernel layer should reconcile again: an event that [`needs_reconcile`], the
+/// `retry` delay (from the last report), or `period`, whichever comes first. Events that do not
+/// concern us are skipped. The caller passes events the IKE layer wants (acquire, expire) on
+/// through its own subscription.
+pub async fn next_wakeup(
+    events: &mut xfrm::Events,
+    retry: Option<std::time::Duration>,
+    period: std::time::Duration,
+) -> Wakeup {
+    let ownership = events.ownership().clone();
+    let (deadline, on_deadline) = match retry {
+        Some(r) if r < period => (r, Wakeup::Retry),
+        _ => (period, Wakeup::Periodic),
+    };
+    let timer = tokio::time::sleep(deadline);
+    tokio::pin!(timer);
+    loop {
+        tokio::select! {
+            () = &mut timer => return on_deadline,
+            e = events.next() => match e {
+                Ok(e) if needs_reconcile(&e, &ownership) => return Wakeup::KernelChanged(Box::new(e)),
+                Ok(_) => {}
+                Err(e) => return Wakeup::EventsFailed(e),
+            },
+        }
+    }
+}
