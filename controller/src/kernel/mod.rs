@@ -49,6 +49,11 @@
 //! The caller (the IKE layer) decides what is desired; for a rekey without loss it adds the new
 //! inbound SA first, the new outbound SA once the peer can receive on it, and drops the old
 //! SAs from the desired set last. Within one reconcile, additions always precede deletions.
+//!
+//! Level-triggered also means a desired state the kernel deleted is added again: after a
+//! hard expire the IKE layer drops that SA from the desired set (it rekeys at the soft one).
+//! Parts of the desired set that cannot be programmed at all (a [`PlanError`]) are reported
+//! and not retried; changes the kernel refused are retried with backoff.
 
 #![warn(missing_docs)]
 
