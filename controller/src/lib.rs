@@ -1,2 +1,4 @@
 //! The `ovn-ipsecd` daemon: Southbound watcher, reconciliation, IO driver.
+
+pub mod kernel;
 pub mod southbound;
