@@ -16,19 +16,38 @@ for setup in tests/setup/*.sh; do
     . "$setup"
 done
 
-passed=0
-failed=0
+# Each phase's output is shown as it runs and kept, so that the closing summary can count the
+# individual tests: cargo's "test result:" lines and the "ok - …" / "not ok - …" lines of the
+# real-kernel and fuzz phases. A phase that fails without naming a failed check counts as one.
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+phases_passed=0
+phases_failed=0
+tests_passed=0
+tests_failed=0
 failed_names=()
 phase() {
     local name=$1
     shift
+    local out="$logs/$(printf '%s' "$name" | tr -c 'A-Za-z0-9' '_').log"
     log "phase: $name"
-    if "$@"; then
-        passed=$((passed + 1))
+    local status=0
+    "$@" 2>&1 | tee "$out" || status=$?
+    local ok not_ok
+    ok=$(grep -E '^test result: ' "$out" | awk '{s += $4} END {print s + 0}')
+    not_ok=$(grep -E '^test result: ' "$out" | awk '{s += $6} END {print s + 0}')
+    ok=$((ok + $(grep -cE '^ok - ' "$out" || true)))
+    not_ok=$((not_ok + $(grep -cE '^not ok - ' "$out" || true)))
+    if [ "$status" -eq 0 ]; then
+        phases_passed=$((phases_passed + 1))
+        [ "$ok" -gt 0 ] || ok=1
     else
-        failed=$((failed + 1))
+        phases_failed=$((phases_failed + 1))
         failed_names+=("$name")
+        [ "$not_ok" -gt 0 ] || not_ok=1
     fi
+    tests_passed=$((tests_passed + ok))
+    tests_failed=$((tests_failed + not_ok))
 }
 
 phase "cargo test (workspace)" cargo test --workspace --locked
@@ -38,6 +57,7 @@ for extra in tests/phases/*.sh; do
 done
 
 echo
-[ "$failed" -eq 0 ] || echo "failed phases: ${failed_names[*]}"
-echo "test phases: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+[ "$phases_failed" -eq 0 ] || echo "failed phases: ${failed_names[*]}"
+echo "phases: $phases_passed passed, $phases_failed failed"
+echo "tests: $tests_passed passed, $tests_failed failed"
+[ "$phases_failed" -eq 0 ]
