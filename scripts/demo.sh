@@ -15,9 +15,8 @@ banner() { printf '\n\033[1m== %s\033[0m\n\n' "$*"; }
 banner "ovn-ipsecd, the daemon, is not assembled yet; these are its parts, running for real"
 
 banner "1/2  ipsecctl decode: a real strongSwan 5.9.8 IKEv2 exchange, decrypted and checked"
-cargo build --release --locked -q -p ipsecctl
 fixture=ikev2/tests/fixtures/strongswan-5.9.8
-./target/release/ipsecctl decode "$fixture/transport-two-children.pcap" \
+cargo run --release --locked -q -p ipsecctl -- decode "$fixture/transport-two-children.pcap" \
     --keys "$fixture/transport-two-children.ikev2_decryption_table" \
     --ca "$fixture/ca-cert.pem"
 
