@@ -1,1 +1,2 @@
 //! The `ovn-ipsecd` daemon: Southbound watcher, reconciliation, IO driver.
+pub mod southbound;
