@@ -1,2 +1,3 @@
 //! The `ovn-ipsecd` daemon: Southbound watcher, reconciliation, IO driver.
+pub mod desired;
 pub mod southbound;
