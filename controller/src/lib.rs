@@ -1,3 +1,4 @@
 //! The `ovn-ipsecd` daemon: Southbound watcher, reconciliation, IO driver.
 pub mod desired;
+pub mod identity_check;
 pub mod southbound;
