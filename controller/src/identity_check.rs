@@ -59,7 +59,7 @@ pub enum IdentityError {
         /// Its path.
         path: PathBuf,
         /// What is wrong with it.
-        source: AuthError,
+        source: Box<AuthError>,
     },
     /// The private key file holds no usable key.
     #[error("private key {path}: {source}")]
@@ -67,7 +67,7 @@ pub enum IdentityError {
         /// Its path.
         path: PathBuf,
         /// What is wrong with it.
-        source: AuthError,
+        source: Box<AuthError>,
     },
     /// The CA file holds no usable CA certificate.
     #[error("CA certificate {path}: {source}")]
@@ -75,7 +75,7 @@ pub enum IdentityError {
         /// Its path.
         path: PathBuf,
         /// What is wrong with it.
-        source: AuthError,
+        source: Box<AuthError>,
     },
     /// The certificate does not prove the chassis name (as ID_FQDN: a subjectAltName
     /// dNSName, or the commonName when there is no subjectAltName).
@@ -96,7 +96,7 @@ pub enum IdentityError {
         /// The CA file's path.
         ca_path: PathBuf,
         /// Why path validation failed.
-        source: AuthError,
+        source: Box<AuthError>,
     },
     /// The key and the certificate's public key are of different types.
     #[error(
@@ -121,7 +121,7 @@ pub enum IdentityError {
         /// The certificate's path.
         cert_path: PathBuf,
         /// What the signature check said.
-        source: AuthError,
+        source: Box<AuthError>,
     },
 }
 
@@ -202,7 +202,7 @@ pub fn check_local_identity(
 
     let bad_cert = |source| IdentityError::BadCertificate {
         path: files.certificate.clone(),
-        source,
+        source: Box::new(source),
     };
     let mut certs = Certificate::all_from_pem(&cert_pem).map_err(bad_cert)?;
     if certs.is_empty() {
@@ -212,13 +212,13 @@ pub fn check_local_identity(
     let intermediates = certs;
     let trust = TrustStore::from_pem(&ca_pem).map_err(|source| IdentityError::BadCa {
         path: files.ca_cert.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let rng = SystemRandom::new();
     let private_key =
         PrivateKey::from_pem(&key_pem, &rng).map_err(|source| IdentityError::BadPrivateKey {
             path: files.private_key.clone(),
-            source,
+            source: Box::new(source),
         })?;
 
     // Peers check our ID_FQDN against the certificate exactly like this.
@@ -235,7 +235,7 @@ pub fn check_local_identity(
         .map_err(|source| IdentityError::Untrusted {
             path: files.certificate.clone(),
             ca_path: files.ca_cert.clone(),
-            source,
+            source: Box::new(source),
         })?
         .subject()
         .to_owned();
@@ -273,7 +273,7 @@ fn check_key_matches(
     let mismatch = |source| IdentityError::KeyMismatch {
         key_path: files.private_key.clone(),
         cert_path: files.certificate.clone(),
-        source,
+        source: Box::new(source),
     };
     let scheme = probe_scheme(key.key_type());
     let auth = key.sign_auth(scheme, KEY_PROBE, rng).map_err(mismatch)?;
