@@ -1,4 +1,5 @@
 //! The `ovn-ipsecd` daemon: Southbound watcher, reconciliation, IO driver.
+pub mod config;
 pub mod desired;
 pub mod identity_check;
 pub mod southbound;
