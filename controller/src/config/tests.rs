@@ -342,7 +342,7 @@ fn select_reply_is_parsed_and_checked() {
     ] {
         assert!(
             matches!(
-                parse_select_reply(OVS, &[bad.clone()]),
+                parse_select_reply(OVS, std::slice::from_ref(&bad)),
                 Err(OvsReadError::Malformed { .. })
             ),
             "{bad}"
