@@ -2,4 +2,5 @@
 pub mod config;
 pub mod desired;
 pub mod identity_check;
+pub mod policy_plan;
 pub mod southbound;
