@@ -242,6 +242,7 @@ fn chassis_from_row(cache: &TableCache, row: &Row) -> Chassis {
     let mut encaps: Vec<Encap> = row
         .uuids("encaps")
         .iter()
+        // An encap reference the cache cannot resolve is skipped (the server never sends one).
         .filter_map(|u| cache.row(ENCAP, u))
         .map(|e| Encap {
             encap_type: EncapType::parse(e.str("type").unwrap_or_default()),
@@ -314,13 +315,7 @@ pub enum SouthboundEvent {
 #[derive(Debug)]
 pub struct Southbound {
     monitor: Monitor,
-    snapshot: Arc<Snapshot>,
-    /// Chassis row to name, to find what a delete removed.
-    names: HashMap<Uuid, String>,
-    /// Encap row to the chassis row that references it.
-    owners: HashMap<Uuid, Uuid>,
-    /// Chassis row to the encap rows it references.
-    encaps_of: HashMap<Uuid, Vec<Uuid>>,
+    view: View,
 }
 
 impl Southbound {
@@ -328,16 +323,13 @@ impl Southbound {
     pub fn spawn(config: &SouthboundConfig) -> Self {
         Self {
             monitor: Monitor::spawn(config.monitor_config()),
-            snapshot: Arc::new(Snapshot::default()),
-            names: HashMap::new(),
-            owners: HashMap::new(),
-            encaps_of: HashMap::new(),
+            view: View::default(),
         }
     }
 
     /// The current view.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.clone()
+        self.view.snapshot.clone()
     }
 
     /// The next event; transactions that change nothing the view shows are skipped.
@@ -357,10 +349,15 @@ impl Southbound {
                     })
                 }
                 Event::Changed(cs) => {
-                    let diff = self.apply(&cs);
+                    let handle = self.monitor.cache_handle();
+                    let cache = handle
+                        .read()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let diff = self.view.apply(&cache, &cs);
+                    drop(cache);
                     if !diff.is_empty() {
                         return Some(SouthboundEvent::Changed {
-                            snapshot: self.snapshot.clone(),
+                            snapshot: self.view.snapshot.clone(),
                             diff,
                         });
                     }
@@ -368,15 +365,31 @@ impl Southbound {
             }
         }
     }
+}
 
-    /// Brings the snapshot up to date with the cache for the rows `cs` names.
-    fn apply(&mut self, cs: &ChangeSet) -> SnapshotDiff {
-        let handle = self.monitor.cache_handle();
-        let cache = handle
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+/// The snapshot and the indexes that let it follow a change set without a full rebuild.
+#[derive(Debug, Default)]
+pub struct View {
+    snapshot: Arc<Snapshot>,
+    /// Chassis row to name, to find what a delete removed.
+    names: HashMap<Uuid, String>,
+    /// Encap row to the chassis row that references it.
+    owners: HashMap<Uuid, Uuid>,
+    /// Chassis row to the encap rows it references.
+    encaps_of: HashMap<Uuid, Vec<Uuid>>,
+}
+
+impl View {
+    /// The current snapshot.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// Brings the snapshot up to date with `cache`, looking only at the rows `cs` names
+    /// (everything when `cs` replaced the cache); returns what changed.
+    pub fn apply(&mut self, cache: &TableCache, cs: &ChangeSet) -> SnapshotDiff {
         if cs.replaced {
-            let fresh = Snapshot::from_cache(&cache);
+            let fresh = Snapshot::from_cache(cache);
             let diff = self.snapshot.diff(&fresh);
             self.names.clear();
             self.owners.clear();
@@ -388,7 +401,6 @@ impl Southbound {
             return diff;
         }
 
-        let mut next = (*self.snapshot).clone();
         let mut global = false;
         let mut touched: BTreeSet<Uuid> = BTreeSet::new();
         for change in &cs.changes {
@@ -401,16 +413,20 @@ impl Southbound {
                     if let Some(owner) = self.owners.get(&change.uuid) {
                         touched.insert(owner.clone());
                     }
+                    if change.kind == ChangeKind::Delete {
+                        self.owners.remove(&change.uuid);
+                    }
                 }
                 _ => {}
             }
-            if change.table == ENCAP && change.kind == ChangeKind::Delete {
-                self.owners.remove(&change.uuid);
-            }
         }
+
+        let mut next = (*self.snapshot).clone();
         if global {
-            next.read_global(&cache);
+            next.read_global(cache);
         }
+        // First take every touched chassis out, then put back what still exists: a chassis may
+        // take over a name another one gave up in the same transaction.
         let mut names = BTreeSet::new();
         for uuid in &touched {
             if let Some(old_name) = self.names.remove(uuid) {
@@ -422,14 +438,15 @@ impl Southbound {
                     self.owners.remove(&e);
                 }
             }
+        }
+        for uuid in &touched {
             if let Some(row) = cache.row(CHASSIS, uuid) {
-                let ch = chassis_from_row(&cache, row);
+                let ch = chassis_from_row(cache, row);
                 names.insert(ch.name.clone());
                 next.chassis.insert(ch.name.clone(), Arc::new(ch));
                 self.index(uuid, row);
             }
         }
-        drop(cache);
         let diff = self.snapshot.diff_names(&next, global, &names);
         self.snapshot = Arc::new(next);
         diff
@@ -470,5 +487,97 @@ impl Snapshot {
             }
         }
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ovsdb::DatabaseSchema;
+    use serde_json::{json, Value};
+
+    fn schema() -> DatabaseSchema {
+        let map = json!({"key": "string", "value": "string", "min": 0, "max": "unlimited"});
+        let set = json!({"key": "string", "min": 0, "max": "unlimited"});
+        DatabaseSchema::from_json(&json!({"name": "OVN_Southbound", "tables": {
+            "SB_Global": {"columns": {"ipsec": {"type": "boolean"}, "options": {"type": map}}},
+            "Chassis": {"columns": {
+                "name": {"type": "string"}, "hostname": {"type": "string"},
+                "encaps": {"type": {"key": {"type": "uuid"}, "min": 1, "max": "unlimited"}},
+                "other_config": {"type": map}, "external_ids": {"type": map},
+                "transport_zones": {"type": set}}},
+            "Encap": {"columns": {"type": {"type": "string"}, "ip": {"type": "string"},
+                "options": {"type": map}, "chassis_name": {"type": "string"}}}
+        }}))
+        .unwrap()
+    }
+
+    fn u(n: u32) -> String {
+        format!("{n:08x}-0000-4000-8000-000000000000")
+    }
+
+    /// Applies each update to a cache and the view, checking the incremental snapshot against
+    /// a full rebuild after every step.
+    fn run(steps: &[Value]) -> Vec<SnapshotDiff> {
+        let mut cache = TableCache::new(&monitored_columns());
+        cache.set_schema(schema());
+        let mut view = View::default();
+        let mut diffs = Vec::new();
+        for step in steps {
+            let cs = cache.apply_updates2(step).unwrap();
+            diffs.push(view.apply(&cache, &cs));
+            assert_eq!(
+                **view.snapshot(),
+                Snapshot::from_cache(&cache),
+                "after {step}"
+            );
+        }
+        diffs
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn incremental_view_matches_a_full_rebuild_through_renames_moves_and_deletes() {
+        let (c1, c2, e1, e2, e3, g) = (u(1), u(2), u(11), u(12), u(13), u(99));
+        let diffs = run(&[
+            json!({"Encap": {&e1: {"insert": {"type": "geneve", "ip": "192.0.2.1", "chassis_name": "a"}},
+                             &e2: {"insert": {"type": "geneve", "ip": "192.0.2.2", "chassis_name": "b"}}},
+                   "Chassis": {&c1: {"insert": {"name": "a", "encaps": ["uuid", &e1]}},
+                               &c2: {"insert": {"name": "b", "encaps": ["uuid", &e2]}}}}),
+            json!({"Encap": {&e1: {"modify": {"ip": "198.51.100.1"}}}}),
+            // a and b swap names in one transaction.
+            json!({"Chassis": {&c1: {"modify": {"name": "b"}}, &c2: {"modify": {"name": "a"}}}}),
+            // An encap is added to c1, another deleted.
+            json!({"Encap": {&e3: {"insert": {"type": "vxlan", "ip": "198.51.100.1"}},
+                             &e1: {"delete": null}},
+                   "Chassis": {&c1: {"modify": {"encaps": ["set", [["uuid", &e1], ["uuid", &e3]]]}}}}),
+            json!({"SB_Global": {&g: {"insert": {"ipsec": true}}}}),
+            json!({"Chassis": {&c2: {"delete": null}}, "Encap": {&e2: {"delete": null}}}),
+        ]);
+        assert_eq!(diffs[0].added, set(&["a", "b"]));
+        assert_eq!(diffs[1].changed, set(&["a"]));
+        assert_eq!(diffs[2].changed, set(&["a", "b"]));
+        assert_eq!(diffs[3].changed, set(&["b"]));
+        assert!(diffs[4].global_changed && diffs[4].changed.is_empty());
+        assert_eq!(diffs[5].removed, set(&["a"]));
+    }
+
+    #[test]
+    fn replacing_snapshot_reports_vanished_chassis_as_removed() {
+        let mut cache = TableCache::new(&monitored_columns());
+        cache.set_schema(schema());
+        let mut view = View::default();
+        let cs = cache
+            .replace_with_updates2(&json!({"Chassis": {u(1): {"initial": {"name": "a"}}}}))
+            .unwrap();
+        assert_eq!(view.apply(&cache, &cs).added, set(&["a"]));
+        let cs = cache
+            .replace_with_updates2(&json!({"Chassis": {u(2): {"initial": {"name": "b"}}}}))
+            .unwrap();
+        let diff = view.apply(&cache, &cs);
+        assert_eq!((diff.added, diff.removed), (set(&["b"]), set(&["a"])));
     }
 }

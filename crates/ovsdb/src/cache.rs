@@ -2,6 +2,7 @@
 //! list of rows each update changed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -12,7 +13,8 @@ use crate::schema::DatabaseSchema;
 /// One row: every monitored column, defaults filled in for the ones the server left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Row {
-    columns: BTreeMap<String, Datum>,
+    // Column names are shared with the cache's list of monitored columns, not copied per row.
+    columns: BTreeMap<Arc<str>, Datum>,
 }
 
 impl Row {
@@ -71,7 +73,7 @@ impl Row {
     }
 
     /// All columns.
-    pub fn columns(&self) -> &BTreeMap<String, Datum> {
+    pub fn columns(&self) -> &BTreeMap<Arc<str>, Datum> {
         &self.columns
     }
 }
@@ -114,7 +116,9 @@ pub type Table = HashMap<Uuid, Row>;
 #[derive(Debug, Clone, Default)]
 pub struct TableCache {
     schema: DatabaseSchema,
-    monitored: BTreeMap<String, Vec<String>>,
+    monitored: BTreeMap<String, Vec<Arc<str>>>,
+    /// Per table, a row holding every monitored column's default (rebuilt with the schema).
+    defaults: HashMap<String, Row>,
     tables: HashMap<String, Table>,
 }
 
@@ -123,7 +127,16 @@ impl TableCache {
     pub fn new(monitored: &[(String, Vec<String>)]) -> Self {
         Self {
             schema: DatabaseSchema::default(),
-            monitored: monitored.iter().cloned().collect(),
+            monitored: monitored
+                .iter()
+                .map(|(t, cols)| {
+                    (
+                        t.clone(),
+                        cols.iter().map(|c| Arc::from(c.as_str())).collect(),
+                    )
+                })
+                .collect(),
+            defaults: HashMap::new(),
             tables: HashMap::new(),
         }
     }
@@ -131,6 +144,20 @@ impl TableCache {
     /// Sets the schema the next updates are typed with (it may change between connections).
     pub fn set_schema(&mut self, schema: DatabaseSchema) {
         self.schema = schema;
+        self.defaults = self
+            .monitored
+            .iter()
+            .map(|(table, cols)| {
+                let columns = cols
+                    .iter()
+                    .filter_map(|c| {
+                        let ty = self.schema.column(table, c)?;
+                        Some((c.clone(), Datum::default_for(ty)))
+                    })
+                    .collect();
+                (table.clone(), Row { columns })
+            })
+            .collect();
     }
 
     /// The schema in use.
@@ -328,21 +355,21 @@ impl TableCache {
             None => self.default_row(table)?,
         };
         for (col, v) in columns_of(table, body)? {
-            let ty = self.column_type(table, col)?;
+            let (name, ty) = self.column_type(table, col)?;
             let datum =
                 Datum::from_json(ty, v).map_err(|reason| datum_error(table, col, reason))?;
-            row.columns.insert(col.clone(), datum);
+            row.columns.insert(name, datum);
         }
         Ok(row)
     }
 
     fn apply_modify(&self, table: &str, row: &mut Row, body: &Value) -> Result<(), Error> {
         for (col, v) in columns_of(table, body)? {
-            let ty = self.column_type(table, col)?;
+            let (name, ty) = self.column_type(table, col)?;
             let diff = Datum::from_json(ty, v).map_err(|reason| datum_error(table, col, reason))?;
             let slot = row
                 .columns
-                .entry(col.clone())
+                .entry(name)
                 .or_insert_with(|| Datum::default_for(ty));
             slot.apply_diff(ty, diff)
                 .map_err(|reason| datum_error(table, col, reason))?;
@@ -351,25 +378,32 @@ impl TableCache {
     }
 
     fn default_row(&self, table: &str) -> Result<Row, Error> {
-        let mut row = Row::default();
-        for col in self.monitored.get(table).into_iter().flatten() {
-            let ty = self.column_type(table, col)?;
-            row.columns.insert(col.clone(), Datum::default_for(ty));
+        let row = self.defaults.get(table).cloned().unwrap_or_default();
+        // A monitored column the schema lacks has no default: report it, naming the column.
+        if let Some(cols) = self.monitored.get(table) {
+            if let Some(missing) = cols.iter().find(|c| !row.columns.contains_key(&***c)) {
+                return Err(datum_error(table, missing, "not in the schema".into()));
+            }
         }
         Ok(row)
     }
 
-    fn column_type(&self, table: &str, col: &str) -> Result<&crate::schema::ColumnType, Error> {
-        let monitored = self
+    /// The shared name and the type of a monitored column.
+    fn column_type(
+        &self,
+        table: &str,
+        col: &str,
+    ) -> Result<(Arc<str>, &crate::schema::ColumnType), Error> {
+        let name = self
             .monitored
             .get(table)
-            .is_some_and(|cols| cols.iter().any(|c| c == col));
-        if !monitored {
-            return Err(Error::Unmonitored(format!("column {table}.{col}")));
-        }
-        self.schema
+            .and_then(|cols| cols.iter().find(|c| &***c == col))
+            .ok_or_else(|| Error::Unmonitored(format!("column {table}.{col}")))?;
+        let ty = self
+            .schema
             .column(table, col)
-            .ok_or_else(|| datum_error(table, col, "not in the schema".into()))
+            .ok_or_else(|| datum_error(table, col, "not in the schema".into()))?;
+        Ok((name.clone(), ty))
     }
 }
 

@@ -280,6 +280,9 @@ impl Io {
                         return e;
                     }
                 }
+                // Limitation: the probe also runs while the server composes a large reply; a
+                // server that needs more than two intervals before its first byte is dropped,
+                // as ovn-controller would drop it.
                 () = sleep => {
                     let Some(p) = self.probe_interval else { continue };
                     if probe_sent {
@@ -311,6 +314,7 @@ impl Io {
                     };
                     self.write(wr, &reply.to_value()).await?;
                 }
+                // ovsdb-server sends no other request: one is a protocol error, not a guess.
                 Message::Request { method, .. } => return Err(Error::UnknownMethod(method)),
                 Message::Notification { method, params } => match method.as_str() {
                     "update" | "update2" | "update3" => {

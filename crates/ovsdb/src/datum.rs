@@ -6,7 +6,6 @@
 //! from a one-element set, so parsing always takes the type.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::{json, Value};
@@ -155,12 +154,15 @@ impl PartialEq for Atom {
 impl Eq for Atom {}
 
 /// A column value: a set of atoms (a scalar is a one-element set) or a map.
+///
+/// Both are sorted vectors without duplicate elements (keys): most values hold zero or one
+/// element, and a vector of one costs a single small allocation where a B-tree costs a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Datum {
-    /// A set; scalars and optional values are sets of one (or zero) elements.
-    Set(BTreeSet<Atom>),
-    /// A map.
-    Map(BTreeMap<Atom, Atom>),
+    /// A set, sorted, no duplicates; scalars and optional values have one (or zero) elements.
+    Set(Vec<Atom>),
+    /// A map, sorted by key, no duplicate keys.
+    Map(Vec<(Atom, Atom)>),
 }
 
 impl Datum {
@@ -168,10 +170,10 @@ impl Datum {
     /// 0, 0.0, false, "", the all-zero UUID for scalars; empty for sets and maps.
     pub fn default_for(ty: &ColumnType) -> Self {
         if ty.is_map() {
-            return Datum::Map(BTreeMap::new());
+            return Datum::Map(Vec::new());
         }
         if ty.min == 0 {
-            return Datum::Set(BTreeSet::new());
+            return Datum::Set(Vec::new());
         }
         let atom = match ty.key {
             AtomicType::Integer => Atom::Integer(0),
@@ -180,31 +182,37 @@ impl Datum {
             AtomicType::String => Atom::String(String::new()),
             AtomicType::Uuid => Atom::Uuid(Uuid::zero()),
         };
-        Datum::Set(BTreeSet::from([atom]))
+        Datum::Set(vec![atom])
     }
 
     /// Parses a datum of column type `ty`; a bare atom is a one-element set.
     pub fn from_json(ty: &ColumnType, v: &Value) -> Result<Self, String> {
         if let Some(value_ty) = ty.value {
             let pairs = tagged(v, "map").ok_or_else(|| format!("{v} is not [\"map\", ...]"))?;
-            let mut map = BTreeMap::new();
+            let mut map = Vec::with_capacity(pairs.len());
             for pair in pairs {
                 match pair.as_array().map(Vec::as_slice) {
                     Some([k, val]) => {
-                        map.insert(Atom::from_json(ty.key, k)?, Atom::from_json(value_ty, val)?);
+                        map.push((Atom::from_json(ty.key, k)?, Atom::from_json(value_ty, val)?));
                     }
                     _ => return Err(format!("map entry {pair} is not [key, value]")),
                 }
             }
+            map.sort_by(|a, b| a.0.cmp(&b.0));
+            map.dedup_by(|a, b| a.0 == b.0);
             return Ok(Datum::Map(map));
         }
         match tagged(v, "set") {
-            Some(elems) => elems
-                .iter()
-                .map(|e| Atom::from_json(ty.key, e))
-                .collect::<Result<BTreeSet<_>, _>>()
-                .map(Datum::Set),
-            None => Ok(Datum::Set(BTreeSet::from([Atom::from_json(ty.key, v)?]))),
+            Some(elems) => {
+                let mut set = elems
+                    .iter()
+                    .map(|e| Atom::from_json(ty.key, e))
+                    .collect::<Result<Vec<_>, _>>()?;
+                set.sort();
+                set.dedup();
+                Ok(Datum::Set(set))
+            }
+            None => Ok(Datum::Set(vec![Atom::from_json(ty.key, v)?])),
         }
     }
 
@@ -234,21 +242,26 @@ impl Datum {
         match (self, diff) {
             (Datum::Set(old), Datum::Set(toggles)) => {
                 for atom in toggles {
-                    if !old.remove(&atom) {
-                        old.insert(atom);
+                    match old.binary_search(&atom) {
+                        Ok(i) => {
+                            old.remove(i);
+                        }
+                        Err(i) => old.insert(i, atom),
                     }
                 }
                 Ok(())
             }
             (Datum::Map(old), Datum::Map(changes)) => {
                 for (k, v) in changes {
-                    match old.get(&k) {
-                        Some(cur) if *cur == v => {
-                            old.remove(&k);
+                    match old.binary_search_by(|(ok, _)| ok.cmp(&k)) {
+                        Ok(i) => {
+                            if old.get(i).is_some_and(|(_, cur)| *cur == v) {
+                                old.remove(i);
+                            } else if let Some(slot) = old.get_mut(i) {
+                                slot.1 = v;
+                            }
                         }
-                        _ => {
-                            old.insert(k, v);
-                        }
+                        Err(i) => old.insert(i, (k, v)),
                     }
                 }
                 Ok(())
@@ -260,7 +273,7 @@ impl Datum {
     /// The only element, if this is a one-element set (a scalar or a filled optional column).
     pub fn as_atom(&self) -> Option<&Atom> {
         match self {
-            Datum::Set(s) if s.len() == 1 => s.iter().next(),
+            Datum::Set(s) if s.len() == 1 => s.first(),
             _ => None,
         }
     }
@@ -274,8 +287,8 @@ impl Datum {
         elems.into_iter().flatten()
     }
 
-    /// The map (`None` for a set).
-    pub fn as_map(&self) -> Option<&BTreeMap<Atom, Atom>> {
+    /// The map's entries, sorted by key (`None` for a set).
+    pub fn as_map(&self) -> Option<&[(Atom, Atom)]> {
         match self {
             Datum::Map(m) => Some(m),
             Datum::Set(_) => None,
@@ -312,10 +325,14 @@ mod tests {
     fn one_element_set_arrives_as_the_bare_atom() {
         let t = ty(AtomicType::String, None, 0, None);
         let d = Datum::from_json(&t, &json!("geneve")).unwrap();
-        assert_eq!(d, Datum::Set(BTreeSet::from([s("geneve")])));
+        assert_eq!(d, Datum::Set(vec![s("geneve")]));
         assert_eq!(d.to_json(), json!("geneve"));
-        let two = Datum::from_json(&t, &json!(["set", ["a", "b"]])).unwrap();
-        assert_eq!(two.set().count(), 2);
+        let two = Datum::from_json(&t, &json!(["set", ["b", "a", "b"]])).unwrap();
+        assert_eq!(
+            two,
+            Datum::Set(vec![s("a"), s("b")]),
+            "sorted, duplicates dropped"
+        );
     }
 
     #[test]

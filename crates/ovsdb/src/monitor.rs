@@ -178,12 +178,18 @@ async fn run(
             if started.elapsed() >= STABLE_SESSION {
                 backoff = config.backoff_min;
             }
-            // Jitter in [backoff/2, backoff] so that many chassis do not reconnect in step.
-            let wait = backoff.mul_f64(rng.gen_range(0.5..=1.0));
+            let (wait, next) = backoff_step(backoff, config.backoff_max, &mut rng);
             tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(config.backoff_max);
+            backoff = next;
         }
     }
+}
+
+/// The wait before the next attempt and the backoff after it: jitter in [backoff/2, backoff] so
+/// that many chassis do not reconnect in step, then doubling up to `max`.
+fn backoff_step(backoff: Duration, max: Duration, rng: &mut impl Rng) -> (Duration, Duration) {
+    let wait = backoff.mul_f64(rng.gen_range(0.5..=1.0));
+    (wait, backoff.saturating_mul(2).min(max))
 }
 
 /// Runs one connection until it fails; returns why.
@@ -323,6 +329,7 @@ fn write(cache: &RwLock<TableCache>) -> std::sync::RwLockWriteGuard<'_, TableCac
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+// Limitation: no monitor conditions (`where`); every row of each monitored table is fetched.
 fn monitor_requests(tables: &[(String, Vec<String>)]) -> Value {
     let obj: Map<String, Value> = tables
         .iter()
@@ -487,5 +494,45 @@ impl ServerCheck {
         }
         progress.index = index;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter_in_the_upper_half() {
+        let mut rng = StdRng::seed_from_u64(42);
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(8));
+        let mut backoff = min;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            let (wait, next) = backoff_step(backoff, max, &mut rng);
+            assert!(
+                wait >= backoff / 2 && wait <= backoff,
+                "{wait:?} for {backoff:?}"
+            );
+            waits.push(wait);
+            backoff = next;
+        }
+        assert_eq!(backoff, max);
+        assert!(waits
+            .windows(2)
+            .any(|w| w[0].as_secs_f64() / w[1].as_secs_f64() != 0.5));
+    }
+
+    #[test]
+    fn only_an_unknown_method_error_triggers_the_fallback() {
+        let rpc = |e: &str| Error::Rpc {
+            method: "monitor_cond_since".into(),
+            error: e.into(),
+        };
+        assert!(is_unknown_method(&rpc("unknown method")));
+        assert!(is_unknown_method(&rpc(
+            "unknown method: monitor_cond_since"
+        )));
+        assert!(!is_unknown_method(&rpc("syntax error")));
+        assert!(!is_unknown_method(&Error::Closed));
     }
 }

@@ -49,6 +49,7 @@ impl TlsFiles {
         }
 
         let provider = Arc::new(ring::default_provider());
+        // Limitation: no certificate revocation lists are consulted.
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| Error::Tls(e.to_string()))?;
@@ -144,5 +145,49 @@ impl ServerCertVerifier for ChainOnlyVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> TlsFiles {
+        TlsFiles {
+            private_key: dir.join("key.pem"),
+            certificate: dir.join("cert.pem"),
+            ca_cert: dir.join("ca.pem"),
+        }
+    }
+
+    #[test]
+    fn missing_or_empty_pem_files_are_named_errors() {
+        let dir = std::env::temp_dir().join(format!("ovsdb-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = files(&dir);
+        let err = f.load().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::PemFile {
+                    what: "certificate",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        // Text as `openssl x509 -text` writes it, but no PEM block after it.
+        std::fs::write(
+            &f.certificate,
+            "Certificate:\n    Data:\n        Version: 3 (0x2)\n",
+        )
+        .unwrap();
+        let err = f.load().unwrap_err();
+        assert!(
+            matches!(&err, Error::PemFile { what: "certificate", reason, .. } if reason.contains("no CERTIFICATE")),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

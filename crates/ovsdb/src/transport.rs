@@ -240,4 +240,17 @@ mod tests {
         s.sort_by_key(|r| r.to_string());
         assert_eq!(s, r);
     }
+
+    #[test]
+    fn remote_order_differs_between_chassis() {
+        use rand::SeedableRng;
+        let r = parse_remotes("ssl:a:6642,ssl:b:6642,ssl:c:6642").unwrap();
+        let firsts: std::collections::BTreeSet<String> = (0..32)
+            .map(|seed| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                shuffled(&r, &mut rng)[0].to_string()
+            })
+            .collect();
+        assert_eq!(firsts.len(), 3, "every member is somebody's first choice");
+    }
 }

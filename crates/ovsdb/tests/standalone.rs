@@ -223,6 +223,22 @@ async fn raw_requests_list_dbs_schema_transact_echo_and_server_id() {
     let bad = vec![serde_json::json!({"op": "insert", "table": "No_Such_Table", "row": {}})];
     let err = conn.transact("OVN_Southbound", bad).await.unwrap_err();
     assert!(matches!(err, ovsdb::Error::Rpc { .. }), "{err}");
+    let req = serde_json::json!({"SB_Global": [{"columns": ["ipsec"]}]});
+    let snapshot = conn
+        .call(
+            "monitor_cond",
+            serde_json::json!(["OVN_Southbound", "m1", req]),
+        )
+        .await
+        .unwrap();
+    assert!(snapshot["SB_Global"].is_object());
+    conn.monitor_cancel(&serde_json::json!("m1")).await.unwrap();
+    let err = conn
+        .monitor_cancel(&serde_json::json!("m1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ovsdb::Error::Rpc { .. }), "{err}");
+
     let err = conn.get_schema("Nope").await.unwrap_err();
     assert!(matches!(err, ovsdb::Error::Rpc { .. }), "{err}");
 }
