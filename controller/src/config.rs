@@ -234,6 +234,8 @@ fn non_empty_list(v: Vec<String>) -> Option<Vec<String>> {
 }
 
 impl Layers {
+    // Limitation: the chassis-specific keys ovn-controller also reads when several of it run
+    // on one host (`external_ids:ovn-remote-<system-id>` and the like) are not read.
     fn ovs_value(&self, map: ColumnOf, key: &str) -> Option<String> {
         self.ovs
             .as_ref()

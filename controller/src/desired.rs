@@ -31,7 +31,7 @@
 //! - UDP encapsulation of ESP is forced when `SB_Global.options:ipsec_encapsulation` or
 //!   `ipsec_forceencaps` is `yes` or `true`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -302,31 +302,51 @@ struct UsableEncap {
     port: u16,
 }
 
-/// Validates the encaps of the whole snapshot once: parsed IPs, ports, and IPs claimed twice.
-struct EncapIndex {
-    /// IP -> the chassis claiming it.
-    owners: BTreeMap<IpAddr, BTreeSet<String>>,
+/// Which chassis claim each encap IP of the whole snapshot, to find IPs claimed twice.
+struct EncapIndex<'a> {
+    /// IP -> the first chassis claiming it, and whether another does too.
+    owners: HashMap<IpAddr, (&'a str, bool)>,
 }
 
-impl EncapIndex {
-    fn new(snapshot: &Snapshot) -> Self {
-        let mut owners: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
+impl<'a> EncapIndex<'a> {
+    fn new(snapshot: &'a Snapshot) -> Self {
+        let mut owners: HashMap<IpAddr, (&'a str, bool)> = HashMap::new();
         for c in snapshot.chassis.values() {
             for e in &c.encaps {
                 if let Some(ip) = e.ip_addr() {
-                    owners.entry(ip).or_default().insert(c.name.clone());
+                    let claim = owners.entry(ip).or_insert((c.name.as_str(), false));
+                    if claim.0 != c.name {
+                        claim.1 = true;
+                    }
                 }
             }
         }
         Self { owners }
     }
 
-    fn duplicates(&self) -> impl Iterator<Item = (&IpAddr, &BTreeSet<String>)> {
-        self.owners.iter().filter(|(_, o)| o.len() > 1)
+    /// Every IP claimed by more than one chassis, with all its claimants.
+    fn duplicates(&self, snapshot: &Snapshot) -> BTreeMap<IpAddr, BTreeSet<String>> {
+        let mut dups: BTreeMap<IpAddr, BTreeSet<String>> = self
+            .owners
+            .iter()
+            .filter(|(_, (_, dup))| *dup)
+            .map(|(ip, _)| (*ip, BTreeSet::new()))
+            .collect();
+        if dups.is_empty() {
+            return dups;
+        }
+        for c in snapshot.chassis.values() {
+            for ip in c.encaps.iter().filter_map(Encap::ip_addr) {
+                if let Some(owners) = dups.get_mut(&ip) {
+                    owners.insert(c.name.clone());
+                }
+            }
+        }
+        dups
     }
 
     fn is_duplicate(&self, ip: &IpAddr) -> bool {
-        self.owners.get(ip).is_some_and(|o| o.len() > 1)
+        self.owners.get(ip).is_some_and(|(_, dup)| *dup)
     }
 
     /// The usable encaps of `c` of type `t`; the unusable ones are reported in `excluded`
@@ -373,6 +393,32 @@ fn usable_encap(c: &Chassis, e: &Encap, default_port: u16) -> Result<UsableEncap
     Ok(UsableEncap { ip, port })
 }
 
+/// Why `local` and `remote` get no tunnel, or are exempt from protecting it, if they are.
+fn pair_exclusion(
+    local: &Chassis,
+    remote: &Chassis,
+    local_groups: &BTreeSet<String>,
+) -> Option<Exclusion> {
+    let chassis = remote.name.clone();
+    if !transport_zones_overlap(local, remote) {
+        return Some(Exclusion::TransportZonesDisjoint { chassis });
+    }
+    // A chassis of another availability zone (OVN interconnection) only has tunnels to the
+    // gateways of this one; it does not run against this Southbound, so this one-sided rule
+    // never makes two daemons disagree.
+    if other_config_true(remote, "is-remote") && !other_config_true(local, "is-interconn") {
+        return Some(Exclusion::RemoteNotInterconn { chassis });
+    }
+    if local_groups.is_empty() {
+        return None;
+    }
+    let group = local_groups
+        .intersection(&exempt_groups(remote))
+        .next()?
+        .clone();
+    Some(Exclusion::Exempt { chassis, group })
+}
+
 /// Computes the desired protected peers of `local_chassis` from `snapshot` (the rules are in
 /// the module documentation).
 pub fn desired_peers(snapshot: &Snapshot, local_chassis: &str) -> DesiredPeers {
@@ -385,38 +431,19 @@ pub fn desired_peers(snapshot: &Snapshot, local_chassis: &str) -> DesiredPeers {
 
     let index = EncapIndex::new(snapshot);
     let mut out = DesiredPeers::empty(DesiredState::Protecting);
-    for (ip, chassis) in index.duplicates() {
-        out.excluded.push(Exclusion::DuplicateEncapIp {
-            ip: *ip,
-            chassis: chassis.clone(),
-        });
+    for (ip, chassis) in index.duplicates(snapshot) {
+        out.excluded
+            .push(Exclusion::DuplicateEncapIp { ip, chassis });
     }
 
     let force = force_udp_encap(snapshot);
     let local_groups = exempt_groups(local);
-    let local_interconn = other_config_true(local, "is-interconn");
+    let mut local_encaps: BTreeMap<EncapType, Vec<UsableEncap>> = BTreeMap::new();
     for remote in snapshot.chassis.values() {
         if remote.name == local.name {
             continue;
         }
-        let excluded = |x| Err::<(), Exclusion>(x);
-        let verdict = if !transport_zones_overlap(local, remote) {
-            excluded(Exclusion::TransportZonesDisjoint {
-                chassis: remote.name.clone(),
-            })
-        } else if other_config_true(remote, "is-remote") && !local_interconn {
-            excluded(Exclusion::RemoteNotInterconn {
-                chassis: remote.name.clone(),
-            })
-        } else if let Some(group) = local_groups.intersection(&exempt_groups(remote)).next() {
-            excluded(Exclusion::Exempt {
-                chassis: remote.name.clone(),
-                group: group.clone(),
-            })
-        } else {
-            Ok(())
-        };
-        if let Err(x) = verdict {
+        if let Some(x) = pair_exclusion(local, remote, &local_groups) {
             out.excluded.push(x);
             continue;
         }
@@ -430,19 +457,14 @@ pub fn desired_peers(snapshot: &Snapshot, local_chassis: &str) -> DesiredPeers {
         let Some((protocol, _)) = default_port(&encap_type) else {
             continue;
         };
-        // The local encaps are validated per remote so that each report names its chassis
-        // once per remote at most; they are few.
-        let mut local_problems = Vec::new();
-        let locals = index.usable(local, &encap_type, &mut local_problems);
-        for p in local_problems {
-            if !out.excluded.contains(&p) {
-                out.excluded.push(p);
-            }
-        }
+        // Our own encaps of each type are validated (and their problems reported) once.
+        let locals = local_encaps
+            .entry(encap_type.clone())
+            .or_insert_with(|| index.usable(local, &encap_type, &mut out.excluded));
         let remotes = index.usable(remote, &encap_type, &mut out.excluded);
 
         let mut any = false;
-        for l in &locals {
+        for l in locals.iter() {
             for r in remotes.iter().filter(|r| r.ip.is_ipv4() == l.ip.is_ipv4()) {
                 let key = PeerKey {
                     local_ip: l.ip,
