@@ -13,4 +13,5 @@ pub mod auth;
 pub mod codec;
 pub mod crypto;
 pub mod keys;
+pub mod protection;
 pub mod registry;

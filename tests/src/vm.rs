@@ -235,6 +235,18 @@ impl GuestRun {
         self
     }
 
+    /// Puts the files of a ready-made list `tests/vm/extras/NAME.list` into the initramfs
+    /// (e.g. `"ovn-sb"` for ovsdb-server and ovn-sbctl).
+    pub fn add_extras_list(&mut self, name: &str) -> &mut Self {
+        let list = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("vm")
+            .join("extras")
+            .join(format!("{name}.list"));
+        let mut entry = OsString::from("@");
+        entry.push(list);
+        self.add_host_path(entry)
+    }
+
     /// Loads one more kernel module (with its dependencies) at boot (`OVN_IPSEC_VM_MODULES`).
     pub fn add_module(&mut self, name: &str) -> &mut Self {
         self.modules.push(name.to_owned());

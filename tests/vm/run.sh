@@ -55,15 +55,19 @@ nonce=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 # qemu_cmd ACCEL APPEND...: the qemu command line.
 qemu_cmd() {
-    local accel=$1
+    local accel=$1 clock=
     shift
+    # Under emulation the guest calibrates its TSC against a timer while the host may be busy;
+    # a bad calibration makes the guest clock run fast (seen: 65 s of uptime in 9 s), so
+    # timeouts inside the guest would fire early. The emulated HPET always ticks at its rate.
+    [ "$accel" = tcg ] && clock=clocksource=hpet
     # shellcheck disable=SC2054 # commas belong to qemu's option syntax
     local -a a=(qemu-system-x86_64 -machine q35 -nodefaults -no-user-config -display none -no-reboot
         -m "$mem" -smp "$smp" -kernel "$kernel" -initrd "$initrd"
         -chardev "file,id=con,path=${log//,/,,}" -serial chardev:con
         -device virtio-rng-pci
         -device isa-debug-exit,iobase=0xf4,iosize=0x04
-        -append "console=ttyS0 quiet panic=-1 random.trust_cpu=on ${OVN_IPSEC_VM_APPEND:-} $*")
+        -append "console=ttyS0 quiet panic=-1 random.trust_cpu=on $clock ${OVN_IPSEC_VM_APPEND:-} $*")
     if [ "$accel" = kvm ]; then
         a+=(-accel kvm -cpu host)
     else
@@ -111,8 +115,9 @@ vm_log "booting $kver ($accel), running $script from $share (timeout ${timeout_s
 start=$(date +%s.%N)
 timeout -k 10 $((timeout_s + boot_timeout)) "${cmd[@]}" </dev/null >"$work/qemu.out" 2>&1 &
 qpid=$!
-# The console streams to stdout as it is written; tail stops once qemu has exited.
-tail -n +1 -s 0.2 -f --pid="$qpid" "$log" &
+# The console streams to stdout as it is written, without the serial line's carriage returns;
+# tail stops once qemu has exited.
+tail -n +1 -s 0.2 -f --pid="$qpid" "$log" | sed -u 's/\r$//' &
 tpid=$!
 set +e
 wait "$qpid"
@@ -122,10 +127,12 @@ qpid=
 wait "$tpid" 2>/dev/null || true
 tpid=
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1fs", e - s }')
-[ -n "${OVN_IPSEC_VM_LOG:-}" ] && cp "$log" "$OVN_IPSEC_VM_LOG"
+if [ -n "${OVN_IPSEC_VM_LOG:-}" ]; then tr -d '\r' <"$log" >"$OVN_IPSEC_VM_LOG"; fi
 
 tag="ovn-ipsec-vm $nonce"
-result=$(tr -d '\r' <"$log" | grep -a "^$tag \(exit\|timeout\|error\)" | tail -n1 || true)
+# Not anchored at line start: a script's last line may lack its newline. The nonce keeps the
+# match unique.
+result=$(tr -d '\r' <"$log" | grep -ao "$tag \(exit\|timeout\|error\).*" | tail -n1 || true)
 show_tail() {
     echo "vm: ---- last 40 lines of the guest console ----" >&2
     tr -d '\r' <"$log" | tail -n 40 >&2
@@ -136,7 +143,7 @@ show_tail() {
     echo "vm: ----" >&2
 }
 # "time T0 T1": guest uptime when the script started and ended.
-times=$(tr -d '\r' <"$log" | sed -n "s/^$tag time \([0-9.]*\) \([0-9.]*\)$/\1 \2/p" | tail -n1)
+times=$(tr -d '\r' <"$log" | sed -n "s/.*$tag time \([0-9.]*\) \([0-9.]*\)$/\1 \2/p" | tail -n1)
 if [ -n "$times" ]; then
     # shellcheck disable=SC2086
     set -- $times
@@ -167,14 +174,14 @@ show_tail
 if grep -aq 'Kernel panic' "$log"; then
     vm_die "the guest kernel panicked (see the console above)"
 elif [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
-    if grep -aq "^$tag start" <(tr -d '\r' <"$log"); then
+    if grep -aq "$tag start" "$log"; then
         vm_log "the guest hung: $script started but the guest did not power off within $((timeout_s + boot_timeout))s"
         exit "$VM_EXIT_TIMEOUT"
     fi
     hint=
     [ "$accel" = kvm ] && hint=" (KVM was used: try OVN_IPSEC_VM_ACCEL=tcg)"
     vm_die "the guest never came up: $script had not started after $((timeout_s + boot_timeout))s (OVN_IPSEC_VM_BOOT_TIMEOUT + OVN_IPSEC_VM_TIMEOUT)$hint"
-elif grep -aq "^$tag start" <(tr -d '\r' <"$log"); then
+elif grep -aq "$tag start" "$log"; then
     vm_die "the guest stopped while $script was running, without reporting its status (qemu exit status $qrc)"
 else
     vm_die "the guest never came up (qemu exit status $qrc)"
