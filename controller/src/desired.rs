@@ -202,6 +202,45 @@ pub enum Exclusion {
     },
 }
 
+impl fmt::Display for Exclusion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exclusion::TransportZonesDisjoint { chassis } => {
+                write!(f, "chassis {chassis}: no transport zone in common")
+            }
+            Exclusion::RemoteNotInterconn { chassis } => write!(
+                f,
+                "chassis {chassis}: is-remote, and this chassis is not an interconnection gateway"
+            ),
+            Exclusion::NoCommonEncapType { chassis } => {
+                write!(f, "chassis {chassis}: no encapsulation type in common")
+            }
+            Exclusion::Exempt { chassis, group } => {
+                write!(f, "chassis {chassis}: both in IPsec exempt group {group}")
+            }
+            Exclusion::NoUsableEncapPair { chassis } => write!(
+                f,
+                "chassis {chassis}: no usable pair of encap IPs of the same address family"
+            ),
+            Exclusion::InvalidEncapIp { chassis, ip } => {
+                write!(f, "chassis {chassis}: encap IP '{ip}' is not an IP address")
+            }
+            Exclusion::InvalidDstPort { chassis, ip, value } => write!(
+                f,
+                "chassis {chassis}: encap {ip} has dst_port '{value}', not a port 1-65535"
+            ),
+            Exclusion::DuplicateEncapIp { ip, chassis } => {
+                let names: Vec<&str> = chassis.iter().map(String::as_str).collect();
+                write!(
+                    f,
+                    "encap IP {ip} is claimed by {}: not used",
+                    names.join(", ")
+                )
+            }
+        }
+    }
+}
+
 /// The desired protected peers of this chassis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredPeers {

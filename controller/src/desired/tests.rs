@@ -5,6 +5,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::*;
+use crate::policy_plan::plan_peer;
 use crate::southbound::{Chassis, Encap, EncapType, Snapshot};
 
 fn encap(t: EncapType, ip: &str, options: &[(&str, &str)]) -> Encap {
@@ -355,10 +356,15 @@ fn encap_ip_claimed_twice_is_never_used() {
     let d = desired_peers(&s, "ch1");
     let keys: Vec<PeerKey> = d.peers.keys().copied().collect();
     assert_eq!(keys, vec![key("10.0.0.1", "10.0.0.2")]);
-    assert!(d.excluded.contains(&Exclusion::DuplicateEncapIp {
+    let dup = Exclusion::DuplicateEncapIp {
         ip: ip("10.0.0.9"),
-        chassis: ["ch2".to_string(), "ch3".to_string()].into()
-    }));
+        chassis: ["ch2".to_string(), "ch3".to_string()].into(),
+    };
+    assert!(d.excluded.contains(&dup));
+    assert_eq!(
+        dup.to_string(),
+        "encap IP 10.0.0.9 is claimed by ch2, ch3: not used"
+    );
     assert!(d.excluded.contains(&Exclusion::NoUsableEncapPair {
         chassis: "ch3".into()
     }));
@@ -600,6 +606,19 @@ proptest! {
                 prop_assert_eq!(pa.local_port, pb.remote_port);
                 prop_assert_eq!(pa.remote_port, pb.local_port);
                 prop_assert_eq!(pa.force_udp_encap, pb.force_udp_encap);
+                // And so are the CHILD_SAs and policies both plan for it.
+                let (plan_a, plan_b) = (plan_peer(pa), plan_peer(pb));
+                for ca in &plan_a.children {
+                    let cb = plan_b.children.iter().find(|c| c.kind == ca.kind.mirrored());
+                    prop_assert!(cb.is_some());
+                    let cb = cb.unwrap();
+                    prop_assert_eq!(ca.local_ts, cb.remote_ts);
+                    prop_assert_eq!(ca.remote_ts, cb.local_ts);
+                    let sels = |c: &crate::policy_plan::ChildPlan| {
+                        c.policies.iter().map(|p| p.selector).collect::<BTreeSet<_>>()
+                    };
+                    prop_assert_eq!(sels(ca), sels(cb));
+                }
                 let initiators = [pa.role, pb.role]
                     .iter()
                     .filter(|r| **r == Role::Initiator)
