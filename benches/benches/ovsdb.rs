@@ -1,7 +1,8 @@
 //! OVSDB client costs: framing + parsing + applying a 10,000-chassis Southbound initial dump,
-//! and applying one `update3` on top of it.
+//! applying one `update3` on top of it, and the Southbound view following that update.
 
 use bytes::BytesMut;
+use controller::southbound::View;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ovsdb::codec::JsonCodec;
 use ovsdb::{DatabaseSchema, TableCache};
@@ -116,6 +117,29 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+
+    let mut view = View::default();
+    let all = cache
+        .replace_with_updates2(&decode(&bytes)["result"][2])
+        .unwrap();
+    view.apply(&cache, &all);
+    // Outside the closure: criterion calls it more than once.
+    let mut n: u32 = 0;
+    c.bench_function(
+        "southbound_view_follows_one_encap_change_at_10k_chassis",
+        |b| {
+            b.iter(|| {
+                // A new address every time, so that each update really changes the chassis.
+                n = n.wrapping_add(1);
+                let ip = format!("10.255.{}.{}", (n >> 8) & 0xff, n & 0xff);
+                let update = json!({"Encap": {uuid(1, 7): {"modify": {"ip": ip}}}});
+                let cs = cache.apply_updates2(&update).unwrap();
+                let diff = view.apply(&cache, &cs);
+                assert_eq!(diff.changed.len(), 1);
+                diff
+            })
+        },
+    );
 }
 
 criterion_group!(benches, bench);

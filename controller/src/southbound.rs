@@ -421,17 +421,22 @@ impl View {
             }
         }
 
-        let mut next = (*self.snapshot).clone();
+        // Changed in place unless a consumer still holds the previous snapshot; the touched
+        // chassis' old entries are kept aside for the diff.
+        let next = Arc::make_mut(&mut self.snapshot);
+        let mut diff = SnapshotDiff::default();
         if global {
+            let before = (next.ipsec, std::mem::take(&mut next.options));
             next.read_global(cache);
+            diff.global_changed = before != (next.ipsec, next.options.clone());
         }
         // First take every touched chassis out, then put back what still exists: a chassis may
         // take over a name another one gave up in the same transaction.
-        let mut names = BTreeSet::new();
+        let mut old: BTreeMap<String, Option<Arc<Chassis>>> = BTreeMap::new();
         for uuid in &touched {
             if let Some(old_name) = self.names.remove(uuid) {
-                next.chassis.remove(&old_name);
-                names.insert(old_name);
+                let entry = next.chassis.remove(&old_name);
+                old.insert(old_name, entry);
             }
             for e in self.encaps_of.remove(uuid).unwrap_or_default() {
                 if self.owners.get(&e) == Some(uuid) {
@@ -442,52 +447,66 @@ impl View {
         for uuid in &touched {
             if let Some(row) = cache.row(CHASSIS, uuid) {
                 let ch = chassis_from_row(cache, row);
-                names.insert(ch.name.clone());
-                next.chassis.insert(ch.name.clone(), Arc::new(ch));
-                self.index(uuid, row);
+                let name = ch.name.clone();
+                if let Some(prev) = next.chassis.insert(name.clone(), Arc::new(ch)) {
+                    // Two rows claiming one name; keep what was there before for the diff.
+                    old.entry(name.clone()).or_insert(Some(prev));
+                }
+                old.entry(name).or_insert(None);
+                index_row(
+                    &mut self.names,
+                    &mut self.owners,
+                    &mut self.encaps_of,
+                    uuid,
+                    row,
+                );
             }
         }
-        let diff = self.snapshot.diff_names(&next, global, &names);
-        self.snapshot = Arc::new(next);
-        diff
-    }
-
-    fn index(&mut self, uuid: &Uuid, row: &Row) {
-        self.names.insert(
-            uuid.clone(),
-            row.str("name").unwrap_or_default().to_string(),
-        );
-        let encaps = row.uuids("encaps");
-        for e in &encaps {
-            self.owners.insert(e.clone(), uuid.clone());
-        }
-        self.encaps_of.insert(uuid.clone(), encaps);
-    }
-}
-
-impl Snapshot {
-    /// Like [`Snapshot::diff`], looking only at the chassis `names` (and SB_Global if `global`).
-    fn diff_names(&self, newer: &Snapshot, global: bool, names: &BTreeSet<String>) -> SnapshotDiff {
-        let mut d = SnapshotDiff {
-            global_changed: global && (self.ipsec != newer.ipsec || self.options != newer.options),
-            ..SnapshotDiff::default()
-        };
-        for name in names {
-            match (self.chassis.get(name), newer.chassis.get(name)) {
+        for (name, before) in old {
+            match (before, next.chassis.get(&name)) {
                 (None, Some(_)) => {
-                    d.added.insert(name.clone());
+                    diff.added.insert(name);
                 }
                 (Some(_), None) => {
-                    d.removed.insert(name.clone());
+                    diff.removed.insert(name);
                 }
-                (Some(old), Some(new)) if old != new => {
-                    d.changed.insert(name.clone());
+                (Some(b), Some(a)) if b != *a => {
+                    diff.changed.insert(name);
                 }
                 _ => {}
             }
         }
-        d
+        diff
     }
+
+    fn index(&mut self, uuid: &Uuid, row: &Row) {
+        index_row(
+            &mut self.names,
+            &mut self.owners,
+            &mut self.encaps_of,
+            uuid,
+            row,
+        );
+    }
+}
+
+/// Records a chassis row's name and encaps in the view's indexes.
+fn index_row(
+    names: &mut HashMap<Uuid, String>,
+    owners: &mut HashMap<Uuid, Uuid>,
+    encaps_of: &mut HashMap<Uuid, Vec<Uuid>>,
+    uuid: &Uuid,
+    row: &Row,
+) {
+    names.insert(
+        uuid.clone(),
+        row.str("name").unwrap_or_default().to_string(),
+    );
+    let encaps = row.uuids("encaps");
+    for e in &encaps {
+        owners.insert(e.clone(), uuid.clone());
+    }
+    encaps_of.insert(uuid.clone(), encaps);
 }
 
 #[cfg(test)]

@@ -59,6 +59,23 @@ async fn ten_thousand_chassis_arrive_in_one_dump_and_updates_stay_incremental() 
     }
     eprintln!("filled {CHASSIS} chassis in {:?}", fill.elapsed());
 
+    // The server's share: compose, send and parse the same snapshot as a bare JSON value.
+    let raw = Instant::now();
+    let req = json!({"Chassis": [{"columns": ["name", "hostname", "encaps", "other_config",
+        "external_ids", "transport_zones"]}], "Encap": [{"columns": ["type", "ip", "options",
+        "chassis_name"]}]});
+    let reply = conn
+        .call("monitor_cond", json!(["OVN_Southbound", "raw", req]))
+        .await
+        .unwrap();
+    eprintln!(
+        "raw monitor_cond reply ({} chassis) received and parsed in {:?}",
+        reply["Chassis"].as_object().map_or(0, |o| o.len()),
+        raw.elapsed()
+    );
+    drop(reply);
+    conn.monitor_cancel(&json!("raw")).await.unwrap();
+
     let rss_before = rss_kib("VmRSS:");
     let started = Instant::now();
     let mut cfg = SouthboundConfig::new(parse_remotes(&server.unix_remote()).unwrap());

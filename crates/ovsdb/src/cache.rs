@@ -264,7 +264,9 @@ impl TableCache {
         let mut changes = Vec::new();
         for (tname, rows) in self.table_updates(updates)? {
             let table = tables.entry(tname.clone()).or_default();
-            for (uuid, op, body) in row_updates(tname, rows)? {
+            let updates = row_updates(tname, rows)?;
+            table.reserve(updates.len());
+            for (uuid, op, body) in updates {
                 let kind = match op {
                     "initial" | "insert" => {
                         let row = self.parse_row(tname, body, None)?;

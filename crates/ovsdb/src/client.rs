@@ -34,6 +34,9 @@ const ECHO_ID: &str = "echo";
 /// How much the read buffer grows by at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A read buffer larger than this is released once empty.
+const KEEP_BUFFER: usize = 1024 * 1024;
+
 /// Settings of one connection.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -266,6 +269,10 @@ impl Io {
                             probe_sent = false;
                             if let Err(e) = self.drain(&mut rbuf, wr).await {
                                 return e;
+                            }
+                            // Give back the room a large initial dump needed.
+                            if rbuf.is_empty() && rbuf.capacity() > KEEP_BUFFER {
+                                rbuf = BytesMut::with_capacity(READ_CHUNK);
                             }
                         }
                         Err(e) => return Error::Io(e),

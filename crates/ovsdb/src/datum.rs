@@ -378,6 +378,76 @@ mod tests {
         assert!(Datum::from_json(&t, &json!("true")).is_err());
     }
 
+    /// The diff ovsdb-server sends for old -> new (ovsdb-server(7), update2 "modify").
+    fn server_diff(old: &Datum, new: &Datum) -> Datum {
+        match (old, new) {
+            (Datum::Set(o), Datum::Set(n)) => {
+                let mut d: Vec<Atom> = o.iter().filter(|a| !n.contains(a)).cloned().collect();
+                d.extend(n.iter().filter(|a| !o.contains(a)).cloned());
+                d.sort();
+                Datum::Set(d)
+            }
+            (Datum::Map(o), Datum::Map(n)) => {
+                let mut d: Vec<(Atom, Atom)> = Vec::new();
+                for (k, v) in o {
+                    match n.iter().find(|(nk, _)| nk == k) {
+                        None => d.push((k.clone(), v.clone())),
+                        Some((_, nv)) if nv != v => d.push((k.clone(), nv.clone())),
+                        Some(_) => {}
+                    }
+                }
+                for (k, v) in n {
+                    if !o.iter().any(|(ok, _)| ok == k) {
+                        d.push((k.clone(), v.clone()));
+                    }
+                }
+                d.sort_by(|a, b| a.0.cmp(&b.0));
+                Datum::Map(d)
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn applying_the_server_diff_to_old_gives_new_for_random_sets_and_maps() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
+        let set_ty = ty(AtomicType::String, None, 0, None);
+        let map_ty = ty(AtomicType::String, Some(AtomicType::String), 0, None);
+        let random_set = |rng: &mut rand::rngs::StdRng| {
+            let mut v: Vec<Atom> = (0..rng.gen_range(0..6))
+                .map(|_| s(&rng.gen_range(0..8).to_string()))
+                .collect();
+            v.sort();
+            v.dedup();
+            Datum::Set(v)
+        };
+        for _ in 0..500 {
+            let (old, new) = (random_set(&mut rng), random_set(&mut rng));
+            let mut got = old.clone();
+            got.apply_diff(&set_ty, server_diff(&old, &new)).unwrap();
+            assert_eq!(got, new, "set {old:?} -> {new:?}");
+
+            let random_map = |rng: &mut rand::rngs::StdRng| {
+                let mut v: Vec<(Atom, Atom)> = (0..rng.gen_range(0..6))
+                    .map(|_| {
+                        (
+                            s(&rng.gen_range(0..8).to_string()),
+                            s(&rng.gen_range(0..3).to_string()),
+                        )
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                v.dedup_by(|a, b| a.0 == b.0);
+                Datum::Map(v)
+            };
+            let (old, new) = (random_map(&mut rng), random_map(&mut rng));
+            let mut got = old.clone();
+            got.apply_diff(&map_ty, server_diff(&old, &new)).unwrap();
+            assert_eq!(got, new, "map {old:?} -> {new:?}");
+        }
+    }
+
     #[test]
     fn integer_out_of_range_is_rejected() {
         let t = ty(AtomicType::Integer, None, 1, Some(1));

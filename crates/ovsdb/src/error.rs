@@ -135,6 +135,9 @@ pub enum Error {
         /// The highest index seen before on this cluster.
         seen: i64,
     },
+    /// Applying an update on the blocking pool failed (the task was cancelled or panicked).
+    #[error("applying an update failed: {0}")]
+    TaskFailed(String),
     /// An update names a table or column the monitor did not ask for.
     #[error("update for unmonitored {0}")]
     Unmonitored(String),

@@ -111,6 +111,7 @@ impl Monitor {
     /// Starts monitoring on the current tokio runtime.
     pub fn spawn(config: MonitorConfig) -> Self {
         let cache = Arc::new(RwLock::new(TableCache::new(&config.tables)));
+        // Limitation: events queue without bound; a consumer that stops reading grows memory.
         let (tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(config, cache.clone(), tx));
         Self {
@@ -130,7 +131,8 @@ impl Monitor {
         self.events.try_recv().ok()
     }
 
-    /// The cache as of now (it may already include changes of events not yet read).
+    /// The cache as of now (it may already include changes of events not yet read). Do not hold
+    /// the guard across an `.await`: updates wait for it.
     pub fn cache(&self) -> RwLockReadGuard<'_, TableCache> {
         self.cache
             .read()
@@ -170,7 +172,7 @@ async fn run(
             if events.is_closed() {
                 return;
             }
-            warn!(%remote, %error, "Southbound connection lost");
+            warn!(%remote, %error, "OVSDB connection lost");
             let _ = events.send(Event::Disconnected {
                 remote: remote.clone(),
                 error,
@@ -196,7 +198,7 @@ fn backoff_step(backoff: Duration, max: Duration, rng: &mut impl Rng) -> (Durati
 async fn session(
     config: &MonitorConfig,
     remote: &Remote,
-    cache: &RwLock<TableCache>,
+    cache: &Arc<RwLock<TableCache>>,
     last_txn: &mut Option<Uuid>,
     progress: &mut ClusterProgress,
     events: &mpsc::UnboundedSender<Event>,
@@ -248,7 +250,7 @@ async fn sync(
     remote: &Remote,
     conn: &Connection,
     incoming: &mut mpsc::UnboundedReceiver<Incoming>,
-    cache: &RwLock<TableCache>,
+    cache: &Arc<RwLock<TableCache>>,
     last_txn: &mut Option<Uuid>,
     progress: &mut ClusterProgress,
     events: &mpsc::UnboundedSender<Event>,
@@ -260,7 +262,7 @@ async fn sync(
 
     let requests = monitor_requests(&config.tables);
     let (mode, changes, delta) = start_db_monitor(conn, db, &requests, cache, last_txn).await?;
-    info!(%remote, delta, rows = changes.changes.len(), "Southbound monitor in sync");
+    info!(%remote, delta, rows = changes.changes.len(), "OVSDB monitor in sync");
     let _ = events.send(Event::Connected {
         remote: remote.clone(),
         delta,
@@ -346,29 +348,35 @@ async fn start_db_monitor(
     conn: &Connection,
     db: &str,
     requests: &Value,
-    cache: &RwLock<TableCache>,
+    cache: &Arc<RwLock<TableCache>>,
     last_txn: &mut Option<Uuid>,
 ) -> Result<(Mode, ChangeSet, bool), Error> {
     let since = last_txn.clone().unwrap_or_else(Uuid::zero);
     let params = json!([db, DB_MONITOR_ID, requests, since.as_str()]);
     match conn.call("monitor_cond_since", params).await {
         Ok(reply) => {
-            let (found, txn, updates) = match reply.as_array().map(Vec::as_slice) {
-                Some([Value::Bool(f), Value::String(t), u]) => (*f, t.as_str(), u),
-                _ => {
-                    return Err(Error::Malformed {
-                        what: "monitor_cond_since reply",
-                        reason: "not [found, last-txn-id, updates]".into(),
-                    })
-                }
+            let malformed = || Error::Malformed {
+                what: "monitor_cond_since reply",
+                reason: "not [found, last-txn-id, updates]".into(),
             };
-            let changes = if found {
-                write(cache).apply_updates2(updates)
+            let Value::Array(parts) = reply else {
+                return Err(malformed());
+            };
+            let mut parts = parts.into_iter();
+            let (Some(Value::Bool(found)), Some(Value::String(txn)), Some(updates), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(malformed());
+            };
+            let how = if found {
+                Apply::Delta2
             } else {
-                write(cache).replace_with_updates2(updates)
+                Apply::Replace2
             };
-            let changes = changes.inspect_err(|_| *last_txn = None)?;
-            *last_txn = Uuid::parse(txn);
+            let changes = apply_off_thread(cache, how, updates)
+                .await
+                .inspect_err(|_| *last_txn = None)?;
+            *last_txn = Uuid::parse(&txn);
             return Ok((Mode::Since, changes, found));
         }
         Err(e) if is_unknown_method(&e) => debug!("no monitor_cond_since; trying monitor_cond"),
@@ -378,7 +386,7 @@ async fn start_db_monitor(
     let params = json!([db, DB_MONITOR_ID, requests]);
     match conn.call("monitor_cond", params).await {
         Ok(updates) => {
-            let changes = write(cache).replace_with_updates2(&updates)?;
+            let changes = apply_off_thread(cache, Apply::Replace2, updates).await?;
             return Ok((Mode::Cond, changes, false));
         }
         Err(e) if is_unknown_method(&e) => debug!("no monitor_cond; trying monitor"),
@@ -386,8 +394,39 @@ async fn start_db_monitor(
     }
     let params = json!([db, DB_MONITOR_ID, requests]);
     let updates = conn.call("monitor", params).await?;
-    let changes = write(cache).replace_with_updates1(&updates)?;
+    let changes = apply_off_thread(cache, Apply::Replace1, updates).await?;
     Ok((Mode::Plain, changes, false))
+}
+
+/// How a monitor reply is applied to the cache.
+#[derive(Debug, Clone, Copy)]
+enum Apply {
+    /// `found=true`: a delta in `<table-updates2>`.
+    Delta2,
+    /// A full snapshot in `<table-updates2>`.
+    Replace2,
+    /// A full snapshot in RFC 7047 `<table-updates>`.
+    Replace1,
+}
+
+/// Applies a monitor reply (which may be the whole database) on the blocking pool, so that
+/// the connection's task keeps answering the server's echo even on a single-threaded runtime.
+async fn apply_off_thread(
+    cache: &Arc<RwLock<TableCache>>,
+    how: Apply,
+    updates: Value,
+) -> Result<ChangeSet, Error> {
+    let cache = cache.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut c = write(&cache);
+        match how {
+            Apply::Delta2 => c.apply_updates2(&updates),
+            Apply::Replace2 => c.replace_with_updates2(&updates),
+            Apply::Replace1 => c.replace_with_updates1(&updates),
+        }
+    })
+    .await
+    .map_err(|e| Error::TaskFailed(e.to_string()))?
 }
 
 /// How far a cluster has got, as seen through any member: a member behind it is stale.

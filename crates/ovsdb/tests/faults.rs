@@ -434,3 +434,75 @@ async fn member_behind_what_was_already_seen_is_left_as_stale() {
     .unwrap();
     assert_eq!(error, (5, 10));
 }
+
+#[tokio::test]
+async fn server_echo_is_answered_while_a_large_snapshot_is_being_applied() {
+    let sb_schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(ovn_ipsec_tests::ovsdb_server::SB_SCHEMA).unwrap(),
+    )
+    .unwrap();
+    let mut rows = serde_json::Map::new();
+    for i in 0..20_000u32 {
+        rows.insert(
+            format!("{i:08x}-0000-4000-8000-000000000000"),
+            json!({"initial": {"name": format!("ch{i}")}}),
+        );
+    }
+    let snapshot = json!({"Chassis": rows});
+    let dir = TempDir::new("busy");
+    let path = dir.path().join("s.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let remote = format!("unix:{}", path.display());
+    let (echo_tx, echo_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        loop {
+            let req = read_one(&mut s).await;
+            let id = req["id"].clone();
+            let result = match (req["method"].as_str().unwrap(), req["params"][0].as_str()) {
+                ("get_schema", Some("_Server")) => {
+                    let reply = json!({"id": id, "error": "unknown database"});
+                    s.write_all(reply.to_string().as_bytes()).await.unwrap();
+                    continue;
+                }
+                ("get_schema", _) => sb_schema.clone(),
+                ("monitor_cond_since", _) => {
+                    json!([false, "55555555-5555-5555-5555-555555555555", snapshot])
+                }
+                (m, _) => panic!("unexpected {m}"),
+            };
+            let last = req["method"] == "monitor_cond_since";
+            let reply = json!({"id": id, "result": result, "error": null});
+            s.write_all(reply.to_string().as_bytes()).await.unwrap();
+            if last {
+                break;
+            }
+        }
+        // The client is now applying 20,000 rows; probe it.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        s.write_all(br#"{"id":"echo","method":"echo","params":[]}"#)
+            .await
+            .unwrap();
+        let reply = read_one(&mut s).await;
+        let _ = echo_tx.send((reply, tokio::time::Instant::now()));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let mut m = Monitor::spawn(config(&remote));
+    let connected_at = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Event::Connected { .. }) = m.next_event().await {
+                return tokio::time::Instant::now();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let (reply, echoed_at) = echo_rx.await.unwrap();
+    assert_eq!(reply["id"], json!("echo"));
+    assert_eq!(m.cache().len("Chassis"), 20_000);
+    // Answered before the snapshot was in the cache (or at worst together with it).
+    assert!(
+        echoed_at <= connected_at,
+        "echo answered only after the apply finished"
+    );
+}
