@@ -15,6 +15,9 @@ use ring::rand::SystemRandom;
 /// Largest PEM file read (a certificate with its chain, a key, a CA bundle).
 pub const MAX_PEM_FILE_LEN: u64 = 1024 * 1024;
 
+/// How long before our certificate expires the daemon starts warning the operator.
+pub const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
 /// What is signed to show that the private key and the certificate belong together.
 const KEY_PROBE: &[u8] = b"ovn-ipsecd: does this key belong to this certificate?";
 
@@ -138,6 +141,23 @@ pub struct LocalIdentity {
     pub trust: TrustStore,
     /// The subject of the CA our own certificate chains to.
     pub ca_subject: String,
+}
+
+impl LocalIdentity {
+    /// How long our certificate remains valid after `now`, if that is less than `window`
+    /// (the operator should replace it); `None` when it is valid for longer.
+    pub fn expires_within(
+        &self,
+        now: SystemTime,
+        window: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let left = self
+            .certificate
+            .not_after()
+            .duration_since(now)
+            .unwrap_or_default();
+        (left < window).then_some(left)
+    }
 }
 
 /// Reads a file of at most [`MAX_PEM_FILE_LEN`] bytes.

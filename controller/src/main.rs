@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use clap::Parser;
 use controller::config::{self, Args};
-use controller::identity_check::check_local_identity;
+use controller::identity_check::{check_local_identity, EXPIRY_WARNING};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -49,13 +49,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = check_local_identity(
-        &required.identity,
-        &required.chassis_name,
-        SystemTime::now(),
-    ) {
-        eprintln!("ovn-ipsecd: {e}");
-        return ExitCode::FAILURE;
+    let now = SystemTime::now();
+    let identity = match check_local_identity(&required.identity, &required.chassis_name, now) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("ovn-ipsecd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(left) = identity.expires_within(now, EXPIRY_WARNING) {
+        eprintln!(
+            "ovn-ipsecd: certificate {} expires in {} hours: replace it",
+            required.identity.certificate.display(),
+            left.as_secs() / 3600
+        );
     }
     eprintln!(
         "ovn-ipsecd: configuration and identity of chassis '{}' are valid; the daemon loop is \

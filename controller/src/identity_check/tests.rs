@@ -240,3 +240,26 @@ fn missing_and_malformed_files_are_named() {
     ));
     assert!(m.contains("no private key found"), "{m}");
 }
+
+#[test]
+fn expiry_within_the_warning_window_is_reported() {
+    let id = check(
+        "chassis-1-cert.pem",
+        "chassis-1-privkey.pem",
+        "ca-a-cert.pem",
+        "chassis-1",
+    )
+    .unwrap();
+    // Valid for ten years from 2026-12-03: no warning half a year in.
+    assert_eq!(id.expires_within(now(), EXPIRY_WARNING), None);
+    let near_end = id.certificate.not_after() - Duration::from_secs(3600);
+    assert_eq!(
+        id.expires_within(near_end, EXPIRY_WARNING),
+        Some(Duration::from_secs(3600))
+    );
+    let after = id.certificate.not_after() + Duration::from_secs(1);
+    assert_eq!(
+        id.expires_within(after, EXPIRY_WARNING),
+        Some(Duration::ZERO)
+    );
+}
