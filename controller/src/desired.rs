@@ -36,6 +36,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::kernel::pair::{ProtectedPair, TunnelProtocol as KernelTunnelProtocol};
 use crate::southbound::{Chassis, Encap, EncapType, Snapshot};
 
 /// The key of `Chassis.other_config` (and, in older OVN, `external_ids`) that holds the CMS
@@ -133,6 +134,26 @@ pub struct DesiredPeer {
     pub force_udp_encap: bool,
     /// Whether we initiate at once.
     pub role: Role,
+}
+
+impl DesiredPeer {
+    /// This peer as the kernel layer's [`ProtectedPair`], with the stable `index` its reqids
+    /// derive from (the caller keeps indices stable across restarts).
+    pub fn protected_pair(&self, index: u32) -> ProtectedPair {
+        ProtectedPair {
+            local: self.key.local_ip,
+            remote: self.key.remote_ip,
+            protocol: match self.protocol {
+                TunnelProtocol::Udp => KernelTunnelProtocol::Udp,
+                TunnelProtocol::Tcp => KernelTunnelProtocol::Tcp,
+            },
+            // Limitation: the kernel layer has one tunnel port per pair; when our encap's
+            // dst_port differs from the peer's, the "in" child selects the peer's port instead
+            // of ours (ovs-monitor-ipsec does the same). `policy_plan` keeps them apart.
+            port: self.remote_port,
+            index,
+        }
+    }
 }
 
 /// Why the desired set is what it is as a whole.

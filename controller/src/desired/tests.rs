@@ -667,3 +667,28 @@ fn random_snapshots_exercise_peers_exemptions_and_zones() {
         "{peers} {exempt} {zones}"
     );
 }
+
+#[test]
+fn desired_peer_converts_to_the_kernel_layers_pair() {
+    use crate::kernel::pair::TunnelProtocol as K;
+    let s = snapshot(vec![
+        chassis("ch1", vec![encap(EncapType::Stt, "10.0.0.1", &[])]),
+        chassis(
+            "ch2",
+            vec![encap(EncapType::Stt, "10.0.0.2", &[("dst_port", "7472")])],
+        ),
+    ]);
+    let d = desired_peers(&s, "ch1");
+    let pair = d.peers[&key("10.0.0.1", "10.0.0.2")].protected_pair(7);
+    assert_eq!(
+        (
+            pair.local,
+            pair.remote,
+            pair.protocol,
+            pair.port,
+            pair.index
+        ),
+        (ip("10.0.0.1"), ip("10.0.0.2"), K::Tcp, 7472, 7)
+    );
+    pair.validate().unwrap();
+}
