@@ -1,4 +1,8 @@
 //! The `ovn-ipsecd` daemon: Southbound watcher, reconciliation, IO driver.
 
+pub mod config;
+pub mod desired;
+pub mod identity_check;
 pub mod kernel;
+pub mod policy_plan;
 pub mod southbound;
