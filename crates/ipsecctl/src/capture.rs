@@ -42,6 +42,12 @@ pub enum CaptureError {
         /// Its size in bytes.
         size: u64,
     },
+    /// The file is shorter than the 4-byte magic number of either format (e.g. empty).
+    #[error("not a pcap or pcapng file: it has only {len} bytes")]
+    TooShort {
+        /// Its length in bytes.
+        len: usize,
+    },
     /// The first bytes are neither a pcap nor a pcapng header.
     #[error("not a pcap or pcapng file (first bytes {magic})")]
     UnknownFormat {
@@ -156,9 +162,7 @@ pub fn parse_capture(bytes: &[u8]) -> Result<Capture, CaptureError> {
         Some(other) => Err(CaptureError::UnknownFormat {
             magic: hex::encode(other),
         }),
-        None => Err(CaptureError::UnknownFormat {
-            magic: hex::encode(bytes),
-        }),
+        None => Err(CaptureError::TooShort { len: bytes.len() }),
     }
 }
 
@@ -425,6 +429,18 @@ mod tests {
     #[test]
     fn pcapng_time_rejects_unrepresentable_resolutions() {
         assert_eq!(pcapng_time(1, 0x7f, 0), None);
+    }
+
+    #[test]
+    fn empty_and_three_byte_files_are_reported_by_their_length() {
+        assert_eq!(
+            parse_capture(b"").unwrap_err().to_string(),
+            "not a pcap or pcapng file: it has only 0 bytes"
+        );
+        assert_eq!(
+            parse_capture(&[0xa1, 0xb2, 0xc3]).unwrap_err().to_string(),
+            "not a pcap or pcapng file: it has only 3 bytes"
+        );
     }
 
     #[test]

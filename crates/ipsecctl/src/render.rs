@@ -1,6 +1,11 @@
 //! The human-readable form of a [`Report`]: one block per IKE message, payloads indented
 //! under it, inner payloads of decrypted SK/SKF payloads indented once more.
+//!
+//! Text that comes from the capture (certificate names, and the messages that quote them) may
+//! hold control characters; they are printed escaped, so a peer's certificate cannot send
+//! escape sequences to the operator's terminal or forge output lines.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use crate::decode::{
@@ -28,7 +33,34 @@ pub fn render(report: &Report) -> String {
 pub fn render_with(report: &Report, options: Options) -> String {
     let mut out = String::new();
     let _ = write_report(&mut out, report, options);
+    // Whatever else quotes capture data: no control character but the line breaks we wrote.
+    if out.chars().any(|c| c.is_control() && c != '\n') {
+        out = out
+            .split('\n')
+            .map(|line| untrusted(line).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
     out
+}
+
+/// `text` with every control character (ESC, BEL, CR, LF, C1 controls …) escaped as Rust
+/// writes it (`\u{1b}`, `\n`), for values taken from the capture.
+fn untrusted(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 fn write_report(out: &mut String, r: &Report, o: Options) -> std::fmt::Result {
@@ -43,7 +75,7 @@ fn write_report(out: &mut String, r: &Report, o: Options) -> std::fmt::Result {
     if let Some(t) = &r.trusted_cas {
         writeln!(out, "CAs from {}:", t.file)?;
         for subject in &t.subjects {
-            writeln!(out, "  {subject}")?;
+            writeln!(out, "  {}", untrusted(subject))?;
         }
     }
     if let Some(k) = &r.key_table {
@@ -315,27 +347,27 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize, o: Options) ->
             let shown = value.clone().unwrap_or_else(|| hex_preview(data, o));
             writeln!(out, "{pad}{name}{critical} {id_type} {shown}")?;
             if let Some(m) = certificate_match {
-                writeln!(out, "{pad}  {m}")?;
+                writeln!(out, "{pad}  {}", untrusted(m))?;
             }
         }
         BodyView::Cert { encoding, data_len, certificate, certificate_error, .. } => {
             writeln!(out, "{pad}{name}{critical} {encoding}, {data_len} bytes")?;
             if let Some(c) = certificate {
-                writeln!(out, "{pad}  subject {}", c.subject)?;
-                writeln!(out, "{pad}  issuer  {}", c.issuer)?;
+                writeln!(out, "{pad}  subject {}", untrusted(&c.subject))?;
+                writeln!(out, "{pad}  issuer  {}", untrusted(&c.issuer))?;
                 if !c.dns_names.is_empty() {
-                    writeln!(out, "{pad}  DNS     {}", c.dns_names.join(", "))?;
+                    writeln!(out, "{pad}  DNS     {}", untrusted(&c.dns_names.join(", ")))?;
                 }
                 if !c.ip_addresses.is_empty() {
                     writeln!(out, "{pad}  IP      {}", c.ip_addresses.join(", "))?;
                 }
                 writeln!(out, "{pad}  key     {}{}", c.key_type, if c.is_ca { ", CA" } else { "" })?;
                 if let Some(chain) = &c.chain {
-                    writeln!(out, "{pad}  chain   {chain}")?;
+                    writeln!(out, "{pad}  chain   {}", untrusted(chain))?;
                 }
             }
             if let Some(e) = certificate_error {
-                writeln!(out, "{pad}  (not parsed: {e})")?;
+                writeln!(out, "{pad}  (not parsed: {})", untrusted(e))?;
             }
         }
         BodyView::CertReq { encoding, ca_key_hashes, data, .. } => {
@@ -357,7 +389,7 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize, o: Options) ->
                 writeln!(out, "{pad}  ({e})")?;
             }
             if let Some(check) = signature_check {
-                writeln!(out, "{pad}  signature {check}")?;
+                writeln!(out, "{pad}  signature {}", untrusted(check))?;
             }
         }
         BodyView::Nonce { data_len, data } => {
@@ -442,4 +474,53 @@ fn selector_text(s: &SelectorView, o: Options) -> String {
         _ => String::new(),
     };
     format!("{addrs} {protocol} {ports}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::CertificateView;
+
+    const HOSTILE: &str = "CN=evil\u{1b}]0;PWNED\u{7}\u{1b}[2J\nframe 9  forged line";
+
+    #[test]
+    fn certificate_names_with_control_characters_are_printed_escaped_on_one_line() {
+        let view = PayloadView {
+            payload_type: "CERT".into(),
+            type_id: 37,
+            critical: false,
+            body: BodyView::Cert {
+                encoding: "X509_SIGNATURE".into(),
+                encoding_id: 4,
+                data_len: 845,
+                certificate: Some(CertificateView {
+                    subject: HOSTILE.into(),
+                    issuer: HOSTILE.into(),
+                    dns_names: vec!["a\u{1b}[31mred".into()],
+                    ip_addresses: vec![],
+                    is_ca: false,
+                    key_type: "RSA-2048".into(),
+                    chain: Some(format!("chains to {HOSTILE}")),
+                }),
+                certificate_error: None,
+                data: String::new(),
+            },
+        };
+        let mut out = String::new();
+        write_payload(&mut out, &view, 1, Options::default()).unwrap();
+        assert!(!out.contains(['\u{1b}', '\u{7}']), "{out}");
+        // CERT line, subject, issuer, DNS, key, chain: no line was added by the name.
+        assert_eq!(out.lines().count(), 6, "{out}");
+        assert!(out.contains("subject CN=evil\\u{1b}]0;PWNED\\u{7}\\u{1b}[2J\\nframe 9"));
+        assert!(out.contains("DNS     a\\u{1b}[31mred"));
+    }
+
+    #[test]
+    fn untrusted_text_without_control_characters_is_unchanged() {
+        assert!(matches!(
+            untrusted("CN=chassis-a, O=Open vSwitch"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(untrusted("a\rb\u{9b}c"), "a\\rb\\u{9b}c");
+    }
 }
