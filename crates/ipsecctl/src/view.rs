@@ -352,8 +352,12 @@ pub fn payloads(list: &[Payload], ctx: &MessageContext<'_>) -> Vec<PayloadView> 
                 let proven = Identity::from_id_payload(id.id_type, &id.data)
                     .and_then(|identity| certificate_proves(&signer, &identity));
                 *certificate_match = Some(match proven {
-                    Ok(()) => format!("proven by the certificate of {}", signer.subject()),
-                    Err(e) => format!("NOT proven by the certificate of {}: {e}", signer.subject()),
+                    // Only the names are compared here; the AUTH payload is what proves possession.
+                    Ok(()) => format!("matches the certificate of {}", signer.subject()),
+                    Err(e) => format!(
+                        "does NOT match the certificate of {}: {e}",
+                        signer.subject()
+                    ),
                 });
             }
             if let (
@@ -366,7 +370,10 @@ pub fn payloads(list: &[Payload], ctx: &MessageContext<'_>) -> Vec<PayloadView> 
                 *signature_check = Some(
                     match recover_rsa_pkcs1_digest(&signer, auth.method, &auth.data) {
                         Ok(d) => format!(
-                            "made with the key of {}: well-formed PKCS#1 v1.5, {} digest {}",
+                            // Limitation: the digest is not compared with the RFC 7296 §2.15
+                            // signed octets, which need SK_p (not in a Wireshark key table).
+                            "opens with the key of {} to a well-formed PKCS#1 v1.5 {} \
+                             encoding (digest {}, not compared: SK_p unknown)",
                             signer.subject(),
                             d.hash,
                             hex::encode(&d.digest)

@@ -125,12 +125,12 @@ fn with_keys_the_inner_payloads_of_every_sk_payload_are_shown() {
         "line 1: SPIi bb629a76df40020e SPIr eb309918dab0ed83  AES-GCM-256 with 16 octet ICV [RFC5282]",
         "decrypted SK with key table line 1 (IV f0489bb28d8382b3, 0 bytes padding",
         "IDI ID_FQDN chassis-a",
-        "proven by the certificate of C=US, ST=CA, O=Open vSwitch, OU=Open vSwitch certifier, CN=chassis-a",
+        "matches the certificate of C=US, ST=CA, O=Open vSwitch, OU=Open vSwitch certifier, CN=chassis-a",
         "subject C=US, ST=CA, O=Open vSwitch, OU=Open vSwitch certifier, CN=chassis-a",
         "N(INITIAL_CONTACT)",
         "IDR ID_FQDN chassis-b",
         "AUTH DIGITAL_SIGNATURE(sha256WithRSAEncryption), 256-byte signature",
-        "signature made with the key of C=US, ST=CA, O=Open vSwitch, OU=Open vSwitch certifier, CN=chassis-b: well-formed PKCS#1 v1.5, SHA2_256 digest",
+        "signature opens with the key of C=US, ST=CA, O=Open vSwitch, OU=Open vSwitch certifier, CN=chassis-b to a well-formed PKCS#1 v1.5 SHA2_256 encoding",
         "N(USE_TRANSPORT_MODE)",
         "proposal 1 ESP SPI 01000000",
         "10.99.0.1 udp port 6081",
@@ -219,7 +219,7 @@ fn json_output_has_the_documented_structure() {
     assert!(d["payloads"][0]["certificate_match"]
         .as_str()
         .unwrap()
-        .starts_with("proven by"));
+        .starts_with("matches the certificate"));
     assert!(
         d["payloads"][4]["certificate_match"].is_null(),
         "IDr of a request is not the sender's"
