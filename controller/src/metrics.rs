@@ -546,12 +546,16 @@ impl Collector for PeerKernelCollector {
             return Ok(());
         };
         let directional: [(&str, &str, fn(&PeerKernelCounters) -> (u64, u64)); 2] = [
-            ("peer_bytes", "ESP payload bytes protected by the kernel, per peer and direction", |c| {
-                (c.bytes_in, c.bytes_out)
-            }),
-            ("peer_packets", "ESP packets protected by the kernel, per peer and direction", |c| {
-                (c.packets_in, c.packets_out)
-            }),
+            (
+                "peer_bytes",
+                "ESP payload bytes protected by the kernel, per peer and direction",
+                |c| (c.bytes_in, c.bytes_out),
+            ),
+            (
+                "peer_packets",
+                "ESP packets protected by the kernel, per peer and direction",
+                |c| (c.packets_in, c.packets_out),
+            ),
         ];
         for (name, help, pick) in directional {
             let counter = ConstCounter::new(0u64);
@@ -580,7 +584,8 @@ impl Collector for PeerKernelCollector {
             let counter = ConstCounter::new(0u64);
             let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             for (peer, c) in peers.iter() {
-                ConstCounter::new(pick(c)).encode(family.encode_family(&[("peer", peer.as_str())])?)?;
+                ConstCounter::new(pick(c))
+                    .encode(family.encode_family(&[("peer", peer.as_str())])?)?;
             }
         }
         Ok(())
@@ -701,7 +706,10 @@ fn route(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if metrics.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /healthz, /readyz\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /healthz, /readyz\n",
+        ),
     }
 }
 

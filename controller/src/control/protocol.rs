@@ -50,8 +50,9 @@ pub fn encode_reply(outcome: Outcome) -> Vec<u8> {
         Ok(line) => line,
         // Our reply types hold only strings, numbers and addresses; this cannot happen, but a
         // valid reply beats a panic if it ever does.
-        Err(_) => br#"{"version":1,"error":{"code":"failed","message":"reply encoding failed"}}"#
-            .to_vec(),
+        Err(_) => {
+            br#"{"version":1,"error":{"code":"failed","message":"reply encoding failed"}}"#.to_vec()
+        }
     };
     line.push(b'\n');
     line

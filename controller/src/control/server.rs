@@ -215,11 +215,7 @@ impl ControlServer {
     }
 
     /// Serves clients until `shutdown` completes, then removes the socket file.
-    pub async fn serve(
-        self,
-        handler: Arc<dyn ControlHandler>,
-        shutdown: impl Future<Output = ()>,
-    ) {
+    pub async fn serve(self, handler: Arc<dyn ControlHandler>, shutdown: impl Future<Output = ()>) {
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         tokio::pin!(shutdown);
         loop {
