@@ -539,13 +539,19 @@ impl PeerKernelCollector {
     }
 }
 
+/// Picks the inbound and outbound values of one counter.
+type PickDirectional = fn(&PeerKernelCounters) -> (u64, u64);
+
+/// Picks one counter.
+type PickOne = fn(&PeerKernelCounters) -> u64;
+
 impl Collector for PeerKernelCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // A poisoned lock means a panic elsewhere; omit the series rather than fail the page.
         let Ok(peers) = self.peers.lock() else {
             return Ok(());
         };
-        let directional: [(&str, &str, fn(&PeerKernelCounters) -> (u64, u64)); 2] = [
+        let directional: [(&str, &str, PickDirectional); 2] = [
             (
                 "peer_bytes",
                 "ESP payload bytes protected by the kernel, per peer and direction",
@@ -568,7 +574,7 @@ impl Collector for PeerKernelCollector {
                 }
             }
         }
-        let per_peer: [(&str, &str, fn(&PeerKernelCounters) -> u64); 2] = [
+        let per_peer: [(&str, &str, PickOne); 2] = [
             (
                 "peer_integrity_failures",
                 "Inbound ESP packets from the peer that failed the integrity check",

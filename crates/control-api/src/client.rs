@@ -188,9 +188,15 @@ mod tests {
 
     #[test]
     fn unknown_error_code_from_a_newer_server_still_decodes() {
-        let err =
-            parse_reply(br#"{"version":1,"error":{"code":"brand_new","message":"m"}}"#).unwrap_err();
-        assert!(matches!(err, ClientError::Server(ErrorReply { code: ErrorCode::Unknown, .. })));
+        let err = parse_reply(br#"{"version":1,"error":{"code":"brand_new","message":"m"}}"#)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ClientError::Server(ErrorReply {
+                code: ErrorCode::Unknown,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -216,8 +222,8 @@ mod tests {
 
     #[test]
     fn connecting_to_a_missing_path_says_the_socket_is_missing() {
-        let err = Client::connect(Path::new("/nonexistent/ovn-ipsec.sock"), DEFAULT_TIMEOUT)
-            .unwrap_err();
+        let err =
+            Client::connect(Path::new("/nonexistent/ovn-ipsec.sock"), DEFAULT_TIMEOUT).unwrap_err();
         assert!(matches!(err, ClientError::SocketMissing { .. }));
     }
 }
