@@ -231,6 +231,11 @@ async fn healthz_is_live_and_readyz_follows_the_ready_flag() {
 async fn metrics_page_passes_promtool_check_metrics() {
     let served = serve(Metrics::new()).await;
     update(&served.metrics);
+    // A chassis name comes from the Southbound DB: quotes, backslashes and newlines in it must
+    // be escaped, not break the page.
+    served
+        .metrics
+        .set_peer_kernel_counters("odd \"chassis\"\\\nname", PeerKernelCounters::default());
     let (_, page) = get(served.address, "/metrics").await;
 
     let child = Command::new("promtool")
