@@ -249,6 +249,8 @@ impl ControlServer {
 }
 
 /// Answers the requests of one client, one line at a time.
+// Limitation: the client's uid (SO_PEERCRED) is not logged; the socket's mode and group are the
+// only access control, and every connected client may run every request.
 async fn serve_connection(stream: UnixStream, handler: Arc<dyn ControlHandler>) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
