@@ -1,4 +1,5 @@
-//! `ipsecctl`'s library: reading IKEv2 captures and decoding what they hold.
+//! `ipsecctl`'s library: reading IKEv2 captures and decoding what they hold, and the commands
+//! that talk to ovn-ipsecd.
 //!
 //! - [`capture`]: pcap and pcapng files.
 //! - [`link`], [`ip`], [`udp`]: from a frame to the UDP payload.
@@ -7,8 +8,12 @@
 //! - [`key_table`]: Wireshark's `ikev2_decryption_table`.
 //! - [`view`]: the printable view of decoded payloads.
 //! - [`time_format`]: UTC timestamps.
+//! - [`control_client`], [`commands`], [`table`]: talking to ovn-ipsecd and printing its
+//!   replies.
 
 pub mod capture;
+pub mod commands;
+pub mod control_client;
 pub mod datagrams;
 pub mod decode;
 pub mod ip;
@@ -16,6 +21,7 @@ pub mod key_table;
 pub mod link;
 pub mod reassembly;
 pub mod render;
+pub mod table;
 pub mod time_format;
 pub mod udp;
 pub mod view;

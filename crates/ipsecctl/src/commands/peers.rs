@@ -1,0 +1,83 @@
+//! `ipsecctl peers`: one row per remote chassis and encap pair.
+
+use std::path::Path;
+
+use control_api::protocol::{IkeSaState, PeerInfo, PeerPolicy, Request, Response, Role};
+
+use crate::commands::{print, print_json};
+use crate::control_client::{call, unexpected, Exit};
+use crate::table::{duration, opt, timestamp, Table};
+
+/// Runs `peers`.
+pub fn run(socket: &Path, json: bool) -> Exit {
+    match call("peers", socket, Request::Peers) {
+        Ok(Response::Peers(list)) if json => print_json("peers", &list),
+        Ok(Response::Peers(list)) => {
+            print(&render(&list.peers));
+            Exit::Ok
+        }
+        Ok(other) => unexpected("peers", &other),
+        Err(exit) => exit,
+    }
+}
+
+/// The peers as a table.
+pub fn render(peers: &[PeerInfo]) -> String {
+    let mut t = Table::new(&[
+        "CHASSIS",
+        "LOCAL",
+        "REMOTE",
+        "ENCAP",
+        "POLICY",
+        "IKE SA",
+        "ROLE",
+        "SUITE",
+        "AGE",
+        "REKEY IN",
+        "LAST ERROR",
+    ]);
+    for p in peers {
+        let policy = match p.policy {
+            PeerPolicy::Desired => "desired",
+            PeerPolicy::Exempt => "exempt",
+        };
+        let last_error = p.last_error.as_ref().map(|e| {
+            let at = timestamp(e.at_unix.min(i64::MAX as u64) as i64);
+            format!("{at} {}", e.message)
+        });
+        t.row(vec![
+            p.chassis.clone(),
+            p.local_ip.to_string(),
+            p.remote_ip.to_string(),
+            p.encap.clone(),
+            policy.to_owned(),
+            ike_state(p.ike_state).to_owned(),
+            opt(p.role.map(role)),
+            opt(p.suite.as_deref()),
+            opt(p.age_secs.map(duration)),
+            opt(p.next_rekey_secs.map(duration)),
+            opt(last_error),
+        ]);
+    }
+    t.render()
+}
+
+/// An IKE SA state as the tables write it.
+pub fn ike_state(s: IkeSaState) -> &'static str {
+    match s {
+        IkeSaState::None => "none",
+        IkeSaState::Connecting => "connecting",
+        IkeSaState::Established => "established",
+        IkeSaState::Rekeying => "rekeying",
+        IkeSaState::Deleting => "deleting",
+        IkeSaState::Failed => "failed",
+    }
+}
+
+/// A role as the tables write it.
+pub fn role(r: Role) -> &'static str {
+    match r {
+        Role::Initiator => "initiator",
+        Role::Responder => "responder",
+    }
+}
