@@ -12,5 +12,6 @@
 pub mod auth;
 pub mod codec;
 pub mod crypto;
+pub mod engine;
 pub mod keys;
 pub mod registry;
