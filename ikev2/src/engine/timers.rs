@@ -350,14 +350,9 @@ mod tests {
         let mut rtx = Retransmission::new();
         let mut now = rtx.first_deadline(start);
         let mut sends = 1;
-        loop {
-            match rtx.on_timeout(now) {
-                RetransmitDecision::Resend { next_deadline } => {
-                    sends += 1;
-                    now = next_deadline;
-                }
-                RetransmitDecision::GiveUp => break,
-            }
+        while let RetransmitDecision::Resend { next_deadline } = rtx.on_timeout(now) {
+            sends += 1;
+            now = next_deadline;
         }
         assert_eq!(sends, 1 + RETRANSMIT_MAX_RETRIES);
         // 0.5 + 1 + 2 + 4 + 8 + 16 + 16 seconds of silence.
