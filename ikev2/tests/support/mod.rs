@@ -1,0 +1,4 @@
+//! Shared test support for the engine's integration tests: the simulated network.
+#![allow(dead_code)]
+
+pub mod sim;
