@@ -10,7 +10,10 @@
 
 use thiserror::Error;
 
-use crate::registry::{EncrId, EsnId, IntegId, KeGroup, PrfId, ProtocolId, TransformType};
+use crate::codec::{self, AttributeValue, TransformId};
+use crate::registry::{
+    EncrId, EsnId, IntegId, KeGroup, PrfId, ProtocolId, TransformAttributeType, TransformType,
+};
 
 /// SPI size of an ESP or AH proposal (RFC 7296 §3.3.1).
 pub const CHILD_SPI_SIZE: usize = 4;
@@ -78,6 +81,83 @@ pub struct OfferedProposal {
     pub transforms: Vec<OfferedTransform>,
 }
 
+impl From<&codec::Transform> for OfferedTransform {
+    fn from(t: &codec::Transform) -> Self {
+        // RFC 7296 §3.3.5: Key Length is the only attribute defined, and always in TV form.
+        let understood = t.attributes.iter().all(|a| {
+            a.attribute_type == TransformAttributeType::KEY_LENGTH
+                && matches!(a.value, AttributeValue::Tv(_))
+        });
+        OfferedTransform {
+            spec: TransformSpec {
+                transform_type: t.id.transform_type(),
+                id: t.id.value(),
+                key_length: t.key_length(),
+            },
+            understood,
+        }
+    }
+}
+
+impl From<&codec::Proposal> for OfferedProposal {
+    fn from(p: &codec::Proposal) -> Self {
+        OfferedProposal {
+            number: p.number,
+            protocol: p.protocol,
+            spi: p.spi.clone(),
+            transforms: p
+                .transforms
+                .iter()
+                .take(MAX_TRANSFORMS)
+                .map(Into::into)
+                .collect(),
+        }
+    }
+}
+
+impl From<TransformSpec> for codec::Transform {
+    fn from(t: TransformSpec) -> Self {
+        let id = TransformId::new(t.transform_type, t.id);
+        match t.key_length {
+            Some(bits) => codec::Transform::with_key_length(id, bits),
+            None => codec::Transform::new(id),
+        }
+    }
+}
+
+/// Builds the proposal an initiator sends: number `number`, our `spi` (empty in IKE_SA_INIT),
+/// and every transform of `transforms`.
+pub fn to_wire_proposal(
+    number: u8,
+    protocol: ProtocolId,
+    spi: Vec<u8>,
+    transforms: &[TransformSpec],
+) -> codec::Proposal {
+    codec::Proposal {
+        number,
+        protocol,
+        spi,
+        transforms: transforms.iter().map(|&t| t.into()).collect(),
+    }
+}
+
+/// [`select`] over a received SA payload.
+pub fn select_from_sa(
+    sa: &codec::Sa,
+    ours: &[Vec<TransformSpec>],
+    protocol: ProtocolId,
+    spi_size: usize,
+    ke: KeRule,
+) -> Result<Selected, SelectError> {
+    let offered: Vec<OfferedProposal> = sa
+        .proposals
+        .iter()
+        .take(MAX_PROPOSALS)
+        .map(Into::into)
+        .collect();
+    select(&offered, ours, protocol, spi_size, ke)
+}
+
 /// How the Key Exchange transform type takes part in a selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeRule {
@@ -120,6 +200,35 @@ pub struct Selected {
 }
 
 impl Selected {
+    /// The proposal of the response's SA payload: the chosen transforms with the proposal's
+    /// number and `our_spi` (empty in IKE_SA_INIT, our inbound SPI for a CHILD_SA).
+    pub fn to_wire_proposal(&self, our_spi: Vec<u8>) -> codec::Proposal {
+        to_wire_proposal(self.number, self.protocol, our_spi, &self.transforms)
+    }
+
+    /// Whether a response's chosen proposal is one we could have chosen from what we offered:
+    /// the initiator's check of the responder's answer (RFC 7296 §2.7: exactly one transform
+    /// of each offered type).
+    pub fn is_valid_answer(&self, offered: &[OfferedProposal]) -> bool {
+        let Some(ours) = offered.iter().find(|p| p.number == self.number) else {
+            return false;
+        };
+        let one_per_type = {
+            let mut types: Vec<TransformType> =
+                self.transforms.iter().map(|t| t.transform_type).collect();
+            types.sort();
+            let n = types.len();
+            types.dedup();
+            n == types.len()
+        };
+        one_per_type
+            && ours.protocol == self.protocol
+            && self
+                .transforms
+                .iter()
+                .all(|t| ours.transforms.iter().any(|o| o.spec == *t))
+    }
+
     /// The chosen transform of `transform_type`, if the proposal had that type.
     pub fn get(&self, transform_type: TransformType) -> Option<TransformSpec> {
         self.transforms
@@ -880,6 +989,79 @@ mod tests {
             ),
             Err(SelectError::NoProposalChosen)
         );
+    }
+
+    #[test]
+    fn wire_proposals_round_trip_through_the_codec_types() {
+        let ours = IkeProposal::aes256gcm16_sha256_modp2048().transforms();
+        let wire = to_wire_proposal(1, ProtocolId::IKE, vec![], &ours);
+        let sa = codec::Sa {
+            proposals: vec![wire],
+        };
+        let s = select_from_sa(
+            &sa,
+            &[ours],
+            ProtocolId::IKE,
+            0,
+            KeRule::MustMatch(KeGroup::MODP_2048),
+        )
+        .unwrap();
+        let answer = codec::Sa {
+            proposals: vec![s.to_wire_proposal(vec![])],
+        };
+        let offered: Vec<OfferedProposal> = sa.proposals.iter().map(Into::into).collect();
+        let back: OfferedProposal = (&answer.proposals[0]).into();
+        let back = Selected {
+            number: back.number,
+            protocol: back.protocol,
+            spi: back.spi,
+            transforms: back.transforms.iter().map(|t| t.spec).collect(),
+        };
+        assert!(back.is_valid_answer(&offered));
+        assert_eq!(back.encryption(), (EncrId::ENCR_AES_GCM_16, Some(256)));
+    }
+
+    #[test]
+    fn answer_with_two_transforms_of_one_type_is_invalid() {
+        let offered = [offer(
+            1,
+            ProtocolId::IKE,
+            &[],
+            &[
+                cbc(128),
+                cbc(256),
+                prf(PrfId::PRF_HMAC_SHA2_256),
+                ke(KeGroup::ECP_256),
+            ],
+        )];
+        let answer = Selected {
+            number: 1,
+            protocol: ProtocolId::IKE,
+            spi: vec![],
+            transforms: vec![cbc(128), cbc(256), prf(PrfId::PRF_HMAC_SHA2_256)],
+        };
+        assert!(!answer.is_valid_answer(&offered));
+        let answer = Selected {
+            transforms: vec![cbc(192)],
+            ..answer
+        };
+        assert!(!answer.is_valid_answer(&offered));
+    }
+
+    #[test]
+    fn transform_attribute_in_tlv_form_is_not_understood() {
+        let t = codec::Transform {
+            id: TransformId::Encr(EncrId::ENCR_AES_CBC),
+            attributes: vec![codec::TransformAttribute {
+                attribute_type: TransformAttributeType::KEY_LENGTH,
+                value: AttributeValue::Tlv(vec![1, 0]),
+            }],
+        };
+        assert!(!OfferedTransform::from(&t).understood);
+        let t = codec::Transform::with_key_length(TransformId::Encr(EncrId::ENCR_AES_CBC), 128);
+        let o = OfferedTransform::from(&t);
+        assert!(o.understood);
+        assert_eq!(o.spec, cbc(128));
     }
 
     #[test]

@@ -9,6 +9,9 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 
+use crate::codec::{self, AddressRange};
+use crate::registry::TsType;
+
 /// IP protocol number meaning "any protocol" in a traffic selector (RFC 7296 §3.13.1).
 pub const ANY_PROTOCOL: u8 = 0;
 
@@ -38,6 +41,9 @@ pub enum TrafficSelectorError {
         /// End address.
         end: IpAddr,
     },
+    /// A selector type other than an IPv4 or IPv6 address range.
+    #[error("traffic selector type {0} is not an address range")]
+    UnsupportedType(TsType),
     /// The start port is above the end port.
     // Limitation: RFC 4301 OPAQUE ports (start 65535, end 0) are rejected as empty.
     #[error("port range {start}-{end} is empty")]
@@ -220,6 +226,86 @@ impl TrafficSelector {
     /// Whether every packet `other` matches is matched by `self`.
     pub fn contains(&self, other: &TrafficSelector) -> bool {
         self.intersect(other).as_ref() == Some(other)
+    }
+}
+
+impl TryFrom<&codec::TrafficSelector> for TrafficSelector {
+    type Error = TrafficSelectorError;
+
+    fn try_from(ts: &codec::TrafficSelector) -> Result<Self, Self::Error> {
+        match ts {
+            codec::TrafficSelector::Ipv4(r) => TrafficSelector::new(
+                r.start_address.into(),
+                r.end_address.into(),
+                r.ip_protocol,
+                r.start_port,
+                r.end_port,
+            ),
+            codec::TrafficSelector::Ipv6(r) => TrafficSelector::new(
+                r.start_address.into(),
+                r.end_address.into(),
+                r.ip_protocol,
+                r.start_port,
+                r.end_port,
+            ),
+            codec::TrafficSelector::Unknown { ts_type, .. } => {
+                Err(TrafficSelectorError::UnsupportedType(*ts_type))
+            }
+        }
+    }
+}
+
+impl From<&TrafficSelector> for codec::TrafficSelector {
+    fn from(ts: &TrafficSelector) -> Self {
+        match (ts.start_addr, ts.end_addr) {
+            (IpAddr::V4(start_address), IpAddr::V4(end_address)) => {
+                codec::TrafficSelector::Ipv4(AddressRange {
+                    ip_protocol: ts.ip_protocol,
+                    start_port: ts.start_port,
+                    end_port: ts.end_port,
+                    start_address,
+                    end_address,
+                })
+            }
+            (start, end) => codec::TrafficSelector::Ipv6(AddressRange {
+                ip_protocol: ts.ip_protocol,
+                start_port: ts.start_port,
+                end_port: ts.end_port,
+                start_address: to_v6(start),
+                end_address: to_v6(end),
+            }),
+        }
+    }
+}
+
+/// An IPv6 address as is; IPv4 (never paired with IPv6 by [`TrafficSelector::new`]) mapped.
+fn to_v6(addr: IpAddr) -> std::net::Ipv6Addr {
+    match addr {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+    }
+}
+
+/// The selectors of a received TSi or TSr payload we can work with; other types are left out
+/// (RFC 7296 §3.13.1: a responder may narrow away what it does not understand).
+///
+/// One more than [`MAX_TRAFFIC_SELECTORS`] is kept at most, so [`narrow`] can still refuse a
+/// payload with too many.
+pub fn from_payload(payload: &codec::TrafficSelectors) -> Vec<TrafficSelector> {
+    payload
+        .selectors
+        .iter()
+        .filter(|ts| !matches!(ts, codec::TrafficSelector::Unknown { .. }))
+        .map(TrafficSelector::try_from)
+        .filter_map(Result::ok)
+        .take(MAX_TRAFFIC_SELECTORS + 1)
+        .collect()
+}
+
+/// The payload carrying `selectors`.
+pub fn to_payload(selectors: &[TrafficSelector]) -> codec::TrafficSelectors {
+    codec::TrafficSelectors {
+        selectors: selectors.iter().map(Into::into).collect(),
     }
 }
 
@@ -429,6 +515,34 @@ mod tests {
             TrafficSelector::new(a(), a(), 0, 2, 1),
             Err(TrafficSelectorError::EmptyPortRange { .. })
         ));
+    }
+
+    #[test]
+    fn selectors_convert_to_and_from_the_payload_types() {
+        let v4 = TrafficSelector::host_port(a(), IPPROTO_UDP, GENEVE_PORT);
+        let v6 = TrafficSelector::host_protocol(IpAddr::V6(Ipv6Addr::LOCALHOST), IPPROTO_UDP);
+        let payload = to_payload(&[v4, v6]);
+        assert_eq!(from_payload(&payload), vec![v4, v6]);
+    }
+
+    #[test]
+    fn unknown_and_malformed_payload_selectors_are_left_out() {
+        let mut payload = to_payload(&[TrafficSelector::host(a())]);
+        payload.selectors.push(codec::TrafficSelector::Unknown {
+            ts_type: TsType(10),
+            ip_protocol: 0,
+            data: vec![],
+        });
+        payload
+            .selectors
+            .push(codec::TrafficSelector::Ipv4(AddressRange {
+                ip_protocol: 0,
+                start_port: 10,
+                end_port: 1,
+                start_address: Ipv4Addr::new(192, 0, 2, 1),
+                end_address: Ipv4Addr::new(192, 0, 2, 1),
+            }));
+        assert_eq!(from_payload(&payload), vec![TrafficSelector::host(a())]);
     }
 
     #[test]
