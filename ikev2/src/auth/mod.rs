@@ -1,1 +1,45 @@
 //! Authentication: the AUTH payload (RFC 7296 §2.15, RFC 7427) and X.509 certificates.
+//!
+//! Everything here works on byte slices, so the protocol engine can glue it to the codec and
+//! the crypto module:
+//!
+//! - [`signed_octets`]: the octets an AUTH payload signs. The caller computes MACedID with the
+//!   IKE SA's PRF over [`Identity::rest_of_id_payload`].
+//! - [`PrivateKey::sign_auth`] signs them into [`AuthData`]; [`verify_auth`] checks a peer's.
+//! - [`choose_auth_scheme`] picks the scheme from the peer's SIGNATURE_HASH_ALGORITHMS
+//!   ([`decode_signature_hash_algorithms`]) and our key.
+//! - [`Certificate`] parses CERT payloads and PEM files; [`TrustStore`] validates chains
+//!   against the configured CAs at a time the caller passes in (this crate reads no clock) and
+//!   builds and matches CERTREQ data.
+//! - [`verify_chassis_identity`] and [`PeerCredentials::prove_chassis`] answer whether a peer
+//!   proves an OVN chassis name.
+
+mod algorithm_identifier;
+mod certificate;
+mod der;
+mod error;
+mod hash_algorithms;
+mod identity;
+mod oid;
+mod peer;
+mod private_key;
+mod public_key;
+mod signature;
+mod signed_octets;
+mod trust;
+
+pub use certificate::{Certificate, MAX_CERTIFICATE_LEN, MAX_PEM_CERTIFICATES};
+pub use error::AuthError;
+pub use hash_algorithms::{
+    choose_auth_scheme, decode_signature_hash_algorithms, encode_signature_hash_algorithms,
+    RsaPadding, MAX_HASH_ALGORITHMS, OUR_HASH_ALGORITHMS,
+};
+pub use identity::{certificate_proves, verify_chassis_identity, Identity, MAX_FQDN_LEN};
+pub use peer::PeerCredentials;
+pub use private_key::PrivateKey;
+pub use public_key::{KeyType, PublicKey};
+pub use signature::{
+    decode_auth_data, encode_auth_data, verify_auth, AuthData, AuthScheme, SignatureScheme,
+};
+pub use signed_octets::{rest_of_id_payload, signed_octets};
+pub use trust::{parse_certreq, TrustStore, CERTREQ_HASH_LEN, MAX_INTERMEDIATES};
