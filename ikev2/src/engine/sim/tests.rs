@@ -1,13 +1,11 @@
 //! The simulated network on its own, with trivial nodes: it must be trustworthy before
 //! handshake narratives are written on top of it.
 
-mod support;
-
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use support::sim::{Conditions, Datagram, Network, Node};
+use super::{Conditions, Datagram, Network, Node, NodeId};
 
 /// Answers every datagram with the same bytes.
 #[derive(Default)]
@@ -184,7 +182,7 @@ fn echo_comes_back_after_twice_the_latency() {
     let start = net.now();
     net.run_for(Duration::from_secs(1), STEPS);
 
-    let replies = &net.node(support::sim::NodeId(0)).pinger().replies;
+    let replies = &net.node(NodeId(0)).pinger().replies;
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].0 - start, Duration::from_millis(50));
     assert_eq!(net.stats().sent, 2);
@@ -233,7 +231,7 @@ fn duplication_delivers_extra_copies() {
     let stats = net.stats();
     assert!(stats.duplicated > 50, "{stats:?}");
     assert_eq!(stats.delivered, stats.sent + stats.duplicated);
-    let echo = net.node(support::sim::NodeId(1)).echo();
+    let echo = net.node(NodeId(1)).echo();
     assert!(echo.received > 100);
 }
 
@@ -279,13 +277,13 @@ fn timers_fire_at_their_virtual_deadline_without_waiting() {
     let mut net = pair(1, Conditions::default(), 0, 8);
     let start = net.now();
     let deadline = start + Duration::from_secs(3600);
-    net.node_mut(support::sim::NodeId(0)).pinger_mut().timer = Some(deadline);
+    net.node_mut(NodeId(0)).pinger_mut().timer = Some(deadline);
 
     let wall = Instant::now();
     net.run_for(Duration::from_secs(7200), STEPS);
     assert!(wall.elapsed() < Duration::from_secs(5));
 
-    let pinger = net.node(support::sim::NodeId(0)).pinger();
+    let pinger = net.node(NodeId(0)).pinger();
     assert_eq!(pinger.timer_fired, vec![deadline]);
     // The tick it sent on its timer was echoed one round trip later.
     assert_eq!(pinger.replies.len(), 1);
@@ -296,22 +294,14 @@ fn timers_fire_at_their_virtual_deadline_without_waiting() {
 fn run_stops_at_the_limit_and_advance_moves_the_clock() {
     let mut net = pair(1, Conditions::default(), 0, 8);
     let start = net.now();
-    net.node_mut(support::sim::NodeId(0)).pinger_mut().timer =
-        Some(start + Duration::from_secs(60));
+    net.node_mut(NodeId(0)).pinger_mut().timer = Some(start + Duration::from_secs(60));
     net.advance(Duration::from_secs(30), STEPS);
     assert_eq!(net.elapsed(), Duration::from_secs(30));
-    assert!(net
-        .node(support::sim::NodeId(0))
-        .pinger()
-        .timer_fired
-        .is_empty());
+    assert!(net.node(NodeId(0)).pinger().timer_fired.is_empty());
 
     net.advance(Duration::from_secs(30), STEPS);
     assert_eq!(net.elapsed(), Duration::from_secs(60));
-    assert_eq!(
-        net.node(support::sim::NodeId(0)).pinger().timer_fired.len(),
-        1
-    );
+    assert_eq!(net.node(NodeId(0)).pinger().timer_fired.len(), 1);
 }
 
 #[test]
@@ -320,7 +310,7 @@ fn filter_drops_the_datagrams_a_test_chooses() {
     // Lose every echo of an even-numbered ping.
     net.set_filter(|d| d.src.ip() == B && d.bytes[3] % 2 == 0);
     net.run_for(Duration::from_secs(1), STEPS);
-    let replies = &net.node(support::sim::NodeId(0)).pinger().replies;
+    let replies = &net.node(NodeId(0)).pinger().replies;
     assert_eq!(replies.len(), 5);
     assert_eq!(net.stats().filtered, 5);
 }

@@ -2,8 +2,11 @@
 //! `Pair`: any number of nodes, datagrams routed by destination address, and seeded link
 //! conditions (latency, jitter that reorders, loss, duplication, MTU).
 //!
-//! Nothing waits on a real clock: [`Network::step`] jumps virtual time to the next delivery
+//! Nothing waits on a real clock: [`Network::step_until`] jumps virtual time to the next delivery
 //! or node deadline, so an hour of lifetimes runs in microseconds.
+
+#[cfg(test)]
+mod tests;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -37,6 +40,34 @@ pub trait Node {
     fn poll_transmit(&mut self) -> Option<Datagram>;
     /// The node's next deadline.
     fn poll_timeout(&mut self) -> Option<Instant>;
+}
+
+impl Node for super::Endpoint {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) {
+        super::Endpoint::handle_datagram(self, now, local, remote, bytes);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        super::Endpoint::handle_timeout(self, now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Datagram> {
+        super::Endpoint::poll_transmit(self).map(|t| Datagram {
+            src: t.local,
+            dst: t.remote,
+            bytes: t.bytes,
+        })
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        super::Endpoint::poll_timeout(self)
+    }
 }
 
 /// Link conditions applied to every datagram.

@@ -1,0 +1,143 @@
+//! One IKE SA: its SPIs, addresses, Message ID windows, timers and typed state.
+
+use std::net::SocketAddr;
+
+use super::event::{IkeAlgorithms, IkeSaId, PeerId};
+use super::nat::NatDetection;
+use super::proposal::OfferedProposal;
+use super::timers::{Timer, TimerTable};
+use super::window::{RequestWindow, ResponseWindow};
+use crate::codec;
+use crate::crypto::{AeadCipher, KeyExchange, PrfAlgorithm};
+use crate::keys::IkeSaKeys;
+use crate::registry::HashAlgorithm;
+
+/// Which end of the IKE SA we are: the original initiator sets the I flag in every message it
+/// sends (RFC 7296 §3.1), whoever initiates a given exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// We sent the first IKE_SA_INIT request.
+    Initiator,
+    /// We answered it.
+    Responder,
+}
+
+/// Initiator: IKE_SA_INIT request sent, waiting for the response.
+pub(crate) struct InitSent {
+    /// Our key exchange for the group in the KE payload.
+    pub ke: KeyExchange,
+    /// Ni.
+    pub ni: Vec<u8>,
+    /// The proposals we send, as encoded in SAi1.
+    pub proposals: Vec<codec::Proposal>,
+    /// The same, as the answer is checked against.
+    pub offered: Vec<OfferedProposal>,
+    /// The request as last sent, signed in our AUTH (RFC 7296 §2.15).
+    pub request: Vec<u8>,
+    /// INVALID_KE_PAYLOAD answers followed so far (RFC 7296 §1.2), bounded.
+    pub invalid_ke_retries: u32,
+    /// COOKIE answers followed so far (RFC 7296 §2.6), bounded.
+    pub cookie_retries: u32,
+    /// The COOKIE to echo, once the responder asked for one.
+    pub cookie: Option<Vec<u8>>,
+}
+
+/// IKE_SA_INIT is complete: keys derived, IKE_AUTH is next.
+// IKE_AUTH (not implemented yet) is what reads most of these.
+#[allow(dead_code)]
+pub(crate) struct InitDone {
+    /// SK_d, SK_a*, SK_e*, SK_p*.
+    pub keys: IkeSaKeys,
+    /// What was negotiated.
+    pub algorithms: IkeAlgorithms,
+    /// The negotiated PRF.
+    pub prf: PrfAlgorithm,
+    /// The negotiated SK payload cipher.
+    pub cipher: AeadCipher,
+    /// Ni.
+    pub ni: Vec<u8>,
+    /// Nr.
+    pub nr: Vec<u8>,
+    /// The IKE_SA_INIT request as sent, signed in the initiator's AUTH (RFC 7296 §2.15).
+    pub init_request: Vec<u8>,
+    /// The IKE_SA_INIT response as sent, signed in the responder's AUTH.
+    pub init_response: Vec<u8>,
+    /// What NAT detection found.
+    pub nat: NatDetection,
+    /// The peer sent IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
+    pub peer_supports_fragmentation: bool,
+    /// The peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4).
+    pub peer_hash_algorithms: Vec<HashAlgorithm>,
+}
+
+/// Where the IKE SA is in its life.
+// Limitation: IKE_AUTH, CREATE_CHILD_SA and INFORMATIONAL are not implemented; an IKE SA
+// goes no further than `InitDone` and its half-open timer removes it.
+pub(crate) enum State {
+    /// See [`InitSent`].
+    InitSent(Box<InitSent>),
+    /// See [`InitDone`].
+    InitDone(Box<InitDone>),
+}
+
+impl State {
+    /// A name for logs and [`IkeSaInfo`](super::IkeSaInfo).
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::InitSent(_) => "IKE_SA_INIT sent",
+            State::InitDone(_) => "IKE_SA_INIT done",
+        }
+    }
+}
+
+/// One IKE SA and everything the endpoint tracks for it.
+pub(crate) struct IkeSa {
+    /// Its handle.
+    pub id: IkeSaId,
+    /// The configuration it was made for.
+    pub peer: PeerId,
+    /// Our end.
+    pub role: Role,
+    /// SPIi.
+    pub spi_i: [u8; 8],
+    /// SPIr (zero until the IKE_SA_INIT response names it).
+    pub spi_r: [u8; 8],
+    /// Our address as the IKE SA uses it (the IKE port, or the NAT-T port after moving).
+    pub local: SocketAddr,
+    /// The peer's address as the IKE SA uses it.
+    pub remote: SocketAddr,
+    /// Messages carry the non-ESP marker (we moved to the NAT-T port).
+    pub nat_t: bool,
+    /// The requests we initiate.
+    pub requests: RequestWindow,
+    /// The requests the peer initiates.
+    pub responses: ResponseWindow,
+    /// Deadlines.
+    pub timers: TimerTable,
+    /// Typed state.
+    pub state: State,
+}
+
+impl IkeSa {
+    /// The SPI we chose, by which incoming messages find this IKE SA.
+    pub fn our_spi(&self) -> [u8; 8] {
+        match self.role {
+            Role::Initiator => self.spi_i,
+            Role::Responder => self.spi_r,
+        }
+    }
+
+    /// Arms the retransmission timer at the earliest outstanding request's deadline, or
+    /// disarms it when nothing is outstanding.
+    pub fn sync_retransmit_timer(&mut self) {
+        match self.requests.next_deadline() {
+            Some(deadline) => self.timers.set(Timer::Retransmit, deadline),
+            None => self.timers.stop(Timer::Retransmit),
+        }
+    }
+
+    /// Whether this IKE SA has not completed IKE_AUTH (RFC 7296 §2.6 "half-open").
+    pub fn is_half_open(&self) -> bool {
+        matches!(self.state, State::InitSent(_) | State::InitDone(_))
+    }
+}
