@@ -204,3 +204,73 @@ fn inner_payload_sequences_match_what_strongswan_sent() {
         );
     }
 }
+
+#[test]
+fn skf_prefix_and_location_agree_on_the_aad_through_total_fragments() {
+    use ikev2::codec::{Flags, Fragment, Header, Notify};
+    use ikev2::registry::ExchangeType;
+
+    let header = Header::new([1; 8], [2; 8], ExchangeType::IKE_AUTH, Flags::INITIATOR, 1);
+    let unencrypted = [Payload::new(Notify::status(NotifyType(40000)))];
+    let fragment = Some(Fragment {
+        number: 2,
+        total: 3,
+    });
+    let body = [0x5a; 40];
+    let mut bytes = encode_encrypted_prefix(
+        &header,
+        &unencrypted,
+        EncryptedPayloadHeader {
+            first_inner: PayloadType::NONE,
+            fragment,
+        },
+        body.len(),
+    )
+    .unwrap();
+    let prefix_len = bytes.len();
+    bytes.extend_from_slice(&body);
+
+    // Header 28, Notify 8, SKF generic header 4 + Fragment Number and Total Fragments 4.
+    assert_eq!(prefix_len, 28 + 8 + 8);
+    let location = locate_encrypted_payload(&bytes).unwrap().unwrap();
+    assert_eq!(location.payload_type, PayloadType::SKF);
+    assert_eq!(location.fragment, fragment);
+    assert_eq!(location.offset, 36);
+    assert_eq!(location.aad, 0..prefix_len);
+    assert_eq!(location.body, prefix_len..bytes.len());
+
+    let message = Message::decode(&bytes).unwrap();
+    assert_eq!(message.payloads[0], unencrypted[0]);
+    let PayloadBody::Skf(skf) = &message.payloads[1].body else {
+        panic!("not SKF")
+    };
+    assert_eq!(
+        (
+            skf.fragment_number,
+            skf.total_fragments,
+            skf.body.as_slice()
+        ),
+        (2, 3, &body[..])
+    );
+    assert_eq!(message.encode().unwrap(), bytes);
+}
+
+#[test]
+fn encrypted_prefix_refuses_a_body_too_long_for_the_payload_length() {
+    use ikev2::codec::{EncodeError, Flags, Header};
+    use ikev2::registry::ExchangeType;
+
+    let header = Header::new([1; 8], [2; 8], ExchangeType::IKE_AUTH, Flags::INITIATOR, 1);
+    let sk = EncryptedPayloadHeader {
+        first_inner: PayloadType::IDI,
+        fragment: None,
+    };
+    assert_eq!(
+        encode_encrypted_prefix(&header, &[], sk, 65_532),
+        Err(EncodeError::TooLong {
+            what: "encrypted payload",
+            length: 65_536,
+            max: 65_535
+        })
+    );
+}

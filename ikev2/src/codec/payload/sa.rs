@@ -235,8 +235,8 @@ impl TransformAttribute {
 }
 
 impl Proposal {
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let offset = r.offset();
+    /// Decodes the proposal that starts at `offset`, `r` covering it after its Length field.
+    fn decode(offset: usize, r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let number = r.u8("Proposal Num")?;
         let protocol = ProtocolId(r.u8("Protocol ID")?);
         let spi_size = r.u8("SPI Size")?;
@@ -253,7 +253,7 @@ impl Proposal {
                     max: MAX_TRANSFORMS,
                 });
             }
-            let mut t = substructure(r, "transform", MORE_TRANSFORMS, TRANSFORM_HEADER_LEN)?;
+            let (_, mut t) = substructure(r, "transform", MORE_TRANSFORMS, TRANSFORM_HEADER_LEN)?;
             transforms.push(Transform::decode(&mut t)?);
         }
         if transforms.len() != usize::from(declared) {
@@ -304,8 +304,8 @@ impl Sa {
                     max: MAX_PROPOSALS,
                 });
             }
-            let mut p = substructure(r, "proposal", MORE_PROPOSALS, PROPOSAL_HEADER_LEN)?;
-            proposals.push(Proposal::decode(&mut p)?);
+            let (start, mut p) = substructure(r, "proposal", MORE_PROPOSALS, PROPOSAL_HEADER_LEN)?;
+            proposals.push(Proposal::decode(start, &mut p)?);
         }
         Ok(Sa { proposals })
     }
@@ -320,14 +320,14 @@ impl Sa {
 }
 
 /// Reads the 4-byte "Last Substruc, RESERVED, Length" prefix of a proposal or transform and
-/// returns a reader over the rest of it. "Last Substruc" must say whether another follows:
+/// returns its offset and a reader over the rest of it. "Last Substruc" must say whether another follows:
 /// a mismatch would not re-encode as received, and RFC 7296 §3.3.1 defines no other value.
 fn substructure<'a>(
     r: &mut Reader<'a>,
     what: &'static str,
     more: u8,
     min_len: usize,
-) -> Result<Reader<'a>, DecodeError> {
+) -> Result<(usize, Reader<'a>), DecodeError> {
     let offset = r.offset();
     let available = r.remaining();
     let last = r.u8("Last Substruc")?;
@@ -352,5 +352,5 @@ fn substructure<'a>(
             value: last,
         });
     }
-    Ok(inner)
+    Ok((offset, inner))
 }
