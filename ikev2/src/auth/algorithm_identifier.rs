@@ -130,7 +130,7 @@ fn unsupported_name(algorithm: &[u8]) -> String {
 }
 
 /// Reads a hash AlgorithmIdentifier (parameters NULL or absent) and returns its OID.
-fn read_hash_algorithm<'a>(input: &'a [u8]) -> Result<&'a [u8], AuthError> {
+fn read_hash_algorithm(input: &[u8]) -> Result<&[u8], AuthError> {
     let mut outer = DerReader::new(input, "RSASSA-PSS hash AlgorithmIdentifier");
     let body = outer.read(TAG_SEQUENCE)?;
     outer.finish()?;

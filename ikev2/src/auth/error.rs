@@ -77,6 +77,13 @@ pub enum AuthError {
         /// Subject of the certificate whose key was used.
         subject: String,
     },
+    /// An RSA PKCS#1 v1.5 signature that does not open to a well-formed DigestInfo under the
+    /// certificate's public key.
+    #[error("not a well-formed RSA PKCS#1 v1.5 signature: {reason}")]
+    MalformedPkcs1Signature {
+        /// What was wrong.
+        reason: &'static str,
+    },
     /// ring refused to sign (should not happen with a loaded key).
     #[error("signing with {0} failed")]
     SigningFailed(AuthScheme),

@@ -53,7 +53,7 @@ impl Identity {
             }
             IdType::ID_DER_ASN1_DN => {
                 match X509Name::from_der(data) {
-                    Ok((rest, _)) if rest.is_empty() => {}
+                    Ok(([], _)) => {}
                     _ => return Err(malformed("not a DER X.509 Name")),
                 }
                 Ok(Identity::DerAsn1Dn(data.to_vec()))

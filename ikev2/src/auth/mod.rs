@@ -24,6 +24,7 @@ mod oid;
 mod peer;
 mod private_key;
 mod public_key;
+mod rsa_recovery;
 mod signature;
 mod signed_octets;
 mod trust;
@@ -38,6 +39,7 @@ pub use identity::{certificate_proves, verify_chassis_identity, Identity, MAX_FQ
 pub use peer::PeerCredentials;
 pub use private_key::PrivateKey;
 pub use public_key::{KeyType, PublicKey};
+pub use rsa_recovery::{recover_rsa_pkcs1_digest, RecoveredDigest};
 pub use signature::{
     decode_auth_data, encode_auth_data, verify_auth, AuthData, AuthScheme, SignatureScheme,
 };

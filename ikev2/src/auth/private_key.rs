@@ -21,12 +21,15 @@ use super::signature::{encode_auth_data, AuthData, AuthScheme, SignatureScheme};
 /// The key pairs ring needs: ECDSA keys are loaded twice, once for DER signatures (RFC 7427)
 /// and once for fixed-width `r || s` (RFC 4754).
 enum KeyPair {
-    Rsa(RsaKeyPair),
-    Ecdsa {
-        key_type: KeyType,
-        der_signing: EcdsaKeyPair,
-        fixed_signing: EcdsaKeyPair,
-    },
+    Rsa(Box<RsaKeyPair>),
+    Ecdsa(Box<EcdsaPair>),
+}
+
+/// One ECDSA key, loaded for both signature encodings.
+struct EcdsaPair {
+    key_type: KeyType,
+    der_signing: EcdsaKeyPair,
+    fixed_signing: EcdsaKeyPair,
 }
 
 /// A private key that signs AUTH payloads.
@@ -61,12 +64,14 @@ impl PrivateKey {
     pub fn from_der(key: &PrivateKeyDer<'_>, rng: &dyn SecureRandom) -> Result<Self, AuthError> {
         match key {
             PrivateKeyDer::Pkcs1(k) => Ok(PrivateKey {
-                pair: KeyPair::Rsa(RsaKeyPair::from_der(k.secret_pkcs1_der()).map_err(|e| {
-                    AuthError::KeyRejected {
-                        kind: "PKCS#1 RSA",
-                        reason: e.to_string(),
-                    }
-                })?),
+                pair: KeyPair::Rsa(Box::new(
+                    RsaKeyPair::from_der(k.secret_pkcs1_der()).map_err(|e| {
+                        AuthError::KeyRejected {
+                            kind: "PKCS#1 RSA",
+                            reason: e.to_string(),
+                        }
+                    })?,
+                )),
             }),
             PrivateKeyDer::Pkcs8(k) => Self::from_pkcs8(k.secret_pkcs8_der(), rng),
             PrivateKeyDer::Sec1(k) => {
@@ -93,7 +98,9 @@ impl PrivateKey {
         };
         match alg.read(TAG_OID)? {
             oid::RSA_ENCRYPTION => Ok(PrivateKey {
-                pair: KeyPair::Rsa(RsaKeyPair::from_pkcs8(pkcs8).map_err(rejected("PKCS#8 RSA"))?),
+                pair: KeyPair::Rsa(Box::new(
+                    RsaKeyPair::from_pkcs8(pkcs8).map_err(rejected("PKCS#8 RSA"))?,
+                )),
             }),
             oid::EC_PUBLIC_KEY => {
                 let (key_type, der_alg, fixed_alg) = match alg.read(TAG_OID)? {
@@ -114,13 +121,13 @@ impl PrivateKey {
                     }
                 };
                 Ok(PrivateKey {
-                    pair: KeyPair::Ecdsa {
+                    pair: KeyPair::Ecdsa(Box::new(EcdsaPair {
                         key_type,
                         der_signing: EcdsaKeyPair::from_pkcs8(der_alg, pkcs8, rng)
                             .map_err(rejected("PKCS#8 EC"))?,
                         fixed_signing: EcdsaKeyPair::from_pkcs8(fixed_alg, pkcs8, rng)
                             .map_err(rejected("PKCS#8 EC"))?,
-                    },
+                    })),
                 })
             }
             other => Err(AuthError::UnsupportedPublicKey {
@@ -135,7 +142,7 @@ impl PrivateKey {
             KeyPair::Rsa(k) => KeyType::Rsa {
                 bits: u32::try_from(k.public().modulus_len().saturating_mul(8)).unwrap_or(u32::MAX),
             },
-            KeyPair::Ecdsa { key_type, .. } => *key_type,
+            KeyPair::Ecdsa(pair) => pair.key_type,
         }
     }
 
@@ -170,11 +177,12 @@ impl PrivateKey {
                     .map_err(|_| AuthError::SigningFailed(scheme))?;
                 Ok(signature)
             }
-            KeyPair::Ecdsa {
-                key_type,
-                der_signing,
-                fixed_signing,
-            } => {
+            KeyPair::Ecdsa(ecdsa) => {
+                let EcdsaPair {
+                    key_type,
+                    der_signing,
+                    fixed_signing,
+                } = &**ecdsa;
                 // ring signs P-256 only with SHA-256 and P-384 only with SHA-384.
                 let pair = match (scheme, key_type) {
                     (

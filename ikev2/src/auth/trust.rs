@@ -57,7 +57,7 @@ impl ExtendedKeyUsageValidator for IkeKeyUsage {
         let mut present = Vec::new();
         for id in iter {
             let id = id?;
-            if accepted.iter().any(|a| *a == id) {
+            if accepted.contains(&id) {
                 return Ok(());
             }
             present.push(id.to_decoded_oid());
