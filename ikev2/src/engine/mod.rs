@@ -24,6 +24,8 @@ pub mod nat;
 pub mod proposal;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+#[cfg(test)]
+mod tests;
 pub mod timers;
 pub mod traffic_selector;
 pub mod window;
