@@ -14,4 +14,5 @@ pub mod codec;
 pub mod crypto;
 pub mod engine;
 pub mod keys;
+pub mod protection;
 pub mod registry;
