@@ -202,6 +202,12 @@ pub enum ConfigError {
         /// The limit.
         max: usize,
     },
+    /// No CHILD_SA is configured.
+    #[error("peer {peer}: no CHILD_SA configured")]
+    NoChildren {
+        /// Peer name.
+        peer: String,
+    },
     /// No certificate to authenticate with.
     #[error("peer {peer}: no certificate in the credentials")]
     NoCertificate {
@@ -276,6 +282,11 @@ impl PeerConfig {
                 source,
             })?;
 
+        // Limitation: childless IKE SAs (RFC 6023) are not supported; IKE_AUTH carries the first
+        // CHILD_SA.
+        if self.children.is_empty() {
+            return Err(ConfigError::NoChildren { peer: peer() });
+        }
         if self.children.len() > MAX_CHILDREN_PER_PEER {
             return Err(ConfigError::TooMany {
                 peer: peer(),

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use thiserror::Error;
 use tracing::{debug, trace};
@@ -12,7 +12,7 @@ use tracing::{debug, trace};
 use super::config::{ConfigError, EndpointConfig, PeerConfig};
 use super::datagram::{self, Inbound, NAT_KEEPALIVE};
 use super::event::{DownReason, Event, IkeAlgorithms, IkeSaId, PeerId, SpiRequestId};
-use super::ike_sa::{IkeSa, Role, State};
+use super::ike_sa::{AuthProgress, IkeSa, Role, State};
 use super::nat::NatDetection;
 use super::timers::{Timer, NAT_KEEPALIVE_INTERVAL};
 use super::window::{RequestDisposition, RetransmitOutcome};
@@ -52,6 +52,9 @@ pub enum CommandError {
     /// The command needs an established IKE SA with the peer.
     #[error("peer {0:?} has no established IKE SA")]
     NotEstablished(PeerId),
+    /// The command needs an exchange this version does not implement yet.
+    #[error("the {0} exchange is not implemented yet")]
+    ExchangeNotImplemented(ExchangeType),
     /// No [`Event::AllocateSpi`] request with this ID is outstanding.
     #[error("no outstanding SPI request {0:?}")]
     UnknownSpiRequest(SpiRequestId),
@@ -133,6 +136,11 @@ pub struct Endpoint {
     /// Responder IKE SAs by the peer's address and SPIi, to recognise a retransmitted
     /// IKE_SA_INIT request (RFC 7296 §2.1), whose SPIr is still zero.
     pub(crate) by_init: HashMap<(SocketAddr, [u8; 8]), IkeSaId>,
+    /// Outstanding [`Event::AllocateSpi`] requests and the IKE SA each is for.
+    spi_requests: BTreeMap<SpiRequestId, IkeSaId>,
+    next_spi_request: u64,
+    /// An instant and the calendar time it corresponds to, for certificate validity.
+    pub(crate) wall_clock: Option<(Instant, SystemTime)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -166,9 +174,20 @@ impl Endpoint {
             next_ike_sa: 0,
             by_spi: HashMap::new(),
             by_init: HashMap::new(),
+            spi_requests: BTreeMap::new(),
+            next_spi_request: 0,
+            wall_clock: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// Tells the endpoint that the monotonic instant `at` is the calendar time `wall`:
+    /// certificate validity is checked in calendar time, which the endpoint never reads itself.
+    /// Call it at start and again whenever the system clock is stepped; until it is called,
+    /// peers cannot be authenticated.
+    pub fn set_wall_clock(&mut self, at: Instant, wall: SystemTime) {
+        self.wall_clock = Some((at, wall));
     }
 
     /// The endpoint's settings.
@@ -236,8 +255,8 @@ impl Endpoint {
     }
 
     /// Rekeys the CHILD_SA with inbound SPI `spi_in` (e.g. on the kernel's soft expire).
-    // Limitation: CREATE_CHILD_SA is not implemented and no IKE SA gets established yet, so
-    // this always reports that there is no established IKE SA.
+    // Limitation: CREATE_CHILD_SA is not implemented, so with an established IKE SA this
+    // reports `ExchangeNotImplemented`.
     pub fn rekey_child(
         &mut self,
         _now: Instant,
@@ -248,27 +267,66 @@ impl Endpoint {
     }
 
     /// Rekeys the IKE SA with `peer`.
-    // Limitation: as for `rekey_child`, there is no established IKE SA to rekey yet.
+    // Limitation: as for `rekey_child`.
     pub fn rekey_ike(&mut self, _now: Instant, peer: PeerId) -> Result<(), CommandError> {
         self.require_established(peer)
     }
 
-    /// Answers an [`Event::AllocateSpi`] with the SPI the kernel allocated.
-    // Limitation: CHILD_SAs are not negotiated yet, so no request is ever outstanding.
+    /// Answers an [`Event::AllocateSpi`] with the SPI the kernel allocated; the exchange that
+    /// waited for it continues.
     pub fn spi_allocated(
         &mut self,
-        _now: Instant,
+        now: Instant,
         request: SpiRequestId,
-        _spi: u32,
+        spi: u32,
     ) -> Result<(), CommandError> {
-        Err(CommandError::UnknownSpiRequest(request))
+        let id = self
+            .spi_requests
+            .remove(&request)
+            .ok_or(CommandError::UnknownSpiRequest(request))?;
+        self.on_spi_allocated(now, id, request, spi);
+        Ok(())
+    }
+
+    /// Asks the caller for an inbound ESP SPI for IKE SA `id`.
+    pub(crate) fn request_spi(
+        &mut self,
+        id: IkeSaId,
+        peer: PeerId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> SpiRequestId {
+        let request = SpiRequestId(self.next_spi_request);
+        self.next_spi_request += 1;
+        self.spi_requests.insert(request, id);
+        self.events.push_back(Event::AllocateSpi {
+            request,
+            peer,
+            protocol: crate::registry::ProtocolId::ESP,
+            local,
+            remote,
+        });
+        request
     }
 
     fn require_established(&self, peer: PeerId) -> Result<(), CommandError> {
         if !self.peers.contains_key(&peer) {
             return Err(CommandError::UnknownPeer(peer));
         }
+        let established = self
+            .ike_sas
+            .values()
+            .any(|sa| sa.peer == peer && matches!(sa.state, State::Established(_)));
+        if established {
+            return Err(CommandError::ExchangeNotImplemented(
+                ExchangeType::CREATE_CHILD_SA,
+            ));
+        }
         Err(CommandError::NotEstablished(peer))
+    }
+
+    pub(crate) fn push_event(&mut self, event: Event) {
+        self.events.push_back(event);
     }
 
     /// Public facts about IKE SA `id`.
@@ -276,6 +334,7 @@ impl Endpoint {
         let sa = self.ike_sas.get(&id)?;
         let (algorithms, nat) = match &sa.state {
             State::InitDone(done) => (Some(done.algorithms), Some(done.nat)),
+            State::Established(e) => (Some(e.algorithms), Some(e.nat)),
             State::InitSent(_) => (None, None),
         };
         Some(IkeSaInfo {
@@ -341,14 +400,24 @@ impl Endpoint {
         };
 
         if is_request {
-            self.handle_request(now, id, &header, message);
+            self.handle_request(now, id, local, remote, nat_t, &header, message);
         } else {
             self.handle_response(now, id, local, remote, &header, message);
         }
     }
 
     /// A request for an existing IKE SA: cached response, drop, or process (RFC 7296 §2.3).
-    fn handle_request(&mut self, _now: Instant, id: IkeSaId, header: &Header, _message: &[u8]) {
+    #[allow(clippy::too_many_arguments)]
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        nat_t: bool,
+        header: &Header,
+        message: &[u8],
+    ) {
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return;
         };
@@ -364,10 +433,18 @@ impl Endpoint {
                 }
             }
             RequestDisposition::Process => {
-                // Limitation: IKE_AUTH, CREATE_CHILD_SA and INFORMATIONAL requests are not
-                // processed yet; the request is dropped and may be retransmitted.
+                let expecting_auth = matches!(
+                    &sa.state,
+                    State::InitDone(done) if matches!(done.auth, AuthProgress::AwaitingRequest)
+                );
+                if header.exchange_type == ExchangeType::IKE_AUTH && expecting_auth {
+                    self.handle_ike_auth_request(now, id, local, remote, nat_t, header, message);
+                    return;
+                }
+                // Limitation: CREATE_CHILD_SA and INFORMATIONAL requests are not processed yet
+                // (nor any request out of place); the request is dropped.
                 debug!(exchange = %header.exchange_type, mid = header.message_id,
-                    "request for an exchange not implemented");
+                    state = sa.state.name(), "request not handled in this state");
                 sa.responses.abandoned(header.message_id);
             }
             RequestDisposition::InProgress
@@ -405,9 +482,14 @@ impl Endpoint {
             (State::InitSent(_), ExchangeType::IKE_SA_INIT) => {
                 self.handle_ike_sa_init_response(now, id, local, remote, header, message);
             }
-            // Limitation: responses of IKE_AUTH, CREATE_CHILD_SA and INFORMATIONAL are never
-            // expected, since we send no such requests yet.
-            (State::InitSent(_) | State::InitDone(_), _) => {
+            (State::InitDone(done), ExchangeType::IKE_AUTH)
+                if matches!(done.auth, AuthProgress::Sent(_)) =>
+            {
+                self.handle_ike_auth_response(now, id, header, message);
+            }
+            // Limitation: responses of CREATE_CHILD_SA and INFORMATIONAL are never expected,
+            // since we send no such requests yet.
+            (State::InitSent(_) | State::InitDone(_) | State::Established(_), _) => {
                 debug!(exchange = %header.exchange_type, state = sa.state.name(),
                     "dropping response not expected in this state");
             }
@@ -477,8 +559,8 @@ impl Endpoint {
                 });
                 true
             }
-            // Limitation: these are armed once IKE_AUTH establishes the IKE SA, which is not
-            // implemented yet, so they never fire.
+            // Limitation: never armed, because IKE SA rekeying, reauthentication and DPD need
+            // CREATE_CHILD_SA and INFORMATIONAL, which are not implemented yet.
             Timer::Rekey | Timer::Reauth | Timer::Dpd => true,
         }
     }
@@ -537,6 +619,16 @@ impl Endpoint {
         self.by_spi.remove(&sa.our_spi());
         if sa.role == Role::Responder {
             self.by_init.retain(|_, v| *v != id);
+        }
+        self.spi_requests.retain(|_, v| *v != id);
+        if let State::Established(e) = &sa.state {
+            for child in &e.children {
+                self.events.push_back(Event::ChildSaDelete {
+                    peer: sa.peer,
+                    spi_in: child.spi_in,
+                    spi_out: child.spi_out,
+                });
+            }
         }
         debug!(ike_sa = id.0, ?reason, "IKE SA removed");
         self.events.push_back(Event::IkeSaDown {

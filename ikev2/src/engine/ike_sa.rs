@@ -2,15 +2,16 @@
 
 use std::net::SocketAddr;
 
-use super::event::{IkeAlgorithms, IkeSaId, PeerId};
+use super::event::{IkeAlgorithms, IkeSaId, PeerId, SpiRequestId};
 use super::nat::NatDetection;
-use super::proposal::OfferedProposal;
+use super::proposal::{OfferedProposal, Selected};
 use super::timers::{Timer, TimerTable};
+use super::traffic_selector::{Narrowed, TrafficSelector};
 use super::window::{RequestWindow, ResponseWindow};
 use crate::codec;
 use crate::crypto::{AeadCipher, KeyExchange, PrfAlgorithm};
 use crate::keys::IkeSaKeys;
-use crate::registry::HashAlgorithm;
+use crate::registry::{HashAlgorithm, NotifyType};
 
 /// Which end of the IKE SA we are: the original initiator sets the I flag in every message it
 /// sends (RFC 7296 §3.1), whoever initiates a given exchange.
@@ -66,8 +67,87 @@ pub(crate) struct InitDone {
     pub nat: NatDetection,
     /// The peer sent IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
     pub peer_supports_fragmentation: bool,
-    /// The peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4).
-    pub peer_hash_algorithms: Vec<HashAlgorithm>,
+    /// The peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4), `None` when it sent none.
+    pub peer_hash_algorithms: Option<Vec<HashAlgorithm>>,
+    /// Where IKE_AUTH is.
+    pub auth: AuthProgress,
+}
+
+/// Progress of IKE_AUTH (RFC 7296 §1.2) within [`InitDone`].
+pub(crate) enum AuthProgress {
+    /// Initiator: waiting for the kernel's inbound SPI of the first CHILD_SA.
+    AwaitingSpi(SpiRequestId),
+    /// Initiator: IKE_AUTH request sent with this CHILD_SA proposed.
+    Sent(Box<ChildRequest>),
+    /// Responder: waiting for the IKE_AUTH request.
+    AwaitingRequest,
+    /// Responder: the IKE_AUTH request is verified; the answer waits for the inbound SPI.
+    Answering(Box<PendingAnswer>),
+}
+
+/// The CHILD_SA an initiator proposed in IKE_AUTH.
+pub(crate) struct ChildRequest {
+    /// Index of its configuration in the peer's `children`.
+    pub child: usize,
+    /// Our inbound SPI, sent in SAi2.
+    pub spi_in: u32,
+    /// The ESP proposals sent.
+    pub offered: Vec<OfferedProposal>,
+    /// TSi sent.
+    pub tsi: Vec<TrafficSelector>,
+    /// TSr sent.
+    pub tsr: Vec<TrafficSelector>,
+}
+
+/// A verified IKE_AUTH request waiting for our inbound SPI before it is answered.
+pub(crate) struct PendingAnswer {
+    /// The SPI request.
+    pub request: SpiRequestId,
+    /// Message ID of the IKE_AUTH request.
+    pub message_id: u32,
+    /// The CHILD_SA to create, or the notify explaining why none is.
+    pub child: Result<ChildAnswer, NotifyType>,
+}
+
+/// What the responder agreed to for the first CHILD_SA.
+pub(crate) struct ChildAnswer {
+    /// Index of the matching configuration in the peer's `children`.
+    pub child: usize,
+    /// The chosen ESP proposal (SPI: the peer's inbound, our outbound).
+    pub selected: Selected,
+    /// The narrowed TSi and TSr.
+    pub narrowed: Narrowed,
+}
+
+/// One CHILD_SA of an established IKE SA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChildSa {
+    /// Its configuration's name.
+    pub name: String,
+    /// Our inbound SPI.
+    pub spi_in: u32,
+    /// Our outbound SPI (the peer's inbound).
+    pub spi_out: u32,
+}
+
+/// IKE_AUTH completed: the IKE SA and its CHILD_SAs are up.
+// Rekeying and INFORMATIONAL (not implemented yet) are what read most of these.
+#[allow(dead_code)]
+pub(crate) struct Established {
+    /// SK_d, SK_a*, SK_e*, SK_p*.
+    pub keys: IkeSaKeys,
+    /// What was negotiated.
+    pub algorithms: IkeAlgorithms,
+    /// The negotiated PRF.
+    pub prf: PrfAlgorithm,
+    /// The negotiated SK payload cipher.
+    pub cipher: AeadCipher,
+    /// What NAT detection found.
+    pub nat: NatDetection,
+    /// The CHILD_SAs.
+    pub children: Vec<ChildSa>,
+    /// The peer sent IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
+    pub peer_supports_fragmentation: bool,
 }
 
 /// Where the IKE SA is in its life.
@@ -78,6 +158,8 @@ pub(crate) enum State {
     InitSent(Box<InitSent>),
     /// See [`InitDone`].
     InitDone(Box<InitDone>),
+    /// See [`Established`].
+    Established(Box<Established>),
 }
 
 impl State {
@@ -86,6 +168,7 @@ impl State {
         match self {
             State::InitSent(_) => "IKE_SA_INIT sent",
             State::InitDone(_) => "IKE_SA_INIT done",
+            State::Established(_) => "established",
         }
     }
 }
@@ -108,6 +191,8 @@ pub(crate) struct IkeSa {
     pub remote: SocketAddr,
     /// Messages carry the non-ESP marker (we moved to the NAT-T port).
     pub nat_t: bool,
+    /// The IV of the next SK payload we seal: a counter, so it never repeats under our SK_e.
+    pub next_iv: u64,
     /// The requests we initiate.
     pub requests: RequestWindow,
     /// The requests the peer initiates.
@@ -138,6 +223,9 @@ impl IkeSa {
 
     /// Whether this IKE SA has not completed IKE_AUTH (RFC 7296 §2.6 "half-open").
     pub fn is_half_open(&self) -> bool {
-        matches!(self.state, State::InitSent(_) | State::InitDone(_))
+        match self.state {
+            State::InitSent(_) | State::InitDone(_) => true,
+            State::Established(_) => false,
+        }
     }
 }

@@ -14,7 +14,7 @@ use tracing::{debug, info};
 
 use super::endpoint::{CommandError, Endpoint};
 use super::event::{DownReason, IkeAlgorithms, IkeSaId, PeerId};
-use super::ike_sa::{IkeSa, InitDone, InitSent, Role, State};
+use super::ike_sa::{AuthProgress, IkeSa, InitDone, InitSent, Role, State};
 use super::nat::{nat_detection_hash, NatDetection};
 use super::proposal::{
     select_from_sa, to_wire_proposal, KeRule, OfferedProposal, SelectError, Selected, TransformSpec,
@@ -121,13 +121,15 @@ impl<'a> InitPayloads<'a> {
         (sources, destination)
     }
 
-    fn hash_algorithms(&self) -> Vec<HashAlgorithm> {
+    /// The peer's SIGNATURE_HASH_ALGORITHMS, `None` when it sent none (RFC 7427 §4).
+    fn hash_algorithms(&self) -> Option<Vec<HashAlgorithm>> {
         match self
             .notify(NotifyType::SIGNATURE_HASH_ALGORITHMS)
             .map(Notify::typed_data)
         {
-            Some(Ok(NotifyData::SignatureHashAlgorithms(h))) => h,
-            _ => Vec::new(),
+            Some(Ok(NotifyData::SignatureHashAlgorithms(h))) => Some(h),
+            Some(_) => Some(Vec::new()),
+            None => None,
         }
     }
 
@@ -276,6 +278,7 @@ impl Endpoint {
                 local,
                 remote,
                 nat_t: false,
+                next_iv: 0,
                 requests: RequestWindow::new(),
                 responses: ResponseWindow::new(),
                 timers,
@@ -564,6 +567,7 @@ impl Endpoint {
                 local,
                 remote,
                 nat_t,
+                next_iv: 0,
                 requests: RequestWindow::new(),
                 responses,
                 timers,
@@ -581,6 +585,7 @@ impl Endpoint {
                         .notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
                         .is_some(),
                     peer_hash_algorithms: p.hash_algorithms(),
+                    auth: AuthProgress::AwaitingRequest,
                 })),
             },
         );
@@ -750,6 +755,8 @@ impl Endpoint {
                     .notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
                     .is_some(),
                 peer_hash_algorithms: p.hash_algorithms(),
+                // Replaced at once by `begin_ike_auth`.
+                auth: AuthProgress::AwaitingRequest,
             })),
         ) else {
             return;
@@ -772,8 +779,7 @@ impl Endpoint {
         sa.timers.set(Timer::HalfOpen, now + HALF_OPEN_TIMEOUT);
         info!(ike_sa = id.0, spi_i = %hex(&spi_i), spi_r = %hex(&spi_r),
             nat = nat.nat_detected(), "IKE_SA_INIT complete");
-        // Limitation: IKE_AUTH is not implemented; the IKE SA waits in `InitDone` until its
-        // half-open timer removes it.
+        self.begin_ike_auth(id);
     }
 
     /// RFC 7296 §1.2: the responder wants `group`; retry with it, a bounded number of times
@@ -793,7 +799,7 @@ impl Endpoint {
                         .iter()
                         .any(|p| p.transforms.iter().any(|t| offered_group(&t.spec)))
             }
-            State::InitDone(_) => false,
+            State::InitDone(_) | State::Established(_) => false,
         };
         if !acceptable {
             debug!(ike_sa = id.0, %group, "refusing INVALID_KE_PAYLOAD group");
@@ -846,6 +852,7 @@ impl Endpoint {
     pub(crate) fn ike_sa_keys(&self, id: IkeSaId) -> Option<&IkeSaKeys> {
         match &self.ike_sas.get(&id)?.state {
             State::InitDone(done) => Some(&done.keys),
+            State::Established(e) => Some(&e.keys),
             State::InitSent(_) => None,
         }
     }

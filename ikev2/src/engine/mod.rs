@@ -7,6 +7,7 @@
 //! - [`datagram`]: the non-ESP marker and NAT keepalives of the NAT-T port.
 //! - `ike_sa.rs`: one IKE SA's SPIs, windows, timers and typed state.
 //! - `ike_sa_init.rs`: the IKE_SA_INIT exchange.
+//! - `ike_auth.rs`: the IKE_AUTH exchange with the first CHILD_SA.
 //! - [`nat`]: NAT detection hashes (RFC 7296 §2.23).
 //! - [`timers`]: the timer table of an IKE SA, retransmission backoff, lifetimes with jitter.
 //! - [`window`]: Message IDs, outstanding requests and cached responses (RFC 7296 §2.3).
@@ -18,6 +19,7 @@ pub mod config;
 pub mod datagram;
 mod endpoint;
 pub mod event;
+mod ike_auth;
 mod ike_sa;
 mod ike_sa_init;
 pub mod nat;

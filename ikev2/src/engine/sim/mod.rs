@@ -70,6 +70,76 @@ impl Node for super::Endpoint {
     }
 }
 
+/// An [`Endpoint`](super::Endpoint) with a stand-in for the kernel: it answers every
+/// [`Event::AllocateSpi`](super::Event::AllocateSpi) at once with SPIs counting up from
+/// `first_spi`, and keeps every other event for the test to read.
+pub struct Chassis {
+    /// The endpoint.
+    pub endpoint: super::Endpoint,
+    /// Events other than `AllocateSpi`, in order.
+    pub events: Vec<super::Event>,
+    /// When false, `AllocateSpi` requests are kept in `events` unanswered.
+    pub allocate_spis: bool,
+    next_spi: u32,
+}
+
+impl Chassis {
+    /// Wraps `endpoint`; inbound SPIs start at `first_spi`.
+    pub fn new(endpoint: super::Endpoint, first_spi: u32) -> Self {
+        Chassis {
+            endpoint,
+            events: Vec::new(),
+            allocate_spis: true,
+            next_spi: first_spi,
+        }
+    }
+
+    /// Takes the events collected so far.
+    pub fn take_events(&mut self) -> Vec<super::Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn drain_events(&mut self, now: Instant) {
+        while let Some(event) = self.endpoint.poll_event() {
+            match event {
+                super::Event::AllocateSpi { request, .. } if self.allocate_spis => {
+                    let spi = self.next_spi;
+                    self.next_spi = self.next_spi.wrapping_add(1);
+                    // The request was just issued, so it is outstanding.
+                    let _ = self.endpoint.spi_allocated(now, request, spi);
+                }
+                other => self.events.push(other),
+            }
+        }
+    }
+}
+
+impl Node for Chassis {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) {
+        self.endpoint.handle_datagram(now, local, remote, bytes);
+        self.drain_events(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        self.drain_events(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Datagram> {
+        Node::poll_transmit(&mut self.endpoint)
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        self.endpoint.poll_timeout()
+    }
+}
+
 /// Link conditions applied to every datagram.
 #[derive(Debug, Clone, Copy)]
 pub struct Conditions {

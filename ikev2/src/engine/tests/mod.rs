@@ -2,6 +2,7 @@
 //! endpoint against arbitrary input.
 
 mod commands;
+mod ike_auth;
 mod ike_sa_init;
 mod robustness;
 
@@ -24,7 +25,7 @@ pub(super) const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
 pub(super) const GENEVE_PORT: u16 = 6081;
 pub(super) const STEPS: usize = 100_000;
 
-fn fixture(name: &str) -> Vec<u8> {
+pub(super) fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/pki/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
