@@ -205,9 +205,10 @@ impl Endpoint {
         Ok(id)
     }
 
-    /// Removes a peer configuration and every IKE SA with it.
+    /// Removes a peer configuration and every IKE SA with it; established IKE SAs get one
+    /// INFORMATIONAL Delete, not retransmitted, since nothing of them is kept.
     pub fn remove_peer(&mut self, now: Instant, peer: PeerId) -> Result<PeerConfig, CommandError> {
-        self.terminate(now, peer)?;
+        self.end_ike_sas(now, peer, false)?;
         self.peers
             .remove(&peer)
             .ok_or(CommandError::UnknownPeer(peer))
@@ -235,10 +236,14 @@ impl Endpoint {
         self.start_ike_sa_init(now, peer)
     }
 
-    /// Ends every IKE SA with `peer` and their CHILD_SAs.
-    // Limitation: INFORMATIONAL is not implemented, so no Delete is sent; the peer finds out
-    // through its own liveness checks.
-    pub fn terminate(&mut self, _now: Instant, peer: PeerId) -> Result<(), CommandError> {
+    /// Ends every IKE SA with `peer` and their CHILD_SAs: established ones with an
+    /// INFORMATIONAL Delete (the IKE SA is reported down when the peer answers or the
+    /// retransmissions run out), others at once.
+    pub fn terminate(&mut self, now: Instant, peer: PeerId) -> Result<(), CommandError> {
+        self.end_ike_sas(now, peer, true)
+    }
+
+    fn end_ike_sas(&mut self, now: Instant, peer: PeerId, wait: bool) -> Result<(), CommandError> {
         if !self.peers.contains_key(&peer) {
             return Err(CommandError::UnknownPeer(peer));
         }
@@ -249,7 +254,15 @@ impl Endpoint {
             .map(|sa| sa.id)
             .collect();
         for id in ids {
-            self.remove_ike_sa(id, DownReason::Terminated);
+            let established = self
+                .ike_sas
+                .get(&id)
+                .is_some_and(|sa| matches!(sa.state, State::Established(_)));
+            if established {
+                self.delete_established(now, id, wait);
+            } else {
+                self.remove_ike_sa(id, DownReason::Terminated);
+            }
         }
         Ok(())
     }
@@ -441,6 +454,10 @@ impl Endpoint {
                     self.handle_ike_auth_request(now, id, local, remote, nat_t, header, message);
                     return;
                 }
+                if matches!(sa.state, State::Established(_)) {
+                    self.handle_established_request(now, id, header, message);
+                    return;
+                }
                 // Limitation: CREATE_CHILD_SA and INFORMATIONAL requests are not processed yet
                 // (nor any request out of place); the request is dropped.
                 debug!(exchange = %header.exchange_type, mid = header.message_id,
@@ -487,8 +504,11 @@ impl Endpoint {
             {
                 self.handle_ike_auth_response(now, id, header, message);
             }
-            // Limitation: responses of CREATE_CHILD_SA and INFORMATIONAL are never expected,
-            // since we send no such requests yet.
+            (State::Established(_), ExchangeType::INFORMATIONAL) => {
+                self.handle_established_response(now, id, header, message);
+            }
+            // Limitation: CREATE_CHILD_SA responses are never expected, since we send no such
+            // requests yet.
             (State::InitSent(_) | State::InitDone(_) | State::Established(_), _) => {
                 debug!(exchange = %header.exchange_type, state = sa.state.name(),
                     "dropping response not expected in this state");
@@ -559,9 +579,13 @@ impl Endpoint {
                 });
                 true
             }
-            // Limitation: never armed, because IKE SA rekeying, reauthentication and DPD need
-            // CREATE_CHILD_SA and INFORMATIONAL, which are not implemented yet.
-            Timer::Rekey | Timer::Reauth | Timer::Dpd => true,
+            Timer::Dpd => {
+                self.on_dpd(now, id);
+                self.ike_sas.contains_key(&id)
+            }
+            // Limitation: never armed, because IKE SA rekeying and reauthentication need
+            // CREATE_CHILD_SA, which is not implemented yet.
+            Timer::Rekey | Timer::Reauth => true,
         }
     }
 

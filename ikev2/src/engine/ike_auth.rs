@@ -174,7 +174,7 @@ impl Endpoint {
     }
 
     /// Seals `inner` in an SK payload of IKE SA `id` (our SK_e, the next IV).
-    fn seal(
+    pub(crate) fn seal(
         &mut self,
         id: IkeSaId,
         exchange: ExchangeType,
@@ -212,7 +212,12 @@ impl Endpoint {
     }
 
     /// Opens the SK payload of `message` received on IKE SA `id`.
-    fn unseal(&self, id: IkeSaId, header: &Header, message: &[u8]) -> Option<Vec<Payload>> {
+    pub(crate) fn unseal(
+        &self,
+        id: IkeSaId,
+        header: &Header,
+        message: &[u8],
+    ) -> Option<Vec<Payload>> {
         let sa = self.ike_sas.get(&id)?;
         let (keys, cipher) = match &sa.state {
             State::InitDone(d) => (&d.keys, d.cipher),
@@ -452,6 +457,7 @@ impl Endpoint {
             return;
         };
         let p = AuthPayloads::of(&inner, true);
+        // Limitation: INITIAL_CONTACT from the peer does not yet delete older IKE SAs with it.
 
         if let Err(reason) = self.verify_peer(now, id, &config, &p) {
             warn!(ike_sa = id.0, peer = %config.name, ?reason, "peer failed authentication");
@@ -802,11 +808,15 @@ impl Endpoint {
             nat,
             children,
             peer_supports_fragmentation,
+            deleting: false,
         }));
         sa.timers.stop(Timer::HalfOpen);
-        // Limitation: the Rekey, Reauth and DPD timers are not armed, because CREATE_CHILD_SA
-        // and INFORMATIONAL are not implemented; the hard lifetime still deletes the IKE SA.
+        // Limitation: the Rekey and Reauth timers are not armed, because CREATE_CHILD_SA is not
+        // implemented; the hard lifetime still deletes the IKE SA.
         sa.timers.set(Timer::Delete, now + config.ike_lifetime.hard);
+        if let Some(interval) = config.dpd_interval {
+            sa.timers.set(Timer::Dpd, now + interval);
+        }
         let event = Event::IkeSaUp {
             peer: sa.peer,
             ike_sa: id,

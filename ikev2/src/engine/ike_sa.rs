@@ -148,6 +148,8 @@ pub(crate) struct Established {
     pub children: Vec<ChildSa>,
     /// The peer sent IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
     pub peer_supports_fragmentation: bool,
+    /// We sent a Delete for the IKE SA and wait for its response (RFC 7296 §1.4.1).
+    pub deleting: bool,
 }
 
 /// Where the IKE SA is in its life.

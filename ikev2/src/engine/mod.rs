@@ -8,6 +8,7 @@
 //! - `ike_sa.rs`: one IKE SA's SPIs, windows, timers and typed state.
 //! - `ike_sa_init.rs`: the IKE_SA_INIT exchange.
 //! - `ike_auth.rs`: the IKE_AUTH exchange with the first CHILD_SA.
+//! - `informational.rs`: Delete and liveness checks on established IKE SAs.
 //! - [`nat`]: NAT detection hashes (RFC 7296 §2.23).
 //! - [`timers`]: the timer table of an IKE SA, retransmission backoff, lifetimes with jitter.
 //! - [`window`]: Message IDs, outstanding requests and cached responses (RFC 7296 §2.3).
@@ -22,6 +23,7 @@ pub mod event;
 mod ike_auth;
 mod ike_sa;
 mod ike_sa_init;
+mod informational;
 pub mod nat;
 pub mod proposal;
 #[cfg(any(test, feature = "sim"))]

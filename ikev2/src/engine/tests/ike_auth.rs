@@ -17,16 +17,16 @@ fn fixture_time() -> SystemTime {
 /// fragmentation is implemented, the narratives run on a link that carries any size whole.
 const JUMBO_MTU: usize = 9000;
 
-struct Mesh {
-    net: Network<Chassis>,
-    a: NodeId,
-    b: NodeId,
-    a_to_b: PeerId,
-    b_to_a: PeerId,
+pub(super) struct Mesh {
+    pub net: Network<Chassis>,
+    pub a: NodeId,
+    pub b: NodeId,
+    pub a_to_b: PeerId,
+    pub b_to_a: PeerId,
 }
 
 impl Mesh {
-    fn with(
+    pub fn with(
         seed: u64,
         conditions: Conditions,
         tweak_a: impl FnOnce(&mut PeerConfig),
@@ -55,11 +55,11 @@ impl Mesh {
         }
     }
 
-    fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self::with(seed, jumbo(), |_| {}, |_| {})
     }
 
-    fn initiate_from_a(&mut self) -> IkeSaId {
+    pub fn initiate_from_a(&mut self) -> IkeSaId {
         let now = self.net.now();
         let peer = self.a_to_b;
         self.net
@@ -69,16 +69,16 @@ impl Mesh {
             .unwrap()
     }
 
-    fn run(&mut self, d: Duration) {
+    pub fn run(&mut self, d: Duration) {
         self.net.run_for(d, STEPS);
     }
 
-    fn events(&mut self, node: NodeId) -> Vec<Event> {
+    pub fn events(&mut self, node: NodeId) -> Vec<Event> {
         self.net.node_mut(node).take_events()
     }
 }
 
-fn jumbo() -> Conditions {
+pub(super) fn jumbo() -> Conditions {
     Conditions {
         mtu: JUMBO_MTU,
         ..Conditions::default()
@@ -87,10 +87,10 @@ fn jumbo() -> Conditions {
 
 /// The ChildSaInstall fields a test compares.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Installed {
-    name: String,
-    spi_in: u32,
-    spi_out: u32,
+pub(super) struct Installed {
+    pub name: String,
+    pub spi_in: u32,
+    pub spi_out: u32,
     keys: EspKeys,
     selectors: Selectors,
     mode: Mode,
@@ -98,7 +98,7 @@ struct Installed {
     encryption: EncrId,
 }
 
-fn installs(events: &[Event]) -> Vec<Installed> {
+pub(super) fn installs(events: &[Event]) -> Vec<Installed> {
     events
         .iter()
         .filter_map(|e| match e {
@@ -127,7 +127,7 @@ fn installs(events: &[Event]) -> Vec<Installed> {
         .collect()
 }
 
-fn ups(events: &[Event]) -> usize {
+pub(super) fn ups(events: &[Event]) -> usize {
     events
         .iter()
         .filter(|e| matches!(e, Event::IkeSaUp { .. }))

@@ -4,6 +4,7 @@
 mod commands;
 mod ike_auth;
 mod ike_sa_init;
+mod informational;
 mod robustness;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -1,0 +1,192 @@
+//! INFORMATIONAL on an established IKE SA: Delete both ways, liveness checks, and the
+//! answer to CREATE_CHILD_SA while it is not implemented.
+
+use std::time::Duration;
+
+use super::ike_auth::{installs, ups, Mesh};
+use super::*;
+use crate::codec::{Delete, Header, Payload, PayloadBody};
+use crate::engine::event::DownReason;
+use crate::registry::{ExchangeType, NotifyType};
+
+fn established(seed: u64) -> Mesh {
+    let mut mesh = Mesh::new(seed);
+    mesh.initiate_from_a();
+    mesh.run(Duration::from_secs(2));
+    let (ea, eb) = (mesh.events(mesh.a), mesh.events(mesh.b));
+    assert_eq!((ups(&ea), ups(&eb)), (1, 1));
+    mesh.net.node_mut(mesh.a).events = ea;
+    mesh.net.node_mut(mesh.b).events = eb;
+    mesh
+}
+
+fn informational_requests_to(mesh: &Mesh, to: IpAddr) -> usize {
+    mesh.net
+        .deliveries()
+        .iter()
+        .filter(|d| d.datagram.dst.ip() == to)
+        .filter_map(|d| Header::decode(&d.datagram.bytes).ok())
+        .filter(|h| h.exchange_type == ExchangeType::INFORMATIONAL && !h.flags.is_response())
+        .count()
+}
+
+/// Has `b` send a request of `exchange` with `inner` on its IKE SA, as the peer would; returns
+/// the decrypted response `a` sent back.
+fn request_from_b(mesh: &mut Mesh, exchange: ExchangeType, inner: &[Payload]) -> Vec<Payload> {
+    let b = &mut mesh.net.node_mut(mesh.b).endpoint;
+    let id = b.ike_sas().next().unwrap();
+    let mid = b.ike_sas.get_mut(&id).unwrap().requests.allocate().unwrap();
+    let request = b.seal(id, exchange, mid, false, inner).unwrap();
+    let (local, remote) = {
+        let sa = &b.ike_sas[&id];
+        (sa.local, sa.remote)
+    };
+    let now = mesh.net.now();
+    let a = &mut mesh.net.node_mut(mesh.a).endpoint;
+    a.handle_datagram(now, remote, local, &request);
+    let response = a.poll_transmit().expect("a answers");
+    let header = Header::decode(&response.bytes).unwrap();
+    assert!(header.flags.is_response());
+    assert_eq!(header.message_id, mid);
+    let b = &mut mesh.net.node_mut(mesh.b).endpoint;
+    b.unseal(id, &header, &response.bytes).unwrap()
+}
+
+#[test]
+fn terminate_deletes_the_ike_sa_and_child_sas_on_both_sides() {
+    let mut mesh = established(20);
+    let ia = installs(&mesh.events(mesh.a));
+    let ib = installs(&mesh.events(mesh.b));
+
+    let now = mesh.net.now();
+    let peer = mesh.a_to_b;
+    mesh.net
+        .node_mut(mesh.a)
+        .endpoint
+        .terminate(now, peer)
+        .unwrap();
+    mesh.run(Duration::from_secs(1));
+
+    let (ea, eb) = (mesh.events(mesh.a), mesh.events(mesh.b));
+    assert!(
+        matches!(
+            ea.as_slice(),
+            [
+                Event::ChildSaDelete { spi_in, .. },
+                Event::IkeSaDown { reason: DownReason::Terminated, .. },
+            ] if *spi_in == ia[0].spi_in
+        ),
+        "{ea:?}"
+    );
+    assert!(
+        matches!(
+            eb.as_slice(),
+            [
+                Event::ChildSaDelete { spi_in, .. },
+                Event::IkeSaDown { reason: DownReason::DeletedByPeer, .. },
+            ] if *spi_in == ib[0].spi_in
+        ),
+        "{eb:?}"
+    );
+    assert_eq!(mesh.net.node(mesh.a).endpoint.ike_sas().count(), 0);
+    assert_eq!(mesh.net.node(mesh.b).endpoint.ike_sas().count(), 0);
+}
+
+#[test]
+fn liveness_checks_after_each_silent_interval_keep_the_ike_sa() {
+    let mut mesh = established(21);
+    mesh.events(mesh.a);
+    mesh.run(Duration::from_secs(100));
+
+    // a and b each check every 30 s of silence; each check's answer counts as hearing from
+    // the other, so they settle into one check per interval between them or each.
+    let checks = informational_requests_to(&mesh, B) + informational_requests_to(&mesh, A);
+    assert!(checks >= 3, "{checks}");
+    assert_eq!(mesh.net.node(mesh.a).endpoint.ike_sas().count(), 1);
+    assert!(mesh.events(mesh.a).is_empty());
+}
+
+#[test]
+fn silent_peer_is_declared_dead_by_the_liveness_check() {
+    let mut mesh = established(22);
+    let ia = installs(&mesh.events(mesh.a));
+    mesh.events(mesh.b);
+    let start = mesh.net.now();
+    // The cable is cut: nothing gets through either way (a request from b would prove it
+    // alive to a).
+    mesh.net.set_filter(|_| true);
+    mesh.run(Duration::from_secs(200));
+
+    let ea = mesh.events(mesh.a);
+    assert!(
+        matches!(
+            ea.as_slice(),
+            [
+                Event::ChildSaDelete { spi_in, .. },
+                Event::IkeSaDown { reason: DownReason::PeerUnreachable, .. },
+            ] if *spi_in == ia[0].spi_in
+        ),
+        "{ea:?}"
+    );
+    // DPD after 30 s, then the retransmission schedule (47.5 s).
+    let gone_after = mesh.net.now() - start;
+    assert!(
+        gone_after <= Duration::from_millis(30_000 + 47_500),
+        "{gone_after:?}"
+    );
+}
+
+#[test]
+fn peer_deleting_a_child_sa_gets_our_inbound_spi_back_and_the_ike_sa_stays() {
+    let mut mesh = established(23);
+    let ia = installs(&mesh.events(mesh.a));
+    let ib = installs(&mesh.events(mesh.b));
+
+    let response = request_from_b(
+        &mut mesh,
+        ExchangeType::INFORMATIONAL,
+        &[Payload::new(Delete::esp(&[ib[0].spi_in]))],
+    );
+    assert_eq!(response, vec![Payload::new(Delete::esp(&[ia[0].spi_in]))]);
+    let ea: Vec<Event> =
+        std::iter::from_fn(|| mesh.net.node_mut(mesh.a).endpoint.poll_event()).collect();
+    assert_eq!(
+        ea,
+        vec![Event::ChildSaDelete {
+            peer: mesh.a_to_b,
+            spi_in: ia[0].spi_in,
+            spi_out: ia[0].spi_out,
+        }]
+    );
+    assert_eq!(mesh.net.node(mesh.a).endpoint.ike_sas().count(), 1);
+
+    // The same Delete again names nothing we have: an empty answer, nothing else happens.
+    let again = request_from_b(
+        &mut mesh,
+        ExchangeType::INFORMATIONAL,
+        &[Payload::new(Delete::esp(&[ib[0].spi_in]))],
+    );
+    assert!(again.is_empty());
+    assert!(mesh.net.node_mut(mesh.a).endpoint.poll_event().is_none());
+}
+
+#[test]
+fn create_child_sa_is_refused_with_no_additional_sas_and_the_ike_sa_stays() {
+    let mut mesh = established(24);
+    let response = request_from_b(&mut mesh, ExchangeType::CREATE_CHILD_SA, &[]);
+    let [Payload {
+        body: PayloadBody::Notify(n),
+        ..
+    }] = response.as_slice()
+    else {
+        panic!("{response:?}");
+    };
+    assert_eq!(n.notify_type, NotifyType::NO_ADDITIONAL_SAS);
+    assert_eq!(mesh.net.node(mesh.a).endpoint.ike_sas().count(), 1);
+}
+
+#[test]
+fn empty_informational_is_answered_empty() {
+    let mut mesh = established(25);
+    assert!(request_from_b(&mut mesh, ExchangeType::INFORMATIONAL, &[]).is_empty());
+}
