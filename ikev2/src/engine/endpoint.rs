@@ -504,11 +504,12 @@ impl Endpoint {
             {
                 self.handle_ike_auth_response(now, id, header, message);
             }
-            (State::Established(_), ExchangeType::INFORMATIONAL) => {
+            (
+                State::Established(_),
+                ExchangeType::INFORMATIONAL | ExchangeType::CREATE_CHILD_SA,
+            ) => {
                 self.handle_established_response(now, id, header, message);
             }
-            // Limitation: CREATE_CHILD_SA responses are never expected, since we send no such
-            // requests yet.
             (State::InitSent(_) | State::InitDone(_) | State::Established(_), _) => {
                 debug!(exchange = %header.exchange_type, state = sa.state.name(),
                     "dropping response not expected in this state");

@@ -50,7 +50,7 @@ use crate::registry::{CertEncoding, ExchangeType, NotifyType, ProtocolId, Transf
 pub const MAX_CERT_PAYLOADS: usize = 1 + crate::auth::MAX_INTERMEDIATES;
 
 /// The ESP transforms of `p` this crate can key (AEAD ciphers only, like the IKE SA).
-fn supported_esp(p: &EspProposal) -> Vec<TransformSpec> {
+pub(crate) fn supported_esp(p: &EspProposal) -> Vec<TransformSpec> {
     p.transforms()
         .into_iter()
         .filter(|t| match t.transform_type {
@@ -64,20 +64,22 @@ fn supported_esp(p: &EspProposal) -> Vec<TransformSpec> {
         .collect()
 }
 
-/// The payloads of a decrypted IKE_AUTH message the exchange looks at.
+/// The payloads of a decrypted IKE_AUTH or CREATE_CHILD_SA message the exchanges look at.
 #[derive(Default)]
-struct AuthPayloads<'a> {
+pub(crate) struct AuthPayloads<'a> {
     id: Option<&'a Id>,
     certs: Vec<&'a Cert>,
     auth: Option<&'a Auth>,
-    sa: Option<&'a Sa>,
-    tsi: Option<&'a codec::TrafficSelectors>,
-    tsr: Option<&'a codec::TrafficSelectors>,
+    pub sa: Option<&'a Sa>,
+    pub nonce: Option<&'a codec::Nonce>,
+    pub ke: Option<&'a codec::Ke>,
+    pub tsi: Option<&'a codec::TrafficSelectors>,
+    pub tsr: Option<&'a codec::TrafficSelectors>,
     notifies: Vec<&'a Notify>,
 }
 
 impl<'a> AuthPayloads<'a> {
-    fn of(payloads: &'a [Payload], initiator_sent: bool) -> Self {
+    pub fn of(payloads: &'a [Payload], initiator_sent: bool) -> Self {
         let mut p = AuthPayloads::default();
         for payload in payloads {
             match &payload.body {
@@ -86,6 +88,8 @@ impl<'a> AuthPayloads<'a> {
                 PayloadBody::Cert(c) if p.certs.len() < MAX_CERT_PAYLOADS => p.certs.push(c),
                 PayloadBody::Auth(a) => p.auth = p.auth.or(Some(a)),
                 PayloadBody::Sa(sa) => p.sa = p.sa.or(Some(sa)),
+                PayloadBody::Nonce(n) => p.nonce = p.nonce.or(Some(n)),
+                PayloadBody::Ke(ke) => p.ke = p.ke.or(Some(ke)),
                 PayloadBody::TsI(ts) => p.tsi = p.tsi.or(Some(ts)),
                 PayloadBody::TsR(ts) => p.tsr = p.tsr.or(Some(ts)),
                 PayloadBody::Notify(n) => p.notifies.push(n),
@@ -95,11 +99,11 @@ impl<'a> AuthPayloads<'a> {
         p
     }
 
-    fn has(&self, notify_type: NotifyType) -> bool {
+    pub fn has(&self, notify_type: NotifyType) -> bool {
         self.notifies.iter().any(|n| n.notify_type == notify_type)
     }
 
-    fn error(&self) -> Option<NotifyType> {
+    pub fn error(&self) -> Option<NotifyType> {
         self.notifies
             .iter()
             .map(|n| n.notify_type)
@@ -159,8 +163,13 @@ impl Endpoint {
         let Some(sa) = self.ike_sas.get(&id) else {
             return;
         };
-        let State::InitDone(done) = &sa.state else {
-            return;
+        let done = match &sa.state {
+            State::InitDone(done) => done,
+            State::Established(_) => {
+                self.on_create_child_spi(now, id, request, spi);
+                return;
+            }
+            State::InitSent(_) => return,
         };
         match &done.auth {
             AuthProgress::AwaitingSpi(r) if *r == request => {
@@ -472,7 +481,13 @@ impl Endpoint {
             return;
         }
 
-        let child = self.choose_child(&config, &p);
+        // With KE transforms ignored, INVALID_KE cannot come out of the selection.
+        let child =
+            self.choose_child(&config, &p, KeRule::Ignore)
+                .map_err(|refusal| match refusal {
+                    ChildRefusal::Notify(n) => n,
+                    ChildRefusal::InvalidKe(_) => NotifyType::NO_PROPOSAL_CHOSEN,
+                });
         let request = self.request_spi(id, peer, local, remote);
         if let Some(IkeSa {
             state: State::InitDone(done),
@@ -487,14 +502,16 @@ impl Endpoint {
         }
     }
 
-    /// Responder: picks the configured CHILD_SA whose proposals and selectors fit the request.
-    fn choose_child(
+    /// Responder: picks the configured CHILD_SA whose proposals and selectors fit the request;
+    /// `ke` says how a KE payload takes part (ignored in IKE_AUTH).
+    pub(crate) fn choose_child(
         &self,
         config: &PeerConfig,
         p: &AuthPayloads<'_>,
-    ) -> Result<ChildAnswer, NotifyType> {
+        ke: KeRule,
+    ) -> Result<ChildAnswer, ChildRefusal> {
         let (Some(sa), Some(tsi), Some(tsr)) = (p.sa, p.tsi, p.tsr) else {
-            return Err(NotifyType::NO_PROPOSAL_CHOSEN);
+            return Err(ChildRefusal::Notify(NotifyType::NO_PROPOSAL_CHOSEN));
         };
         let tsi = traffic_selector::from_payload(tsi);
         let tsr = traffic_selector::from_payload(tsr);
@@ -508,11 +525,14 @@ impl Endpoint {
             }
             let ours: Vec<Vec<TransformSpec>> =
                 child.esp_proposals.iter().map(supported_esp).collect();
-            let selected =
-                match select_from_sa(sa, &ours, ProtocolId::ESP, CHILD_SPI_SIZE, KeRule::Ignore) {
-                    Ok(s) => s,
-                    Err(SelectError::NoProposalChosen | SelectError::InvalidKe { .. }) => continue,
-                };
+            let selected = match select_from_sa(sa, &ours, ProtocolId::ESP, CHILD_SPI_SIZE, ke) {
+                Ok(s) => s,
+                Err(SelectError::NoProposalChosen) => continue,
+                Err(SelectError::InvalidKe { preferred }) => {
+                    // RFC 7296 §1.3: the notify carries the group we want.
+                    return Err(ChildRefusal::InvalidKe(preferred));
+                }
+            };
             match narrow(&tsi, &tsr, &child.remote_ts, &child.local_ts) {
                 // A configuration that takes the proposal as it is wins: with an "in" and an
                 // "out" child per tunnel, the other one would narrow it to nonsense.
@@ -533,7 +553,7 @@ impl Endpoint {
                 Err(_) => error = NotifyType::TS_UNACCEPTABLE,
             }
         }
-        narrowed_match.ok_or(error)
+        narrowed_match.ok_or(ChildRefusal::Notify(error))
     }
 
     /// Responder: the inbound SPI is there; answer IKE_AUTH and bring the IKE SA up.
@@ -719,97 +739,43 @@ impl Endpoint {
             ..
         } = *done;
 
-        let mut children = Vec::new();
-        let mut install = None;
-        if let Some(NewChild {
-            index,
-            selected,
-            local_ts,
-            remote_ts,
-            spi_in,
-            spi_out,
-        }) = child
-        {
-            let (encryption, key_bits) = selected.encryption();
-            let child_keys = AeadCipher::from_transform(encryption, key_bits)
-                .ok()
-                .and_then(|c| {
-                    ChildSaKeys::derive(
-                        provider.as_ref(),
-                        prf,
-                        &keys.sk_d,
-                        None,
-                        &ni,
-                        &nr,
-                        ChildSaKeyLengths::aead(c),
-                    )
-                    .ok()
-                });
-            if let (Some(child_keys), Some(child_config)) = (child_keys, config.children.get(index))
-            {
-                // KEYMAT's first half protects initiator-to-responder traffic (RFC 7296 §2.17).
-                let keys = match sa.role {
-                    Role::Initiator => EspKeys {
-                        encr_in: child_keys.encr_r,
-                        integ_in: child_keys.integ_r,
-                        encr_out: child_keys.encr_i,
-                        integ_out: child_keys.integ_i,
-                    },
-                    Role::Responder => EspKeys {
-                        encr_in: child_keys.encr_i,
-                        integ_in: child_keys.integ_i,
-                        encr_out: child_keys.encr_r,
-                        integ_out: child_keys.integ_r,
-                    },
-                };
-                children.push(ChildSa {
-                    name: child_config.name.clone(),
-                    spi_in,
-                    spi_out,
-                });
-                install = Some(Event::ChildSaInstall {
-                    peer: sa.peer,
-                    ike_sa: id,
-                    name: child_config.name.clone(),
-                    spi_in,
-                    spi_out,
-                    keys: Box::new(keys),
-                    algorithms: EspAlgorithms {
-                        encryption,
-                        key_bits,
-                        integrity: selected.integrity(),
-                        esn: selected
-                            .get(TransformType::ESN)
-                            .map_or(crate::registry::EsnId::NO_ESN, |t| {
-                                crate::registry::EsnId(t.id)
-                            }),
-                        pfs: None,
-                    },
-                    selectors: Selectors {
-                        local: local_ts,
-                        remote: remote_ts,
-                    },
-                    mode: child_config.mode,
-                    udp_encap: sa.nat_t.then_some(UdpEncap {
-                        local_port: sa.local.port(),
-                        remote_port: sa.remote.port(),
-                    }),
-                    soft_lifetime: child_config.lifetime.soft,
-                    hard_lifetime: child_config.lifetime.hard,
-                });
-            }
-        }
-
+        let child_keys = child.as_ref().and_then(|c| {
+            derive_child_keys(
+                provider.as_ref(),
+                prf,
+                &keys.sk_d,
+                None,
+                &ni,
+                &nr,
+                &c.selected,
+            )
+        });
         sa.state = State::Established(Box::new(Established {
             keys,
             algorithms,
             prf,
             cipher,
             nat,
-            children,
+            children: Vec::new(),
             peer_supports_fragmentation,
             deleting: false,
+            creating: None,
+            next_child: 1,
+            ni,
+            nr,
         }));
+        let mut install = None;
+        if let (Some(child), Some(child_keys)) = (child, child_keys) {
+            let we_initiated = sa.role == Role::Initiator;
+            if let Some((record, event)) =
+                child_install(&sa, id, config, child, child_keys, we_initiated, None)
+            {
+                if let State::Established(e) = &mut sa.state {
+                    e.children.push(record);
+                }
+                install = Some(event);
+            }
+        }
         sa.timers.stop(Timer::HalfOpen);
         // Limitation: the Rekey and Reauth timers are not armed, because CREATE_CHILD_SA is not
         // implemented; the hard lifetime still deletes the IKE SA.
@@ -825,40 +791,145 @@ impl Endpoint {
             algorithms,
         };
         info!(ike_sa = id.0, peer = %config.name, child = install.is_some(), "IKE SA established");
+        let initiator = sa.role == Role::Initiator;
         self.ike_sas.insert(id, sa);
         self.push_event(event);
         if let Some(install) = install {
             self.push_event(install);
+        }
+        if initiator {
+            self.next_child(id);
         }
     }
 }
 
 use super::ike_sa::IkeSa;
 
-/// A CHILD_SA both sides agreed on in IKE_AUTH, from our point of view.
-struct NewChild {
+/// Why the responder creates no CHILD_SA for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChildRefusal {
+    /// Answer with this error notify.
+    Notify(NotifyType),
+    /// Answer INVALID_KE_PAYLOAD naming this group (RFC 7296 §1.3).
+    InvalidKe(crate::registry::KeGroup),
+}
+
+/// A CHILD_SA both sides agreed on, from our point of view.
+pub(crate) struct NewChild {
     /// Index of its configuration in the peer's `children`.
-    index: usize,
+    pub index: usize,
     /// The chosen ESP proposal.
-    selected: Selected,
+    pub selected: Selected,
     /// Our end of the traffic.
-    local_ts: Vec<TrafficSelector>,
+    pub local_ts: Vec<TrafficSelector>,
     /// The peer's end of the traffic.
-    remote_ts: Vec<TrafficSelector>,
+    pub remote_ts: Vec<TrafficSelector>,
     /// Our inbound SPI.
-    spi_in: u32,
+    pub spi_in: u32,
     /// Our outbound SPI.
-    spi_out: u32,
+    pub spi_out: u32,
+}
+
+/// RFC 7296 §2.17: KEYMAT for a CHILD_SA with the chosen ESP cipher.
+pub(crate) fn derive_child_keys(
+    provider: &dyn crate::crypto::CryptoProvider,
+    prf: crate::crypto::PrfAlgorithm,
+    sk_d: &crate::crypto::SecretBytes,
+    g_ir: Option<&crate::crypto::SharedSecret>,
+    ni: &[u8],
+    nr: &[u8],
+    selected: &Selected,
+) -> Option<ChildSaKeys> {
+    let (encryption, key_bits) = selected.encryption();
+    let cipher = AeadCipher::from_transform(encryption, key_bits).ok()?;
+    ChildSaKeys::derive(
+        provider,
+        prf,
+        sk_d,
+        g_ir,
+        ni,
+        nr,
+        ChildSaKeyLengths::aead(cipher),
+    )
+    .ok()
+}
+
+/// The record and the [`Event::ChildSaInstall`] of a new CHILD_SA of `sa`. `we_initiated`
+/// says whether we initiated the exchange that made it: KEYMAT's first half protects the
+/// exchange initiator's outbound traffic (RFC 7296 §2.17).
+pub(crate) fn child_install(
+    sa: &IkeSa,
+    id: IkeSaId,
+    config: &PeerConfig,
+    child: NewChild,
+    keys: ChildSaKeys,
+    we_initiated: bool,
+    pfs: Option<crate::registry::KeGroup>,
+) -> Option<(ChildSa, Event)> {
+    let child_config = config.children.get(child.index)?;
+    let (encryption, key_bits) = child.selected.encryption();
+    let keys = if we_initiated {
+        EspKeys {
+            encr_in: keys.encr_r,
+            integ_in: keys.integ_r,
+            encr_out: keys.encr_i,
+            integ_out: keys.integ_i,
+        }
+    } else {
+        EspKeys {
+            encr_in: keys.encr_i,
+            integ_in: keys.integ_i,
+            encr_out: keys.encr_r,
+            integ_out: keys.integ_r,
+        }
+    };
+    let record = ChildSa {
+        name: child_config.name.clone(),
+        spi_in: child.spi_in,
+        spi_out: child.spi_out,
+    };
+    let event = Event::ChildSaInstall {
+        peer: sa.peer,
+        ike_sa: id,
+        name: child_config.name.clone(),
+        spi_in: child.spi_in,
+        spi_out: child.spi_out,
+        keys: Box::new(keys),
+        algorithms: EspAlgorithms {
+            encryption,
+            key_bits,
+            integrity: child.selected.integrity(),
+            esn: child
+                .selected
+                .get(TransformType::ESN)
+                .map_or(crate::registry::EsnId::NO_ESN, |t| {
+                    crate::registry::EsnId(t.id)
+                }),
+            pfs,
+        },
+        selectors: Selectors {
+            local: child.local_ts,
+            remote: child.remote_ts,
+        },
+        mode: child_config.mode,
+        udp_encap: sa.nat_t.then_some(UdpEncap {
+            local_port: sa.local.port(),
+            remote_port: sa.remote.port(),
+        }),
+        soft_lifetime: child_config.lifetime.soft,
+        hard_lifetime: child_config.lifetime.hard,
+    };
+    Some((record, event))
 }
 
 /// The peer's SPI from a chosen ESP proposal.
-fn spi_of(selected: &Selected) -> u32 {
+pub(crate) fn spi_of(selected: &Selected) -> u32 {
     <[u8; 4]>::try_from(selected.spi.as_slice()).map_or(0, u32::from_be_bytes)
 }
 
 /// Initiator: checks the responder's answer for the CHILD_SA against what we proposed;
 /// returns (config index, chosen proposal, TSi as local, TSr as remote).
-fn accept_child(
+pub(crate) fn accept_child(
     request: &ChildRequest,
     p: &AuthPayloads<'_>,
     config: &PeerConfig,

@@ -150,6 +150,48 @@ pub(crate) struct Established {
     pub peer_supports_fragmentation: bool,
     /// We sent a Delete for the IKE SA and wait for its response (RFC 7296 §1.4.1).
     pub deleting: bool,
+    /// The CREATE_CHILD_SA exchange in progress, if any.
+    pub creating: Option<Box<Creating>>,
+    /// Initiator: index of the next configured CHILD_SA to create (the first came with
+    /// IKE_AUTH).
+    pub next_child: usize,
+    /// Ni of IKE_SA_INIT.
+    pub ni: Vec<u8>,
+    /// Nr of IKE_SA_INIT.
+    pub nr: Vec<u8>,
+}
+
+/// A CREATE_CHILD_SA exchange for an additional CHILD_SA (RFC 7296 §1.3.1).
+pub(crate) enum Creating {
+    /// Initiator: waiting for the inbound SPI of configuration `child`.
+    AwaitingSpi {
+        /// The SPI request.
+        request: SpiRequestId,
+        /// Index in the peer's `children`.
+        child: usize,
+    },
+    /// Initiator: request sent.
+    Sent {
+        /// What was proposed.
+        request: ChildRequest,
+        /// Our nonce.
+        ni: Vec<u8>,
+        /// Our PFS key exchange, when the proposal has a group.
+        ke: Option<Box<KeyExchange>>,
+    },
+    /// Responder: the request is accepted; the answer waits for the inbound SPI.
+    Answering {
+        /// The SPI request.
+        request: SpiRequestId,
+        /// Message ID of the request.
+        message_id: u32,
+        /// What was agreed.
+        answer: ChildAnswer,
+        /// The initiator's nonce.
+        ni: Vec<u8>,
+        /// The initiator's KE payload (group and data), for PFS.
+        ke: Option<(crate::registry::KeGroup, Vec<u8>)>,
+    },
 }
 
 /// Where the IKE SA is in its life.

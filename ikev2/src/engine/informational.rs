@@ -1,18 +1,19 @@
 //! INFORMATIONAL exchanges on an established IKE SA (RFC 7296 §1.4): Delete of the IKE SA or
 //! of CHILD_SAs, and liveness checks (§2.4, "dead peer detection").
 //!
-//! Also the defined answer to CREATE_CHILD_SA requests while that exchange is not implemented.
+//! CREATE_CHILD_SA requests arrive here too and go to `create_child_sa.rs`.
 
 use std::time::Instant;
 
 use tracing::{debug, info};
 
+use super::create_child_sa::CreateChildReply;
 use super::endpoint::Endpoint;
 use super::event::{DownReason, Event, IkeSaId};
 use super::ike_sa::State;
 use super::timers::Timer;
-use crate::codec::{Delete, Header, Notify, Payload, PayloadBody};
-use crate::registry::{ExchangeType, NotifyType, ProtocolId};
+use crate::codec::{Delete, Header, Payload, PayloadBody};
+use crate::registry::{ExchangeType, ProtocolId};
 
 /// SPIs we look at in the Delete payloads of one message.
 pub const MAX_DELETED_SPIS: usize = 64;
@@ -85,11 +86,11 @@ impl Endpoint {
 
         let response = match header.exchange_type {
             ExchangeType::INFORMATIONAL => self.answer_informational(id, &inner),
-            // Limitation: CREATE_CHILD_SA is not implemented; RFC 7296 §1.3 lets a responder
-            // refuse with NO_ADDITIONAL_SAS, which keeps the IKE SA.
-            ExchangeType::CREATE_CHILD_SA => Some(vec![Payload::new(Notify::status(
-                NotifyType::NO_ADDITIONAL_SAS,
-            ))]),
+            ExchangeType::CREATE_CHILD_SA => match self.create_child_request(id, mid, &inner) {
+                CreateChildReply::Now(payloads) => Some(payloads),
+                // Answered once the inbound SPI is there; the request stays in progress.
+                CreateChildReply::Later => return,
+            },
             _ => None,
         };
         let Some(response) = response else {
@@ -163,9 +164,9 @@ impl Endpoint {
         header: &Header,
         message: &[u8],
     ) {
-        if self.unseal(id, header, message).is_none() {
+        let Some(inner) = self.unseal(id, header, message) else {
             return;
-        }
+        };
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return;
         };
@@ -173,6 +174,11 @@ impl Endpoint {
             return;
         }
         sa.sync_retransmit_timer();
+        if header.exchange_type == ExchangeType::CREATE_CHILD_SA {
+            self.peer_alive(now, id);
+            self.handle_create_child_response(id, &inner);
+            return;
+        }
         let deleting = matches!(&sa.state, State::Established(e) if e.deleting);
         if deleting {
             self.remove_ike_sa(id, DownReason::Terminated);

@@ -9,6 +9,7 @@
 //! - `ike_sa_init.rs`: the IKE_SA_INIT exchange.
 //! - `ike_auth.rs`: the IKE_AUTH exchange with the first CHILD_SA.
 //! - `informational.rs`: Delete and liveness checks on established IKE SAs.
+//! - `create_child_sa.rs`: additional CHILD_SAs, with optional PFS.
 //! - [`nat`]: NAT detection hashes (RFC 7296 §2.23).
 //! - [`timers`]: the timer table of an IKE SA, retransmission backoff, lifetimes with jitter.
 //! - [`window`]: Message IDs, outstanding requests and cached responses (RFC 7296 §2.3).
@@ -17,6 +18,7 @@
 //! - [`sim`] (feature `sim`, and in this crate's tests): a simulated network with virtual time.
 
 pub mod config;
+mod create_child_sa;
 pub mod datagram;
 mod endpoint;
 pub mod event;

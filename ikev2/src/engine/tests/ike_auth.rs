@@ -148,7 +148,7 @@ fn assert_child_pair(a: &Installed, b: &Installed) {
 }
 
 #[test]
-fn handshake_brings_up_the_ike_sa_and_a_matching_transport_child_sa() {
+fn handshake_brings_up_the_ike_sa_and_both_geneve_child_sas() {
     let mut mesh = Mesh::new(1);
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(2));
@@ -156,12 +156,15 @@ fn handshake_brings_up_the_ike_sa_and_a_matching_transport_child_sa() {
     let (ea, eb) = (mesh.events(mesh.a), mesh.events(mesh.b));
     assert_eq!((ups(&ea), ups(&eb)), (1, 1), "{ea:?}\n{eb:?}");
     let (ia, ib) = (installs(&ea), installs(&eb));
-    assert_eq!((ia.len(), ib.len()), (1, 1));
+    assert_eq!((ia.len(), ib.len()), (2, 2));
+    // IKE_AUTH carried a's "in" child, which b matched with its "out" child exactly; then
+    // CREATE_CHILD_SA made a's "out" child, b's "in".
+    assert_eq!((ia[0].name.as_str(), ib[0].name.as_str()), ("in", "out"));
+    assert_eq!((ia[1].name.as_str(), ib[1].name.as_str()), ("out", "in"));
     assert_child_pair(&ia[0], &ib[0]);
+    assert_child_pair(&ia[1], &ib[1]);
+    assert_ne!(ia[0].keys.encr_in, ia[1].keys.encr_in);
 
-    // a proposed its "in" child (Geneve port on its side); b matched its "out" child exactly.
-    assert_eq!(ia[0].name, "in");
-    assert_eq!(ib[0].name, "out");
     assert_eq!(
         ia[0].selectors.local,
         vec![TrafficSelector::host_port(A, IPPROTO_UDP, GENEVE_PORT)]
@@ -170,23 +173,84 @@ fn handshake_brings_up_the_ike_sa_and_a_matching_transport_child_sa() {
         ia[0].selectors.remote,
         vec![TrafficSelector::host_protocol(B, IPPROTO_UDP)]
     );
-    assert_eq!(ia[0].mode, Mode::Transport);
-    assert_eq!(ia[0].udp_encap, None);
-    assert_eq!(ia[0].encryption, EncrId::ENCR_AES_GCM_16);
-    // 32-byte AES-256 key and 4-byte salt per direction (RFC 4106 §8.1).
-    assert_eq!(ia[0].keys.encr_in.len(), 36);
-    assert!(ia[0].keys.integ_in.is_empty());
+    assert_eq!(
+        ia[1].selectors.remote,
+        vec![TrafficSelector::host_port(B, IPPROTO_UDP, GENEVE_PORT)]
+    );
+    for child in ia.iter().chain(&ib) {
+        assert_eq!(child.mode, Mode::Transport);
+        assert_eq!(child.udp_encap, None);
+        assert_eq!(child.encryption, EncrId::ENCR_AES_GCM_16);
+        // 32-byte AES-256 key and 4-byte salt per direction (RFC 4106 §8.1).
+        assert_eq!(child.keys.encr_in.len(), 36);
+        assert!(child.keys.integ_in.is_empty());
+    }
     // Inbound SPIs came from each side's kernel.
-    assert_eq!(ia[0].spi_in, 0xa000_0000);
-    assert_eq!(ib[0].spi_in, 0xb000_0000);
+    assert_eq!((ia[0].spi_in, ia[1].spi_in), (0xa000_0000, 0xa000_0001));
+    assert_eq!((ib[0].spi_in, ib[1].spi_in), (0xb000_0000, 0xb000_0001));
 
     let sa = mesh.net.node(mesh.a).endpoint.ike_sas().next().unwrap();
     let info = mesh.net.node(mesh.a).endpoint.ike_sa_info(sa).unwrap();
     assert_eq!(info.state, "established");
-    // IKE_SA_INIT and IKE_AUTH, one request and one response each.
-    assert_eq!(mesh.net.stats().delivered, 4);
+    // IKE_SA_INIT, IKE_AUTH and CREATE_CHILD_SA, one request and one response each.
+    assert_eq!(mesh.net.stats().delivered, 6);
     let auth_request = mesh.net.deliveries()[2].datagram.bytes.len();
     assert!((1000..JUMBO_MTU).contains(&auth_request), "{auth_request}");
+}
+
+#[test]
+fn pfs_child_sa_uses_a_fresh_key_exchange() {
+    let pfs = |p: &mut PeerConfig| {
+        for child in &mut p.children {
+            child.esp_proposals[0].ke = vec![crate::registry::KeGroup::ECP_256];
+        }
+    };
+    let mut mesh = Mesh::with(12, jumbo(), pfs, pfs);
+    mesh.initiate_from_a();
+    mesh.run(Duration::from_secs(2));
+
+    let (ea, eb) = (mesh.events(mesh.a), mesh.events(mesh.b));
+    let pfs_of = |events: &[Event]| -> Vec<Option<crate::registry::KeGroup>> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ChildSaInstall { algorithms, .. } => Some(algorithms.pfs),
+                _ => None,
+            })
+            .collect()
+    };
+    // The IKE_AUTH child has no PFS (its keys come from the IKE SA); the second has.
+    assert_eq!(
+        pfs_of(&ea),
+        vec![None, Some(crate::registry::KeGroup::ECP_256)]
+    );
+    assert_eq!(pfs_of(&eb), pfs_of(&ea));
+    let (ia, ib) = (installs(&ea), installs(&eb));
+    assert_child_pair(&ia[1], &ib[1]);
+}
+
+#[test]
+fn second_child_sa_refused_by_the_responder_leaves_the_first() {
+    // a's "out" child only offers AES-128-GCM, which b does not take.
+    let mut mesh = Mesh::with(
+        13,
+        jumbo(),
+        |a| {
+            a.children[1].esp_proposals[0].encryption[0].key_bits = Some(128);
+        },
+        |_| {},
+    );
+    mesh.initiate_from_a();
+    mesh.run(Duration::from_secs(2));
+
+    let (ia, ib) = (
+        installs(&mesh.events(mesh.a)),
+        installs(&mesh.events(mesh.b)),
+    );
+    assert_eq!((ia.len(), ib.len()), (1, 1));
+    assert_eq!(ia[0].name, "in");
+    assert_child_pair(&ia[0], &ib[0]);
+    assert_eq!(mesh.net.node(mesh.a).endpoint.ike_sas().count(), 1);
 }
 
 #[test]
@@ -199,14 +263,16 @@ fn forced_encapsulation_makes_udp_encapsulated_child_sas_on_port_4500() {
         installs(&mesh.events(mesh.a)),
         installs(&mesh.events(mesh.b)),
     );
-    assert_eq!((ia.len(), ib.len()), (1, 1));
+    assert_eq!((ia.len(), ib.len()), (2, 2));
     assert_child_pair(&ia[0], &ib[0]);
+    assert_child_pair(&ia[1], &ib[1]);
     let encap = Some(UdpEncap {
         local_port: 4500,
         remote_port: 4500,
     });
-    assert_eq!(ia[0].udp_encap, encap);
-    assert_eq!(ib[0].udp_encap, encap);
+    for child in ia.iter().chain(&ib) {
+        assert_eq!(child.udp_encap, encap);
+    }
     // IKE_AUTH went over the NAT-T port with the non-ESP marker.
     let auth = &mesh.net.deliveries()[2].datagram;
     assert_eq!(auth.dst.port(), 4500);
@@ -304,10 +370,11 @@ fn lost_ike_auth_response_is_answered_again_from_the_cache() {
     mesh.run(Duration::from_secs(5));
 
     let (ea, eb) = (mesh.events(mesh.a), mesh.events(mesh.b));
-    // b installed once; a got the cached response after retransmitting.
+    // b installed each child once; a got the cached response after retransmitting.
     let (ia, ib) = (installs(&ea), installs(&eb));
-    assert_eq!((ia.len(), ib.len()), (1, 1));
+    assert_eq!((ia.len(), ib.len()), (2, 2));
     assert_child_pair(&ia[0], &ib[0]);
+    assert_child_pair(&ia[1], &ib[1]);
     assert_eq!(mesh.net.stats().filtered, 1);
 }
 
@@ -371,6 +438,7 @@ fn removing_the_peer_deletes_its_child_sas() {
     assert!(matches!(
         eb.as_slice(),
         [
+            Event::ChildSaDelete { .. },
             Event::ChildSaDelete { .. },
             Event::IkeSaDown {
                 reason: DownReason::Terminated,

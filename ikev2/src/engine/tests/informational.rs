@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::ike_auth::{installs, ups, Mesh};
 use super::*;
-use crate::codec::{Delete, Header, Payload, PayloadBody};
+use crate::codec::{Delete, Header, Notify, Payload, PayloadBody};
 use crate::engine::event::DownReason;
-use crate::registry::{ExchangeType, NotifyType};
+use crate::registry::{ExchangeType, NotifyType, ProtocolId};
 
 fn established(seed: u64) -> Mesh {
     let mut mesh = Mesh::new(seed);
@@ -73,6 +73,7 @@ fn terminate_deletes_the_ike_sa_and_child_sas_on_both_sides() {
             ea.as_slice(),
             [
                 Event::ChildSaDelete { spi_in, .. },
+                Event::ChildSaDelete { .. },
                 Event::IkeSaDown { reason: DownReason::Terminated, .. },
             ] if *spi_in == ia[0].spi_in
         ),
@@ -83,6 +84,7 @@ fn terminate_deletes_the_ike_sa_and_child_sas_on_both_sides() {
             eb.as_slice(),
             [
                 Event::ChildSaDelete { spi_in, .. },
+                Event::ChildSaDelete { .. },
                 Event::IkeSaDown { reason: DownReason::DeletedByPeer, .. },
             ] if *spi_in == ib[0].spi_in
         ),
@@ -123,6 +125,7 @@ fn silent_peer_is_declared_dead_by_the_liveness_check() {
             ea.as_slice(),
             [
                 Event::ChildSaDelete { spi_in, .. },
+                Event::ChildSaDelete { .. },
                 Event::IkeSaDown { reason: DownReason::PeerUnreachable, .. },
             ] if *spi_in == ia[0].spi_in
         ),
@@ -170,18 +173,36 @@ fn peer_deleting_a_child_sa_gets_our_inbound_spi_back_and_the_ike_sa_stays() {
     assert!(mesh.net.node_mut(mesh.a).endpoint.poll_event().is_none());
 }
 
-#[test]
-fn create_child_sa_is_refused_with_no_additional_sas_and_the_ike_sa_stays() {
-    let mut mesh = established(24);
-    let response = request_from_b(&mut mesh, ExchangeType::CREATE_CHILD_SA, &[]);
+fn only_notify(response: &[Payload]) -> NotifyType {
     let [Payload {
         body: PayloadBody::Notify(n),
         ..
-    }] = response.as_slice()
+    }] = response
     else {
         panic!("{response:?}");
     };
-    assert_eq!(n.notify_type, NotifyType::NO_ADDITIONAL_SAS);
+    n.notify_type
+}
+
+#[test]
+fn create_child_sa_without_a_nonce_is_answered_invalid_syntax() {
+    let mut mesh = established(26);
+    let response = request_from_b(&mut mesh, ExchangeType::CREATE_CHILD_SA, &[]);
+    assert_eq!(only_notify(&response), NotifyType::INVALID_SYNTAX);
+    assert_eq!(mesh.net.node(mesh.a).endpoint.ike_sas().count(), 1);
+}
+
+#[test]
+fn child_sa_rekey_is_refused_with_no_additional_sas_and_the_ike_sa_stays() {
+    let mut mesh = established(24);
+    let ia = installs(&mesh.events(mesh.a));
+    let rekey = Notify::rekey_sa(ProtocolId::ESP, ia[0].spi_in.to_be_bytes().to_vec());
+    let response = request_from_b(
+        &mut mesh,
+        ExchangeType::CREATE_CHILD_SA,
+        &[Payload::new(rekey)],
+    );
+    assert_eq!(only_notify(&response), NotifyType::NO_ADDITIONAL_SAS);
     assert_eq!(mesh.net.node(mesh.a).endpoint.ike_sas().count(), 1);
 }
 
