@@ -373,3 +373,114 @@ fn encoding_a_delete_spi_of_the_wrong_size_is_an_error() {
         })
     );
 }
+
+#[test]
+fn decoding_more_proposals_transforms_or_attributes_than_the_limits_is_an_error() {
+    use ikev2::codec::{
+        AttributeValue, Proposal, Sa, Transform, TransformAttribute, TransformId, MAX_PROPOSALS,
+        MAX_TRANSFORMS, MAX_TRANSFORM_ATTRIBUTES,
+    };
+    use ikev2::registry::{EncrId, ProtocolId, TransformAttributeType};
+
+    let transform = Transform::with_key_length(TransformId::Encr(EncrId::ENCR_AES_GCM_16), 256);
+    let proposal = |transforms: Vec<Transform>| Proposal {
+        number: 1,
+        protocol: ProtocolId::ESP,
+        spi: vec![0; 4],
+        transforms,
+    };
+    let decode = |sa: Sa| {
+        let (first, bytes) = encode_payloads(&[Payload::new(sa)]).unwrap();
+        decode_payloads(first, &bytes)
+    };
+
+    let too_many = |what: &'static str, offset: usize, max: usize| {
+        Err(DecodeError::TooMany {
+            payload: PayloadType::SA,
+            what,
+            offset,
+            max,
+        })
+    };
+    assert_eq!(
+        decode(Sa {
+            proposals: vec![proposal(vec![transform.clone()]); MAX_PROPOSALS + 1]
+        }),
+        too_many("proposals", 4, MAX_PROPOSALS)
+    );
+    assert_eq!(
+        decode(Sa {
+            proposals: vec![proposal(vec![transform.clone(); MAX_TRANSFORMS + 1])]
+        }),
+        too_many("transforms", 4, MAX_TRANSFORMS)
+    );
+    let mut many_attributes = transform.clone();
+    many_attributes.attributes = vec![
+        TransformAttribute {
+            attribute_type: TransformAttributeType(99),
+            value: AttributeValue::Tlv(vec![1])
+        };
+        MAX_TRANSFORM_ATTRIBUTES + 1
+    ];
+    // Proposal at 4 (8 bytes + 4 SPI), transform at 16, its attributes from 24: 5 bytes each.
+    assert_eq!(
+        decode(Sa {
+            proposals: vec![proposal(vec![many_attributes])]
+        }),
+        too_many(
+            "transform attributes",
+            24 + 5 * MAX_TRANSFORM_ATTRIBUTES,
+            MAX_TRANSFORM_ATTRIBUTES
+        )
+    );
+}
+
+#[test]
+fn decoding_more_delete_spis_than_the_limit_is_an_error() {
+    use ikev2::codec::{Delete, MAX_DELETE_SPIS};
+    let spis: Vec<u32> = (0..=MAX_DELETE_SPIS as u32).collect();
+    let (first, bytes) = encode_payloads(&[Payload::new(Delete::esp(&spis))]).unwrap();
+    assert_eq!(
+        decode_payloads(first, &bytes),
+        Err(DecodeError::TooMany {
+            payload: PayloadType::DELETE,
+            what: "SPIs",
+            offset: 4,
+            max: MAX_DELETE_SPIS
+        })
+    );
+}
+
+#[test]
+fn tlv_and_tv_attributes_keep_their_form() {
+    use ikev2::codec::{AttributeValue, Proposal, Sa, Transform, TransformAttribute, TransformId};
+    use ikev2::registry::{ProtocolId, TransformAttributeType, TransformType};
+
+    let mut transform = Transform::new(TransformId::new(TransformType(9), 3));
+    transform.attributes = vec![
+        TransformAttribute {
+            attribute_type: TransformAttributeType::KEY_LENGTH,
+            value: AttributeValue::Tlv(vec![1, 0]),
+        },
+        TransformAttribute {
+            attribute_type: TransformAttributeType(7),
+            value: AttributeValue::Tv(5),
+        },
+    ];
+    let sa = Sa {
+        proposals: vec![Proposal {
+            number: 1,
+            protocol: ProtocolId::IKE,
+            spi: vec![],
+            transforms: vec![transform],
+        }],
+    };
+    let (first, bytes) = encode_payloads(&[Payload::new(sa.clone())]).unwrap();
+    let decoded = decode_payloads(first, &bytes).unwrap();
+    assert_eq!(decoded[0].body, PayloadBody::Sa(sa));
+    // A Key Length in TLV form is kept as sent but not read as a key length.
+    let PayloadBody::Sa(sa) = &decoded[0].body else {
+        unreachable!()
+    };
+    assert_eq!(sa.proposals[0].transforms[0].key_length(), None);
+}
