@@ -93,9 +93,10 @@ pub fn seal_padded(
 
     let mut body = Vec::with_capacity(sealed_body_len(cipher, inner.len(), pad_len));
     body.extend_from_slice(iv);
-    let mut plaintext = Vec::with_capacity(inner.len() + usize::from(pad_len) + 1 + ICV_LEN);
+    // Room for the tag too, so sealing in place does not reallocate.
+    let mut plaintext = Vec::with_capacity(body.capacity().saturating_sub(IV_LEN));
     plaintext.extend_from_slice(inner);
-    plaintext.resize(inner.len() + usize::from(pad_len), 0);
+    plaintext.extend(core::iter::repeat_n(0u8, usize::from(pad_len)));
     plaintext.push(pad_len);
 
     provider

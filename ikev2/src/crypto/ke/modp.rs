@@ -1,5 +1,6 @@
 //! Finite-field Diffie-Hellman over the RFC 3526 safe primes (generator 2), with
-//! crypto-bigint's constant-time Montgomery exponentiation.
+//! crypto-bigint's constant-time Montgomery exponentiation. Peer values are checked as
+//! RFC 6989 §2.1 asks (1 < y < p-1); for a safe prime no further subgroup test is needed.
 
 use std::sync::OnceLock;
 
@@ -18,7 +19,7 @@ pub(super) const LIMBS_3072: usize = U3072::LIMBS;
 /// Bits of a generated private exponent. NIST SP 800-56A wants at least twice the group's
 /// security strength (112 bits for 2048, 128 for 3072); 512 bits leaves a wide margin and
 /// keeps the exponentiation four to six times cheaper than a full-length exponent.
-pub const PRIVATE_EXPONENT_BITS: usize = 512;
+pub(super) const PRIVATE_EXPONENT_BITS: usize = 512;
 
 /// RFC 3526 §3: the 2048-bit MODP group, p = 2^2048 - 2^1984 - 1 + 2^64 * ([2^1918 pi] + 124476).
 const PRIME_2048: U2048 = U2048::from_be_hex(concat!(
@@ -74,6 +75,7 @@ impl<const LIMBS: usize> Group<LIMBS> {
     }
 
     /// `base^exponent mod p` in time independent of the exponent's value.
+    // Limitation: crypto-bigint's intermediate Montgomery values are not zeroized.
     fn pow(&self, base: &Uint<LIMBS>, private: &PrivateKey<LIMBS>) -> Uint<LIMBS> {
         DynResidue::new(base, *self.params())
             .pow_bounded_exp(&private.exponent, private.bits)
