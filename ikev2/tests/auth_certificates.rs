@@ -25,6 +25,10 @@ const EXPIRED: &[u8] = include_bytes!("fixtures/pki/expired-cert.pem");
 const NOSAN: &[u8] = include_bytes!("fixtures/pki/nosan-cert.pem");
 const FORGED: &[u8] = include_bytes!("fixtures/pki/forged-by-chassis-1-cert.pem");
 const EC: &[u8] = include_bytes!("fixtures/pki/chassis-ec-cert.pem");
+const ROTATING_OLD: &[u8] = include_bytes!("fixtures/pki/rotating-ca-old-cert.pem");
+const ROTATING_NEW: &[u8] = include_bytes!("fixtures/pki/rotating-ca-new-cert.pem");
+const ROTATED_OLD_CHASSIS: &[u8] = include_bytes!("fixtures/pki/rotated-old-chassis-cert.pem");
+const ROTATED_NEW_CHASSIS: &[u8] = include_bytes!("fixtures/pki/rotated-new-chassis-cert.pem");
 const EKU_SERVER: &[u8] = include_bytes!("fixtures/pki/eku-server-cert.pem");
 const EKU_CODESIGNING: &[u8] = include_bytes!("fixtures/pki/eku-codesigning-cert.pem");
 
@@ -71,6 +75,32 @@ fn chassis_certificates_of_either_ca_in_the_bundle_verify() {
     let ca = store.verify_chain(&cert(CHASSIS_2), &[], now()).unwrap();
     assert_eq!(ca, &cert(CA_B));
     store.verify_chain(&cert(EC), &[], now()).unwrap();
+}
+
+#[test]
+fn rekeyed_ca_with_the_same_name_validates_both_generations() {
+    let (old, new) = (cert(ROTATING_OLD), cert(ROTATING_NEW));
+    assert_eq!(old.subject(), new.subject());
+    let store = TrustStore::new(vec![old.clone(), new.clone()]).unwrap();
+    assert_eq!(
+        store
+            .verify_chain(&cert(ROTATED_OLD_CHASSIS), &[], now())
+            .unwrap(),
+        &old
+    );
+    assert_eq!(
+        store
+            .verify_chain(&cert(ROTATED_NEW_CHASSIS), &[], now())
+            .unwrap(),
+        &new
+    );
+    // After the rotation, only the new CA is configured: the old certificate's signature
+    // does not verify under the new key of the same name.
+    let new_only = TrustStore::new(vec![new]).unwrap();
+    assert!(matches!(
+        new_only.verify_chain(&cert(ROTATED_OLD_CHASSIS), &[], now()),
+        Err(AuthError::UntrustedCertificate { .. })
+    ));
 }
 
 #[test]
@@ -131,6 +161,23 @@ fn extended_key_usage_must_allow_ike_when_present() {
         store.verify_chain(&cert(EKU_CODESIGNING), &[], now()),
         Err(AuthError::UntrustedCertificate { reason, .. })
             if reason == "extendedKeyUsage allows neither serverAuth, clientAuth nor ipsecIKE"
+    ));
+}
+
+#[test]
+fn expired_ca_is_reported_even_when_the_chassis_certificate_is_valid() {
+    // ovs-pki signed the chassis certificate seconds after making the CA, both for ten years:
+    // one second after the CA's notAfter, only the CA has expired.
+    let (ca, leaf) = (cert(CA_A), cert(CHASSIS_1));
+    let t = ca.not_after() + Duration::from_secs(1);
+    assert!(leaf.not_after() > t);
+    assert_eq!(
+        bundle().verify_chain(&leaf, &[], t).unwrap_err(),
+        ca.check_validity(t).unwrap_err()
+    );
+    assert!(matches!(
+        ca.check_validity(t),
+        Err(AuthError::CertificateExpired { subject, .. }) if subject == ca.subject()
     ));
 }
 

@@ -142,6 +142,8 @@ fn find(payloads: &[(u8, Vec<u8>)], kind: u8) -> Vec<u8> {
 }
 
 struct AuthSide {
+    /// The ID payload after its generic header, as received.
+    id_body: Vec<u8>,
     id: Identity,
     cert: Certificate,
     auth_method: AuthMethod,
@@ -160,6 +162,7 @@ fn auth_sides() -> (AuthSide, AuthSide) {
         let auth = find(&inner, 39);
         AuthSide {
             id: Identity::from_id_payload(IdType(id[0]), &id[4..]).unwrap(),
+            id_body: id,
             cert: Certificate::from_cert_payload(CertEncoding(cert[0]), &cert[1..]).unwrap(),
             auth_method: AuthMethod(auth[0]),
             auth_data: auth[4..].to_vec(),
@@ -283,4 +286,53 @@ fn strongswan_certreq_names_the_ca_by_our_spki_hash() {
             [&store.cas()[0]]
         );
     }
+}
+
+#[test]
+fn rest_of_id_payload_equals_the_received_id_payload_body() {
+    // RFC 7296 §2.15: MACedIDFor{I,R} is computed over exactly these octets.
+    let (initiator, responder) = auth_sides();
+    assert_eq!(initiator.id.rest_of_id_payload(), initiator.id_body);
+    assert_eq!(responder.id.rest_of_id_payload(), responder.id_body);
+    assert_eq!(initiator.id_body, b"\x02\0\0\0chassis-a");
+}
+
+#[test]
+fn signed_octets_from_the_capture_sign_and_verify_with_our_keys() {
+    // The layout of InitiatorSignedOctets with the capture's RealMessage1 and NonceRData and a
+    // made-up SK_pi (the real one is not in the decryption table).
+    let messages = ike_messages();
+    let real_message_1 = &messages[0];
+    let nonce_r = find(&payloads(messages[1][16], &messages[1][28..]), 40);
+    let (initiator, _) = auth_sides();
+    let sk_pi = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[0x5c; 32]);
+    let maced_id = ring::hmac::sign(&sk_pi, &initiator.id.rest_of_id_payload());
+    let octets = ikev2::auth::signed_octets(real_message_1, &nonce_r, maced_id.as_ref());
+    assert_eq!(octets.len(), real_message_1.len() + nonce_r.len() + 32);
+    assert_eq!(&octets[..real_message_1.len()], &real_message_1[..]);
+
+    let rng = ring::rand::SystemRandom::new();
+    let pki = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pki");
+    let key = ikev2::auth::PrivateKey::from_pem(
+        &std::fs::read(format!("{pki}/chassis-1-privkey.pem")).unwrap(),
+        &rng,
+    )
+    .unwrap();
+    let cert = Certificate::from_pem(&std::fs::read(format!("{pki}/chassis-1-cert.pem")).unwrap())
+        .unwrap();
+    let scheme = AuthScheme::DigitalSignature(SignatureScheme::RsaPkcs1Sha256);
+    let auth = key.sign_auth(scheme, &octets, &rng).unwrap();
+    assert_eq!(
+        auth.data.len(),
+        1 + 15 + 256,
+        "same size as strongSwan's AUTH data"
+    );
+    assert_eq!(auth.data.len(), initiator.auth_data.len());
+    ikev2::auth::verify_auth(&cert, auth.method, &auth.data, &octets).unwrap();
+    // Our digest recovery agrees with SHA-256 over the signed octets.
+    let recovered = recover_rsa_pkcs1_digest(&cert, auth.method, &auth.data).unwrap();
+    assert_eq!(
+        recovered.digest,
+        ring::digest::digest(&ring::digest::SHA256, &octets).as_ref()
+    );
 }

@@ -133,6 +133,8 @@ impl Certificate {
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             spki_der: spki.raw.to_vec(),
+            // Limitation: keys other than RSA and ECDSA P-256/P-384 (DSA, Ed25519, P-521) are
+            // refused, even for a CA in the bundle that would never sign AUTH payloads.
             public_key: PublicKey::from_spki(spki.raw)?,
         })
     }

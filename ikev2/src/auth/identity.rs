@@ -152,6 +152,8 @@ pub fn certificate_proves(cert: &Certificate, identity: &Identity) -> Result<(),
                 cert.common_names().iter().any(|cn| dns_name_eq(cn, name))
             }
         }
+        // Limitation: DNs compare as DER octets, without RFC 5280 §7.1 name normalization
+        // (peers send their certificate's subject verbatim, so this holds in practice).
         Identity::DerAsn1Dn(der) => der.as_slice() == cert.subject_der(),
         Identity::Ipv4(a) => cert.ip_addresses().contains(&IpAddr::V4(*a)),
         Identity::Ipv6(a) => cert.ip_addresses().contains(&IpAddr::V6(*a)),

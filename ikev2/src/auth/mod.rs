@@ -13,6 +13,47 @@
 //!   builds and matches CERTREQ data.
 //! - [`verify_chassis_identity`] and [`PeerCredentials::prove_chassis`] answer whether a peer
 //!   proves an OVN chassis name.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//!
+//! use ikev2::auth::{
+//!     choose_auth_scheme, signed_octets, Certificate, Identity, PeerCredentials, PrivateKey,
+//!     RsaPadding, TrustStore, OUR_HASH_ALGORITHMS,
+//! };
+//! use ring::rand::SystemRandom;
+//!
+//! let pki = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pki");
+//! let read = |name: &str| std::fs::read(format!("{pki}/{name}")).unwrap();
+//! let rng = SystemRandom::new();
+//!
+//! // Configuration: CA bundle, our key and certificate (ovs-pki PEM files).
+//! let trust = TrustStore::from_pem(&read("ca-bundle.pem"))?;
+//! let key = PrivateKey::from_pem(&read("chassis-1-privkey.pem"), &rng)?;
+//! let cert = Certificate::from_pem(&read("chassis-1-cert.pem"))?;
+//!
+//! // Initiator, IKE_AUTH request: sign InitiatorSignedOctets with a scheme the responder
+//! // announced in SIGNATURE_HASH_ALGORITHMS.
+//! let id = Identity::chassis("chassis-1");
+//! let maced_id = [0u8; 32]; // prf(SK_pi, id.rest_of_id_payload()), from the crypto module
+//! let octets = signed_octets(b"<IKE_SA_INIT request>", b"<Nr>", &maced_id);
+//! let scheme = choose_auth_scheme(key.key_type(), Some(&OUR_HASH_ALGORITHMS), RsaPadding::Pkcs1v15)?;
+//! let auth = key.sign_auth(scheme, &octets, &rng)?;
+//!
+//! // Responder: the decoded IDi, CERT and AUTH payloads prove chassis-1.
+//! let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_811_808_000);
+//! let peer = PeerCredentials {
+//!     id: &id,
+//!     end_entity: &cert,
+//!     intermediates: &[],
+//!     auth_method: auth.method,
+//!     auth_data: &auth.data,
+//!     signed_octets: &octets,
+//! };
+//! peer.prove_chassis(&trust, "chassis-1", now)?;
+//! assert!(peer.prove_chassis(&trust, "chassis-2", now).is_err());
+//! # Ok::<(), ikev2::auth::AuthError>(())
+//! ```
 
 mod algorithm_identifier;
 mod certificate;

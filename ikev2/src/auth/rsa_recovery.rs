@@ -29,6 +29,17 @@ pub struct RecoveredDigest {
     pub digest: Vec<u8>,
 }
 
+/// Largest public exponent accepted, in octets (ring accepts e < 2^33).
+const MAX_EXPONENT_LEN: usize = 5;
+
+/// Largest modulus accepted, in octets (8192 bits).
+const MAX_MODULUS_LEN: usize = 1024;
+
+/// Length of a big-endian unsigned integer without its leading zero octets.
+fn significant_len(int: &[u8]) -> usize {
+    int.iter().skip_while(|&&b| b == 0).count()
+}
+
 fn malformed(reason: &'static str) -> AuthError {
     AuthError::MalformedPkcs1Signature { reason }
 }
@@ -67,9 +78,13 @@ pub fn recover_rsa_pkcs1_digest(
     };
 
     let (modulus, exponent) = rsa_public_key(signer.public_key().key_octets())?;
+    // Bound the work an unvalidated certificate can cause: ring's own limits for RSA keys.
+    if significant_len(exponent) > MAX_EXPONENT_LEN || significant_len(modulus) > MAX_MODULUS_LEN {
+        return Err(malformed("public key outside the supported sizes"));
+    }
     let n = BigUint::from_bytes_be(modulus);
     let e = BigUint::from_bytes_be(exponent);
-    let k = modulus.iter().skip_while(|&&b| b == 0).count();
+    let k = significant_len(modulus);
     if signature.len() != k {
         return Err(malformed(
             "signature length differs from the modulus length",

@@ -13,6 +13,8 @@ use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnch
 use tracing::debug;
 use webpki::{EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter};
 
+use crate::registry::CertEncoding;
+
 use super::certificate::{unix_seconds, Certificate};
 use super::error::AuthError;
 
@@ -129,6 +131,11 @@ impl TrustStore {
         self.cas.iter().flat_map(|ca| ca.spki_sha1()).collect()
     }
 
+    /// Cert Encoding and Certification Authority data of our CERTREQ payload.
+    pub fn certreq_payload(&self) -> (CertEncoding, Vec<u8>) {
+        (CertEncoding::X509_SIGNATURE, self.certreq_data())
+    }
+
     /// The configured CAs that a received CERTREQ names, in our order. An empty result means
     /// the peer asked for none of our CAs.
     pub fn cas_named_by_certreq(
@@ -174,32 +181,54 @@ impl TrustStore {
         let seconds = u64::try_from(unix_seconds(now)).unwrap_or(0);
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(seconds));
 
-        let path = ee
-            .verify_for_usage(
-                CERT_SIGNATURE_ALGORITHMS,
-                &self.anchors,
-                &intermediate_ders,
-                time,
-                IkeKeyUsage,
-                None,
-                None,
-            )
-            .map_err(|e| untrusted(describe(&e)))?;
-
-        // webpki treats the anchor as a bare name and key; the CA certificate it came from
-        // must itself be valid now.
-        let anchor = path.anchor();
-        let ca = self
+        // webpki treats an anchor as a bare name and key and does not look at the validity
+        // of the CA certificate it came from: offer it only the CAs valid now.
+        let (valid, invalid): (Vec<_>, Vec<_>) = self
             .cas
             .iter()
             .zip(&self.anchors)
+            .partition(|(ca, _)| ca.check_validity(now).is_ok());
+        let anchors: Vec<TrustAnchor<'_>> = valid.iter().map(|(_, a)| (*a).clone()).collect();
+
+        // Limitation: no revocation checking (CRLs, OCSP); ovs-pki deployments revoke by
+        // replacing the CA bundle.
+        let result = ee.verify_for_usage(
+            CERT_SIGNATURE_ALGORITHMS,
+            &anchors,
+            &intermediate_ders,
+            time,
+            IkeKeyUsage,
+            None,
+            None,
+        );
+        let path = match result {
+            Ok(path) => path,
+            Err(webpki::Error::UnknownIssuer) => {
+                // Say so when the issuer is a configured CA outside its validity period.
+                let issuers: Vec<&str> = std::iter::once(end_entity)
+                    .chain(intermediates)
+                    .map(Certificate::issuer)
+                    .collect();
+                if let Some((ca, _)) = invalid
+                    .iter()
+                    .find(|(ca, _)| issuers.contains(&ca.subject()))
+                {
+                    ca.check_validity(now)?;
+                }
+                return Err(untrusted(describe(&webpki::Error::UnknownIssuer)));
+            }
+            Err(e) => return Err(untrusted(describe(&e))),
+        };
+
+        let anchor = path.anchor();
+        let ca = valid
+            .iter()
             .find(|(_, a)| {
                 a.subject.as_ref() == anchor.subject.as_ref()
                     && a.subject_public_key_info.as_ref() == anchor.subject_public_key_info.as_ref()
             })
-            .map(|(ca, _)| ca)
+            .map(|(ca, _)| *ca)
             .ok_or_else(|| untrusted("path ends at an unknown anchor".into()))?;
-        ca.check_validity(now)?;
         debug!(
             subject = end_entity.subject(),
             ca = ca.subject(),
