@@ -8,7 +8,8 @@
 //!   N(INITIAL_CONTACT) CERTREQ IDr AUTH N(USE_TRANSPORT_MODE) … SA TSi TSr …), the inner
 //!   chain encodes back to the decrypted bytes, and sealing it again with the received IV
 //!   gives the captured message byte for byte;
-//! - the CERT payloads carry exactly `chassis-a-cert.pem` and `chassis-b-cert.pem`.
+//! - the CERT payloads carry exactly `chassis-a-cert.pem` and `chassis-b-cert.pem`, which
+//!   chain to `ca-cert.pem`, the CA the CERTREQ names.
 //!
 //! Limitation: the AUTH signatures cannot be fully verified from this capture. The RFC 7296
 //! §2.15 signed octets end in `prf(SK_pi, IDi')` / `prf(SK_pr, IDr')`, and the decryption
@@ -21,9 +22,11 @@
 //! reproduce.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use ikev2::auth::{
     decode_auth_data, recover_rsa_pkcs1_digest, AuthScheme, Certificate, SignatureScheme,
+    TrustStore,
 };
 use ikev2::codec::{encode_payloads, Message, Payload, PayloadBody, TrafficSelector, TransformId};
 use ikev2::crypto::sk::SkError;
@@ -484,6 +487,30 @@ fn cert_payloads_carry_exactly_the_chassis_certificates() {
     assert_eq!(cert_of(&inner(3)).der(), b.der());
     assert_eq!(a.dns_names(), ["chassis-a"]);
     assert_eq!(b.dns_names(), ["chassis-b"]);
+}
+
+#[test]
+fn cert_payloads_chain_to_the_switch_ca_that_the_certreqs_name() {
+    // 2027-06-01T00:00:00Z, inside the validity of the capture's certificates.
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_811_808_000);
+    let store = TrustStore::from_pem(&fixture("ca-cert.pem")).unwrap();
+    for index in [2, 3] {
+        let payloads = inner(index);
+        let ca = store.verify_chain(&cert_of(&payloads), &[], now).unwrap();
+        assert_eq!(ca, &store.cas()[0], "message {index}");
+    }
+    // The IKE_AUTH request's CERTREQ names the switch CA among the CAs chassis-a trusts.
+    let certreq = inner(2)
+        .into_iter()
+        .find_map(|p| match p.body {
+            PayloadBody::CertReq(c) => Some(c),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        store.cas_named_by_certreq(&certreq.data).unwrap(),
+        vec![&store.cas()[0]]
+    );
 }
 
 fn auth_of(payloads: &[Payload]) -> (AuthMethod, Vec<u8>) {

@@ -34,8 +34,8 @@ pub enum CaptureError {
         /// What the operating system said.
         source: std::io::Error,
     },
-    /// The file is larger than [`MAX_CAPTURE_BYTES`].
-    #[error("{path} is {size} bytes, more than the {MAX_CAPTURE_BYTES} bytes ipsecctl reads")]
+    /// The file is larger than [`MAX_CAPTURE_BYTES`] (for a stream: at least `size`).
+    #[error("{path} is {size} bytes or more, beyond the {MAX_CAPTURE_BYTES} bytes ipsecctl reads")]
     TooLarge {
         /// The file.
         path: String,
@@ -101,6 +101,27 @@ pub struct Capture {
     pub frames: Vec<Frame>,
     /// Set when the file ends in a damaged or truncated record.
     pub problem: Option<CaptureProblem>,
+}
+
+/// Reads a whole capture from a stream (e.g. standard input, for `tcpdump -w - | …`),
+/// refusing more than [`MAX_CAPTURE_BYTES`].
+pub fn read_capture_stream(name: &str, stream: impl Read) -> Result<Capture, CaptureError> {
+    let mut bytes = Vec::new();
+    stream
+        .take(MAX_CAPTURE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| CaptureError::Io {
+            path: name.to_string(),
+            source,
+        })?;
+    let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if size > MAX_CAPTURE_BYTES {
+        return Err(CaptureError::TooLarge {
+            path: name.to_string(),
+            size,
+        });
+    }
+    parse_capture(&bytes)
 }
 
 /// Reads a capture file from disk, refusing files larger than [`MAX_CAPTURE_BYTES`].

@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::capture::Frame;
-use crate::ip::{parse_ipv4, parse_ipv6, IpPacket, IPPROTO_ESP, IPPROTO_UDP};
+use crate::ip::{
+    parse_ipv4, parse_ipv4_cut, parse_ipv6, parse_ipv6_cut, IpPacket, IPPROTO_ESP, IPPROTO_UDP,
+};
 use crate::link::{network_layer, Network};
 use crate::reassembly::{DatagramKey, FragmentOutcome, Incomplete, IncompleteReason, Reassembler};
-use crate::udp::{classify, parse_udp, IkeTransport};
+use crate::udp::{classify, parse_udp, parse_udp_cut, IkeTransport};
 
 /// An IKE message found in the capture, with where and when it travelled.
 #[derive(Debug, Clone)]
@@ -25,8 +27,10 @@ pub struct IkeDatagram {
     pub dst: SocketAddr,
     /// True for port 4500 behind the non-ESP marker.
     pub nat_t: bool,
-    /// The IKE message, from the IKE header on.
+    /// The IKE message, from the IKE header on (only its captured part when cut).
     pub message: Vec<u8>,
+    /// Set when the capture's snap length cut the message: its length on the wire.
+    pub cut_from: Option<usize>,
 }
 
 /// Everything of interest the capture holds, in frame order.
@@ -145,7 +149,12 @@ pub fn extract(frames: &[Frame]) -> (Vec<CaptureEvent>, FrameCounts) {
                 continue;
             }
         };
+        // A frame the snap length cut is read as far as it goes, so that at least the IKE
+        // header of a cut message shows.
+        let cut = usize::try_from(frame.original_len).is_ok_and(|o| o > frame.data.len());
         let parsed = match network {
+            Network::Ipv4(bytes) if cut => parse_ipv4_cut(bytes).map_err(|e| e.to_string()),
+            Network::Ipv6(bytes) if cut => parse_ipv6_cut(bytes).map_err(|e| e.to_string()),
             Network::Ipv4(bytes) => parse_ipv4(bytes).map_err(|e| e.to_string()),
             Network::Ipv6(bytes) => parse_ipv6(bytes).map_err(|e| e.to_string()),
             Network::Other { .. } => {
@@ -160,6 +169,7 @@ pub fn extract(frames: &[Frame]) -> (Vec<CaptureEvent>, FrameCounts) {
                 continue;
             }
         };
+        // Limitation: IKE over TCP (RFC 9329) is not decoded; such frames count as unrelated.
         if packet.protocol != IPPROTO_UDP && packet.protocol != IPPROTO_ESP {
             counts.unrelated += 1;
             continue;
@@ -180,6 +190,13 @@ pub fn extract(frames: &[Frame]) -> (Vec<CaptureEvent>, FrameCounts) {
         };
 
         counts.fragments += 1;
+        if packet.cut_from.is_some() {
+            events.push(malformed(format!(
+                "IP fragment (id {}, offset {}) cut by the snap length: not reassembled",
+                fragment.id, fragment.offset
+            )));
+            continue;
+        }
         let key = DatagramKey {
             src: packet.src,
             dst: packet.dst,
@@ -272,7 +289,12 @@ fn transport(
         return;
     }
 
-    let udp = match parse_udp(payload) {
+    let parsed = if packet.cut_from.is_some() {
+        parse_udp_cut(payload)
+    } else {
+        parse_udp(payload)
+    };
+    let udp = match parsed {
         Ok(u) => u,
         Err(e) => {
             events.push(CaptureEvent::Malformed {
@@ -294,6 +316,10 @@ fn transport(
             dst,
             nat_t,
             message: message.to_vec(),
+            // The non-ESP marker is not part of the IKE message.
+            cut_from: udp
+                .cut_from
+                .map(|c| if nat_t { c.saturating_sub(4) } else { c }),
         })),
         IkeTransport::Esp { spi, sequence, len } => events.push(CaptureEvent::Esp {
             frame: frame.number,

@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use ikev2::auth::TrustStore;
 use ikev2::codec::{Header, Message, PayloadBody};
 use ikev2::crypto::{AeadCipher, RingProvider};
 use ikev2::protection::{
@@ -39,12 +40,23 @@ pub struct Report {
     pub first_frame_time: Option<String>,
     /// The key table, when one was given.
     pub key_table: Option<KeyTableView>,
+    /// The CAs of `--ca`, when given.
+    pub trusted_cas: Option<TrustView>,
     /// IKE messages and other noteworthy packets, in frame order.
     pub records: Vec<Record>,
     /// Set when the capture ends in a damaged record.
     pub capture_problem: Option<CaptureProblem>,
     /// Counts.
     pub summary: Summary,
+}
+
+/// The CAs certificates are validated against.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustView {
+    /// The PEM file.
+    pub file: String,
+    /// Subject of each CA in it.
+    pub subjects: Vec<String>,
 }
 
 /// The IKE SAs of the key table.
@@ -301,11 +313,19 @@ pub struct Summary {
 }
 
 /// Decodes every IKE message of `capture`, opening SK/SKF payloads with `keys` if given.
-pub fn decode_capture(file: &str, capture: &Capture, keys: Option<(&str, &KeyTable)>) -> Report {
+/// With `trust` (`--ca`), the sender's CERT of each message is validated against those CAs
+/// at the message's capture time.
+pub fn decode_capture(
+    file: &str,
+    capture: &Capture,
+    keys: Option<(&str, &KeyTable)>,
+    trust: Option<(&str, &TrustStore)>,
+) -> Report {
     let (events, counts) = extract(&capture.frames);
     let start = capture.frames.iter().find_map(|f| f.timestamp);
     let mut decoder = Decoder {
         keys: keys.map(|(_, t)| t),
+        trust: trust.map(|(_, t)| t),
         start,
         fragments: FragmentReassembler::new(),
         fragment_frames: HashMap::new(),
@@ -335,6 +355,14 @@ pub fn decode_capture(file: &str, capture: &Capture, keys: Option<(&str, &KeyTab
         capture_format: capture.format,
         first_frame_time: start.map(rfc3339),
         key_table: keys.map(|(file, table)| key_table_view(file, table)),
+        trusted_cas: trust.map(|(file, store)| TrustView {
+            file: file.to_string(),
+            subjects: store
+                .cas()
+                .iter()
+                .map(|ca| ca.subject().to_string())
+                .collect(),
+        }),
         records,
         capture_problem: capture.problem.clone(),
         summary: decoder.summary,
@@ -368,6 +396,7 @@ fn key_table_view(file: &str, table: &KeyTable) -> KeyTableView {
 
 struct Decoder<'k> {
     keys: Option<&'k KeyTable>,
+    trust: Option<&'k TrustStore>,
     start: Option<Duration>,
     fragments: FragmentReassembler,
     /// Frames of the SKF fragments of each message being reassembled.
@@ -492,6 +521,16 @@ impl Decoder<'_> {
             decryption: None,
         };
 
+        if let Some(on_wire) = d.cut_from {
+            self.summary.malformed_messages += 1;
+            record.error = Some(format!(
+                "the capture's snap length cut the message: {} of {on_wire} octets captured",
+                d.message.len()
+            ));
+            record.header = cut_header(&d.message).as_ref().map(header_view);
+            return record;
+        }
+
         let header = match Header::decode(&d.message) {
             Ok(h) => h,
             Err(e) => {
@@ -507,8 +546,12 @@ impl Decoder<'_> {
             src: d.src,
             dst: d.dst,
             from_original_initiator: header.flags.is_initiator(),
+            trust: self.trust,
+            captured_at: d.timestamp.map(|t| SystemTime::UNIX_EPOCH + t),
         };
 
+        // Limitation: a message that fails to decode shows its header and the error only, not
+        // the payloads before the bad one; IKEv1 (major version 1) is reported, not decoded.
         let message = match Message::decode(&d.message) {
             Ok(m) => m,
             Err(e) => {
@@ -634,6 +677,19 @@ impl Decoder<'_> {
         }
         view
     }
+}
+
+/// The IKE header of a message the snap length cut: decoded from a copy whose Length field
+/// is set to what was captured, then given back the declared Length.
+fn cut_header(captured: &[u8]) -> Option<Header> {
+    let declared = captured.get(24..28)?;
+    let declared = u32::from_be_bytes(declared.try_into().ok()?);
+    let mut copy = captured.to_vec();
+    let len = u32::try_from(copy.len()).ok()?;
+    copy.get_mut(24..28)?.copy_from_slice(&len.to_be_bytes());
+    let mut header = Header::decode(&copy).ok()?;
+    header.length = declared;
+    Some(header)
 }
 
 fn header_view(h: &Header) -> HeaderView {

@@ -42,6 +42,9 @@ pub struct IpPacket<'a> {
     pub fragment: Option<FragmentInfo>,
     /// The payload after all IP headers (a fragment's slice of it, for fragments).
     pub payload: &'a [u8],
+    /// Set when the capture's snap length cut the packet: the payload length the header
+    /// claims (`payload` then holds only what was captured).
+    pub cut_from: Option<usize>,
 }
 
 /// Why an IP header could not be read.
@@ -101,6 +104,16 @@ pub enum IpError {
 
 /// Parses an IPv4 packet (RFC 791), trimming link-layer padding by the Total Length.
 pub fn parse_ipv4(bytes: &[u8]) -> Result<IpPacket<'_>, IpError> {
+    parse_ipv4_inner(bytes, false)
+}
+
+/// Like [`parse_ipv4`], for a frame the capture's snap length cut: a Total Length beyond the
+/// captured bytes gives the captured part, with [`IpPacket::cut_from`] set.
+pub fn parse_ipv4_cut(bytes: &[u8]) -> Result<IpPacket<'_>, IpError> {
+    parse_ipv4_inner(bytes, true)
+}
+
+fn parse_ipv4_inner(bytes: &[u8], allow_cut: bool) -> Result<IpPacket<'_>, IpError> {
     let header: &[u8; IPV4_MIN_HEADER_LEN] = bytes
         .get(..IPV4_MIN_HEADER_LEN)
         .and_then(|h| h.try_into().ok())
@@ -125,11 +138,19 @@ pub fn parse_ipv4(bytes: &[u8]) -> Result<IpPacket<'_>, IpError> {
         });
     }
     let total = usize::from(u16::from_be_bytes([header[2], header[3]]));
-    let payload = bytes.get(ihl_bytes..total).ok_or(IpError::BadTotalLength {
+    let too_long = IpError::BadTotalLength {
         version: "IPv4",
         claimed: total,
         have: bytes.len(),
-    })?;
+    };
+    let (payload, cut_from) = match bytes.get(ihl_bytes..total) {
+        Some(p) => (p, None),
+        None if allow_cut && total > bytes.len() => (
+            bytes.get(ihl_bytes..).unwrap_or_default(),
+            Some(total - ihl_bytes),
+        ),
+        None => return Err(too_long),
+    };
 
     let flags_offset = u16::from_be_bytes([header[6], header[7]]);
     let more = flags_offset & 0x2000 != 0;
@@ -150,12 +171,22 @@ pub fn parse_ipv4(bytes: &[u8]) -> Result<IpPacket<'_>, IpError> {
         protocol: header[9],
         fragment,
         payload,
+        cut_from,
     })
 }
 
 /// Parses an IPv6 packet (RFC 8200), walking hop-by-hop, routing, destination-options and
 /// fragment headers to the upper-layer protocol.
 pub fn parse_ipv6(bytes: &[u8]) -> Result<IpPacket<'_>, IpError> {
+    parse_ipv6_inner(bytes, false)
+}
+
+/// Like [`parse_ipv6`], for a frame the capture's snap length cut (see [`parse_ipv4_cut`]).
+pub fn parse_ipv6_cut(bytes: &[u8]) -> Result<IpPacket<'_>, IpError> {
+    parse_ipv6_inner(bytes, true)
+}
+
+fn parse_ipv6_inner(bytes: &[u8], allow_cut: bool) -> Result<IpPacket<'_>, IpError> {
     let header: &[u8; IPV6_HEADER_LEN] = bytes
         .get(..IPV6_HEADER_LEN)
         .and_then(|h| h.try_into().ok())
@@ -176,13 +207,18 @@ pub fn parse_ipv6(bytes: &[u8]) -> Result<IpPacket<'_>, IpError> {
     if payload_len == 0 {
         return Err(IpError::Jumbogram);
     }
-    let packet = bytes
-        .get(..IPV6_HEADER_LEN + payload_len)
-        .ok_or(IpError::BadTotalLength {
-            version: "IPv6",
-            claimed: IPV6_HEADER_LEN + payload_len,
-            have: bytes.len(),
-        })?;
+    let claimed = IPV6_HEADER_LEN + payload_len;
+    let (packet, cut_from) = match bytes.get(..claimed) {
+        Some(p) => (p, None),
+        None if allow_cut => (bytes, Some(claimed)),
+        None => {
+            return Err(IpError::BadTotalLength {
+                version: "IPv6",
+                claimed,
+                have: bytes.len(),
+            })
+        }
+    };
 
     let mut src = [0u8; 16];
     src.copy_from_slice(&header[8..24]);
@@ -244,6 +280,8 @@ pub fn parse_ipv6(bytes: &[u8]) -> Result<IpPacket<'_>, IpError> {
         protocol: next,
         fragment,
         payload: packet.get(offset..).unwrap_or_default(),
+        // The claimed length of what follows the headers walked.
+        cut_from: cut_from.map(|c| c.saturating_sub(offset)),
     })
 }
 
@@ -260,6 +298,16 @@ mod tests {
         p[6..8].copy_from_slice(&flags_offset.to_be_bytes());
         p.extend_from_slice(payload);
         p
+    }
+
+    #[test]
+    fn ipv4_packet_cut_by_the_snap_length_keeps_the_captured_part() {
+        let mut p = ipv4(0, &[1, 2, 3, 4]);
+        p.truncate(22);
+        assert!(parse_ipv4(&p).is_err());
+        let packet = parse_ipv4_cut(&p).unwrap();
+        assert_eq!(packet.payload, &[1, 2]);
+        assert_eq!(packet.cut_from, Some(4));
     }
 
     #[test]

@@ -12,14 +12,26 @@ use crate::view::{BodyView, PayloadView, SelectorView};
 /// output always has them whole).
 pub const HEX_PREVIEW_OCTETS: usize = 24;
 
-/// Renders the report as indented text.
+/// How the text is rendered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Print hex values whole instead of their first [`HEX_PREVIEW_OCTETS`] octets.
+    pub full_hex: bool,
+}
+
+/// Renders the report as indented text, long hex values shortened.
 pub fn render(report: &Report) -> String {
+    render_with(report, Options::default())
+}
+
+/// Renders the report as indented text with the given options.
+pub fn render_with(report: &Report, options: Options) -> String {
     let mut out = String::new();
-    let _ = write_report(&mut out, report);
+    let _ = write_report(&mut out, report, options);
     out
 }
 
-fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
+fn write_report(out: &mut String, r: &Report, o: Options) -> std::fmt::Result {
     let format = match r.capture_format {
         crate::capture::CaptureFormat::Pcap => "pcap",
         crate::capture::CaptureFormat::Pcapng => "pcapng",
@@ -27,6 +39,12 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(out, "{}: {format}, {} frames", r.file, r.summary.frames)?;
     if let Some(t) = &r.first_frame_time {
         writeln!(out, "first frame at {t}")?;
+    }
+    if let Some(t) = &r.trusted_cas {
+        writeln!(out, "CAs from {}:", t.file)?;
+        for subject in &t.subjects {
+            writeln!(out, "  {subject}")?;
+        }
     }
     if let Some(k) = &r.key_table {
         writeln!(out, "key table {}: {} IKE SA(s)", k.file, k.entries.len())?;
@@ -47,7 +65,7 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     for record in &r.records {
         writeln!(out)?;
         match record {
-            Record::IkeMessage(m) => write_message(out, m)?,
+            Record::IkeMessage(m) => write_message(out, m, o)?,
             Record::Esp(e) => {
                 write_packet_line(out, &e.packet, "ESP")?;
                 let how = if e.udp_encapsulated { "in UDP (RFC 3948)" } else { "IP protocol 50" };
@@ -65,8 +83,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             }
             Record::IpFragmentsDropped(f) => writeln!(
                 out,
-                "frames {}: IP datagram {} -> {} (id {}) dropped: {}",
-                frame_list(&f.frames),
+                "{}: IP datagram {} -> {} (id {}) dropped: {}",
+                frames_label(&f.frames),
                 f.src,
                 f.dst,
                 f.ip_id,
@@ -74,8 +92,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             )?,
             Record::IpFragmentsIncomplete(f) => writeln!(
                 out,
-                "frames {}: IP datagram {} -> {} (id {}) incomplete: {}",
-                frame_list(&f.frames),
+                "{}: IP datagram {} -> {} (id {}) incomplete: {}",
+                frames_label(&f.frames),
                 f.src,
                 f.dst,
                 f.ip_id,
@@ -83,8 +101,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             )?,
             Record::SkfIncomplete(s) => writeln!(
                 out,
-                "frames {}: IKE message SPIi {} SPIr {} Message ID {} {}: only {} of {} SKF fragments arrived",
-                frame_list(&s.frames),
+                "{}: IKE message SPIi {} SPIr {} Message ID {} {}: only {} of {} SKF fragments arrived",
+                frames_label(&s.frames),
                 s.spi_i,
                 s.spi_r,
                 s.message_id,
@@ -120,6 +138,14 @@ fn frame_list(frames: &[u64]) -> String {
         .join("+")
 }
 
+/// "frame 4" or "frames 3+4".
+fn frames_label(frames: &[u64]) -> String {
+    match frames {
+        [one] => format!("frame {one}"),
+        _ => format!("frames {}", frame_list(frames)),
+    }
+}
+
 fn write_packet_line(out: &mut String, p: &PacketRecord, what: &str) -> std::fmt::Result {
     write!(out, "frame {}", p.frame)?;
     if let Some(rel) = p.relative_time {
@@ -128,7 +154,7 @@ fn write_packet_line(out: &mut String, p: &PacketRecord, what: &str) -> std::fmt
     writeln!(out, "  {} -> {}  {what}", p.src, p.dst)
 }
 
-fn write_message(out: &mut String, m: &MessageRecord) -> std::fmt::Result {
+fn write_message(out: &mut String, m: &MessageRecord, o: Options) -> std::fmt::Result {
     let frames = if m.frames.len() > 1 {
         format!("frames {} (IP-reassembled)", frame_list(&m.frames))
     } else {
@@ -151,10 +177,10 @@ fn write_message(out: &mut String, m: &MessageRecord) -> std::fmt::Result {
         writeln!(out, "  MALFORMED: {e}")?;
     }
     for p in &m.payloads {
-        write_payload(out, p, 1)?;
+        write_payload(out, p, 1, o)?;
     }
     if let Some(d) = &m.decryption {
-        write_decryption(out, d)?;
+        write_decryption(out, d, o)?;
     }
     Ok(())
 }
@@ -187,7 +213,7 @@ fn write_header(out: &mut String, h: &HeaderView) -> std::fmt::Result {
     )
 }
 
-fn write_decryption(out: &mut String, d: &DecryptionView) -> std::fmt::Result {
+fn write_decryption(out: &mut String, d: &DecryptionView, o: Options) -> std::fmt::Result {
     let line = d
         .key_table_line
         .map_or(String::new(), |l| format!(" with key table line {l}"));
@@ -215,8 +241,12 @@ fn write_decryption(out: &mut String, d: &DecryptionView) -> std::fmt::Result {
                 d.payload,
                 facts.join(", ")
             )?;
+            if d.payloads.is_empty() {
+                // RFC 7296 §1.4: an empty INFORMATIONAL request is a liveness check.
+                writeln!(out, "      (no payloads)")?;
+            }
             for p in &d.payloads {
-                write_payload(out, p, 3)?;
+                write_payload(out, p, 3, o)?;
             }
         }
         DecryptionStatus::FragmentHeld => writeln!(
@@ -243,7 +273,10 @@ fn write_decryption(out: &mut String, d: &DecryptionView) -> std::fmt::Result {
     Ok(())
 }
 
-fn hex_preview(hex: &str) -> String {
+fn hex_preview(hex: &str, o: Options) -> String {
+    if o.full_hex {
+        return hex.to_string();
+    }
     let max = HEX_PREVIEW_OCTETS * 2;
     match hex.get(..max) {
         Some(head) if hex.len() > max => format!("{head}…"),
@@ -251,7 +284,7 @@ fn hex_preview(hex: &str) -> String {
     }
 }
 
-fn write_payload(out: &mut String, p: &PayloadView, depth: usize) -> std::fmt::Result {
+fn write_payload(out: &mut String, p: &PayloadView, depth: usize, o: Options) -> std::fmt::Result {
     let pad = "  ".repeat(depth);
     let critical = if p.critical { " (critical)" } else { "" };
     let name = &p.payload_type;
@@ -267,7 +300,7 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize) -> std::fmt::R
                     for a in &t.attributes {
                         match (&a.value, &a.data) {
                             (Some(v), _) => write!(out, " {}={v}", a.attribute_type)?,
-                            (_, Some(d)) => write!(out, " {}={}", a.attribute_type, hex_preview(d))?,
+                            (_, Some(d)) => write!(out, " {}={}", a.attribute_type, hex_preview(d, o))?,
                             _ => {}
                         }
                     }
@@ -276,10 +309,10 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize) -> std::fmt::R
             }
         }
         BodyView::Ke { group, data_len, data, .. } => {
-            writeln!(out, "{pad}{name}{critical} {group}, {data_len} bytes: {}", hex_preview(data))?;
+            writeln!(out, "{pad}{name}{critical} {group}, {data_len} bytes: {}", hex_preview(data, o))?;
         }
         BodyView::Id { id_type, value, certificate_match, data, .. } => {
-            let shown = value.clone().unwrap_or_else(|| hex_preview(data));
+            let shown = value.clone().unwrap_or_else(|| hex_preview(data, o));
             writeln!(out, "{pad}{name}{critical} {id_type} {shown}")?;
             if let Some(m) = certificate_match {
                 writeln!(out, "{pad}  {m}")?;
@@ -297,6 +330,9 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize) -> std::fmt::R
                     writeln!(out, "{pad}  IP      {}", c.ip_addresses.join(", "))?;
                 }
                 writeln!(out, "{pad}  key     {}{}", c.key_type, if c.is_ca { ", CA" } else { "" })?;
+                if let Some(chain) = &c.chain {
+                    writeln!(out, "{pad}  chain   {chain}")?;
+                }
             }
             if let Some(e) = certificate_error {
                 writeln!(out, "{pad}  (not parsed: {e})")?;
@@ -304,7 +340,7 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize) -> std::fmt::R
         }
         BodyView::CertReq { encoding, ca_key_hashes, data, .. } => {
             if ca_key_hashes.is_empty() {
-                writeln!(out, "{pad}{name}{critical} {encoding} {}", hex_preview(data))?;
+                writeln!(out, "{pad}{name}{critical} {encoding} {}", hex_preview(data, o))?;
             } else {
                 writeln!(out, "{pad}{name}{critical} {encoding}, CA key hashes:")?;
                 for h in ca_key_hashes {
@@ -315,7 +351,7 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize) -> std::fmt::R
         BodyView::Auth { method, scheme, signature_len, scheme_error, signature_check, data, .. } => {
             match (scheme, signature_len) {
                 (Some(s), Some(len)) => writeln!(out, "{pad}{name}{critical} {s}, {len}-byte signature")?,
-                _ => writeln!(out, "{pad}{name}{critical} {method} {}", hex_preview(data))?,
+                _ => writeln!(out, "{pad}{name}{critical} {method} {}", hex_preview(data, o))?,
             }
             if let Some(e) = scheme_error {
                 writeln!(out, "{pad}  ({e})")?;
@@ -325,7 +361,7 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize) -> std::fmt::R
             }
         }
         BodyView::Nonce { data_len, data } => {
-            writeln!(out, "{pad}{name}{critical} {data_len} bytes: {}", hex_preview(data))?;
+            writeln!(out, "{pad}{name}{critical} {data_len} bytes: {}", hex_preview(data, o))?;
         }
         BodyView::Notify { notify_type, protocol, spi, data, decoded, error, .. } => {
             write!(out, "{pad}N({notify_type}){critical}")?;
@@ -337,7 +373,7 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize) -> std::fmt::R
             }
             match decoded {
                 Some(text) => write!(out, ": {text}")?,
-                None if !data.is_empty() => write!(out, ": {}", hex_preview(data))?,
+                None if !data.is_empty() => write!(out, ": {}", hex_preview(data, o))?,
                 None => {}
             }
             writeln!(out)?;
@@ -346,13 +382,13 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize) -> std::fmt::R
             writeln!(out, "{pad}{name}{critical} {protocol} SPIs {}", spis.join(", "))?;
         }
         BodyView::VendorId { data, text } => {
-            let shown = text.clone().unwrap_or_else(|| hex_preview(data));
+            let shown = text.clone().unwrap_or_else(|| hex_preview(data, o));
             writeln!(out, "{pad}{name}{critical} {shown}")?;
         }
         BodyView::Ts { selectors } => {
             writeln!(out, "{pad}{name}{critical}")?;
             for s in selectors {
-                writeln!(out, "{pad}  {}", selector_text(s))?;
+                writeln!(out, "{pad}  {}", selector_text(s, o))?;
             }
         }
         BodyView::Sk { first_inner, sealed_len } => {
@@ -366,24 +402,24 @@ fn write_payload(out: &mut String, p: &PayloadView, depth: usize) -> std::fmt::R
         BodyView::Cp { cfg_type, attributes } => {
             writeln!(out, "{pad}{name}{critical} {cfg_type}")?;
             for a in attributes {
-                let shown = a.address.clone().unwrap_or_else(|| hex_preview(&a.value));
+                let shown = a.address.clone().unwrap_or_else(|| hex_preview(&a.value, o));
                 writeln!(out, "{pad}  {} {shown}", a.attribute_type)?;
             }
         }
         BodyView::Opaque { data } => {
-            writeln!(out, "{pad}{name}{critical} {} bytes: {}", data.len() / 2, hex_preview(data))?;
+            writeln!(out, "{pad}{name}{critical} {} bytes: {}", data.len() / 2, hex_preview(data, o))?;
         }
     }
     Ok(())
 }
 
-fn selector_text(s: &SelectorView) -> String {
+fn selector_text(s: &SelectorView, o: Options) -> String {
     if let Some(data) = &s.data {
         return format!(
             "{} protocol {} data {}",
             s.ts_type,
             s.ip_protocol,
-            hex_preview(data)
+            hex_preview(data, o)
         );
     }
     let protocol = match s.ip_protocol {

@@ -19,6 +19,9 @@ pub struct UdpDatagram<'a> {
     pub dst_port: u16,
     /// The payload, trimmed to the UDP Length field.
     pub payload: &'a [u8],
+    /// Set when the capture's snap length cut the datagram: the payload length the UDP
+    /// Length field claims (`payload` then holds only what was captured).
+    pub cut_from: Option<usize>,
 }
 
 /// Why a UDP header could not be read.
@@ -43,6 +46,16 @@ pub enum UdpError {
 /// Parses a UDP header (RFC 768). The checksum is not verified: captures taken on the
 /// sending host often carry checksums the NIC fills in later.
 pub fn parse_udp(bytes: &[u8]) -> Result<UdpDatagram<'_>, UdpError> {
+    parse_udp_inner(bytes, false)
+}
+
+/// Like [`parse_udp`], for a datagram the capture's snap length cut: a Length beyond the
+/// captured bytes gives the captured part, with [`UdpDatagram::cut_from`] set.
+pub fn parse_udp_cut(bytes: &[u8]) -> Result<UdpDatagram<'_>, UdpError> {
+    parse_udp_inner(bytes, true)
+}
+
+fn parse_udp_inner(bytes: &[u8], allow_cut: bool) -> Result<UdpDatagram<'_>, UdpError> {
     let Some(&[sp0, sp1, dp0, dp1, l0, l1, _, _]) = bytes.get(..UDP_HEADER_LEN) else {
         return Err(UdpError::Truncated { have: bytes.len() });
     };
@@ -53,16 +66,24 @@ pub fn parse_udp(bytes: &[u8]) -> Result<UdpDatagram<'_>, UdpError> {
             have: bytes.len(),
         });
     }
-    let payload = bytes
-        .get(UDP_HEADER_LEN..claimed)
-        .ok_or(UdpError::BadLength {
-            claimed,
-            have: bytes.len(),
-        })?;
+    let (payload, cut_from) = match bytes.get(UDP_HEADER_LEN..claimed) {
+        Some(p) => (p, None),
+        None if allow_cut => (
+            bytes.get(UDP_HEADER_LEN..).unwrap_or_default(),
+            Some(claimed - UDP_HEADER_LEN),
+        ),
+        None => {
+            return Err(UdpError::BadLength {
+                claimed,
+                have: bytes.len(),
+            })
+        }
+    };
     Ok(UdpDatagram {
         src_port: u16::from_be_bytes([sp0, sp1]),
         dst_port: u16::from_be_bytes([dp0, dp1]),
         payload,
+        cut_from,
     })
 }
 

@@ -3,9 +3,11 @@
 //! `docs/decode-json.md` in this crate) and rendered as indented text by [`crate::render`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::SystemTime;
 
 use ikev2::auth::{
     certificate_proves, decode_auth_data, recover_rsa_pkcs1_digest, Certificate, Identity,
+    TrustStore,
 };
 use ikev2::codec::{
     AttributeValue, NotifyData, Payload, PayloadBody, Proposal, TrafficSelector, Transform,
@@ -18,7 +20,7 @@ use serde::Serialize;
 
 /// What a payload view needs to know about the message it came in (for NAT detection).
 #[derive(Debug, Clone, Copy)]
-pub struct MessageContext {
+pub struct MessageContext<'a> {
     /// SPIi of the header.
     pub spi_i: [u8; 8],
     /// SPIr of the header.
@@ -29,6 +31,10 @@ pub struct MessageContext {
     pub dst: SocketAddr,
     /// The I flag: the sender is the original initiator, so IDi (not IDr) is its identity.
     pub from_original_initiator: bool,
+    /// CAs to validate CERT payloads against (`--ca`), if any.
+    pub trust: Option<&'a TrustStore>,
+    /// When the message was captured: the time certificates are validated at.
+    pub captured_at: Option<SystemTime>,
 }
 
 /// One payload: its type, critical bit and typed body.
@@ -258,6 +264,9 @@ pub struct CertificateView {
     pub is_ca: bool,
     /// Public key type.
     pub key_type: String,
+    /// With `--ca`, for the sender's certificate (the first CERT of the chain): whether it
+    /// chains to one of those CAs at the capture time, as text.
+    pub chain: Option<String>,
 }
 
 /// One traffic selector.
@@ -291,7 +300,7 @@ pub struct CfgAttributeView {
 }
 
 /// Builds the view of a payload chain.
-pub fn payloads(list: &[Payload], ctx: &MessageContext) -> Vec<PayloadView> {
+pub fn payloads(list: &[Payload], ctx: &MessageContext<'_>) -> Vec<PayloadView> {
     let mut views: Vec<PayloadView> = list.iter().map(|p| payload(p, ctx)).collect();
 
     // The first CERT of a chain is the sender's end-entity certificate (RFC 7296 §3.6).
@@ -299,6 +308,33 @@ pub fn payloads(list: &[Payload], ctx: &MessageContext) -> Vec<PayloadView> {
         PayloadBody::Cert(c) => Certificate::from_cert_payload(c.encoding, &c.data).ok(),
         _ => None,
     });
+    if let (Some(signer), Some(trust)) = (&signer, ctx.trust) {
+        // The CERTs after the first are the intermediates (RFC 7296 §3.6).
+        let intermediates: Vec<Certificate> = list
+            .iter()
+            .filter_map(|p| match &p.body {
+                PayloadBody::Cert(c) => Certificate::from_cert_payload(c.encoding, &c.data).ok(),
+                _ => None,
+            })
+            .skip(1)
+            .collect();
+        let first_cert = views.iter_mut().find_map(|v| match &mut v.body {
+            BodyView::Cert {
+                certificate: Some(c),
+                ..
+            } => Some(c),
+            _ => None,
+        });
+        if let Some(view) = first_cert {
+            view.chain = Some(match ctx.captured_at {
+                None => "not validated: the frame has no capture time".to_string(),
+                Some(at) => match trust.verify_chain(signer, &intermediates, at) {
+                    Ok(ca) => format!("chains to {} (at the capture time)", ca.subject()),
+                    Err(e) => format!("does NOT chain to the given CAs: {e}"),
+                },
+            });
+        }
+    }
     if let Some(signer) = signer {
         for (p, v) in list.iter().zip(views.iter_mut()) {
             let own_id = match &p.body {
@@ -345,7 +381,7 @@ pub fn payloads(list: &[Payload], ctx: &MessageContext) -> Vec<PayloadView> {
 }
 
 /// Builds the view of one payload.
-pub fn payload(p: &Payload, ctx: &MessageContext) -> PayloadView {
+pub fn payload(p: &Payload, ctx: &MessageContext<'_>) -> PayloadView {
     let t: PayloadType = p.payload_type();
     PayloadView {
         payload_type: t.to_string(),
@@ -355,7 +391,7 @@ pub fn payload(p: &Payload, ctx: &MessageContext) -> PayloadView {
     }
 }
 
-fn body(b: &PayloadBody, ctx: &MessageContext) -> BodyView {
+fn body(b: &PayloadBody, ctx: &MessageContext<'_>) -> BodyView {
     match b {
         PayloadBody::Sa(sa) => BodyView::Sa {
             proposals: sa.proposals.iter().map(proposal).collect(),
@@ -563,6 +599,7 @@ fn certificate_view(c: &Certificate) -> CertificateView {
         ip_addresses: c.ip_addresses().iter().map(IpAddr::to_string).collect(),
         is_ca: c.is_ca(),
         key_type: c.key_type().to_string(),
+        chain: None,
     }
 }
 
@@ -595,7 +632,7 @@ fn printable(data: &[u8]) -> Option<String> {
 }
 
 /// The notification data as text, for the types whose layout we know.
-fn notify_decoded(n: &ikev2::codec::Notify, ctx: &MessageContext) -> Option<String> {
+fn notify_decoded(n: &ikev2::codec::Notify, ctx: &MessageContext<'_>) -> Option<String> {
     let typed = match n.typed_data() {
         Ok(t) => t,
         Err(e) => return Some(format!("malformed: {e}")),
@@ -633,7 +670,7 @@ fn notify_decoded(n: &ikev2::codec::Notify, ctx: &MessageContext) -> Option<Stri
     }
 }
 
-fn nat_detection_hash(ctx: &MessageContext, addr: SocketAddr) -> Vec<u8> {
+fn nat_detection_hash(ctx: &MessageContext<'_>, addr: SocketAddr) -> Vec<u8> {
     let mut input = Vec::with_capacity(8 + 8 + 16 + 2);
     input.extend_from_slice(&ctx.spi_i);
     input.extend_from_slice(&ctx.spi_r);

@@ -781,7 +781,7 @@ fn truncated_ike_message_in_a_frame_is_reported_not_fatal() {
 }
 
 #[test]
-fn frames_cut_by_the_snap_length_are_reported_with_the_reason() {
+fn frames_cut_by_the_snap_length_show_what_was_captured() {
     let init = std::fs::read(format!(
         "{FIXTURE_DIR}/../messages/01-ike_sa_init-request.bin"
     ))
@@ -790,18 +790,319 @@ fn frames_cut_by_the_snap_length_are_reported_with_the_reason() {
     const SNAPLEN: usize = 96;
     let mut file = pcap(LINKTYPE_RAW, &[]);
     file[16..20].copy_from_slice(&(SNAPLEN as u32).to_le_bytes());
-    file.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-    file.extend_from_slice(&0u32.to_le_bytes());
-    file.extend_from_slice(&(SNAPLEN as u32).to_le_bytes());
-    file.extend_from_slice(&(whole.len() as u32).to_le_bytes());
-    file.extend_from_slice(&whole[..SNAPLEN]);
+    for kept in [SNAPLEN, 24] {
+        file.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        file.extend_from_slice(&0u32.to_le_bytes());
+        file.extend_from_slice(&(kept as u32).to_le_bytes());
+        file.extend_from_slice(&(whole.len() as u32).to_le_bytes());
+        file.extend_from_slice(&whole[..kept]);
+    }
     let path = scratch("snaplen.pcap", &file);
 
     let out = decode(&path, None, false);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
+    for expected in [
+        "IKE_SA_INIT request  SPIi bb629a76df40020e",
+        "MALFORMED: the capture's snap length cut the message: 68 of 292 octets captured",
+        "frame 2: malformed: UDP: UDP header needs 8 bytes, the datagram has 4 (the snap length kept 24 of 320 bytes)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+fn editcap_fixture(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures")).join(name)
+}
+
+/// The records without their times (microsecond files lose the nanoseconds).
+fn timeless_records(report: &Value) -> Vec<Value> {
+    let mut records = report["records"].as_array().unwrap().clone();
+    for r in &mut records {
+        let r = r.as_object_mut().unwrap();
+        r.remove("time");
+        r.remove("relative_time");
+    }
+    records
+}
+
+#[test]
+fn classic_pcap_as_editcap_writes_it_decodes_like_the_pcapng_original() {
+    let original = json(&decode(&capture(), Some(&keys()), true));
+    for name in [
+        "transport-two-children-usec.pcap",
+        "transport-two-children-nsec.pcap",
+    ] {
+        let report = json(&decode(&editcap_fixture(name), Some(&keys()), true));
+        assert_eq!(report["capture_format"], "pcap");
+        assert_eq!(
+            timeless_records(&report),
+            timeless_records(&original),
+            "{name}"
+        );
+    }
+    let nsec = json(&decode(
+        &editcap_fixture("transport-two-children-nsec.pcap"),
+        None,
+        true,
+    ));
+    assert_eq!(
+        nsec["first_frame_time"], original["first_frame_time"],
+        "nanoseconds kept"
+    );
+}
+
+#[test]
+fn messages_cut_by_the_snap_length_still_show_their_header() {
+    let path = editcap_fixture("transport-two-children-snap200.pcap");
+    let report = json(&decode(&path, Some(&keys()), true));
+    let messages = ike_records(&report);
+    let exchanges: Vec<&str> = messages
+        .iter()
+        .map(|m| m["header"]["exchange"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        exchanges,
+        [
+            "IKE_SA_INIT",
+            "IKE_SA_INIT",
+            "IKE_AUTH",
+            "CREATE_CHILD_SA",
+            "CREATE_CHILD_SA"
+        ],
+        "the IP-fragmented IKE_AUTH request cannot be reassembled from cut fragments"
+    );
+    assert_eq!(messages[0]["header"]["length"], 292, "the declared length");
+    assert_eq!(
+        messages[0]["error"],
+        "the capture's snap length cut the message: 158 of 292 octets captured"
+    );
+    let text = stdout(&decode(&path, None, false));
     assert!(
-        text.contains("frame 1: malformed: IPv4 length field says 320 bytes, 96 were captured (the snap length kept 96 of 320 bytes)"),
+        text.contains("IP fragment (id 8591, offset 0) cut by the snap length: not reassembled"),
         "{text}"
     );
+}
+
+#[test]
+fn ipv6_fragments_are_reassembled() {
+    let init = std::fs::read(format!(
+        "{FIXTURE_DIR}/../messages/01-ike_sa_init-request.bin"
+    ))
+    .unwrap();
+    let datagram = udp(500, 500, &init);
+    let piece = 120;
+    let chunks: Vec<&[u8]> = datagram.chunks(piece).collect();
+    let mut frames = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate().rev() {
+        let more = u16::from(i + 1 < chunks.len());
+        let mut fragment_header = vec![17, 0];
+        fragment_header.extend_from_slice(&((((i * piece) / 8) as u16) << 3 | more).to_be_bytes());
+        fragment_header.extend_from_slice(&0xfeed_beefu32.to_be_bytes());
+        fragment_header.extend_from_slice(chunk);
+        let mut packet = ipv6_udp(&fragment_header);
+        packet[6] = 44; // Next Header: Fragment
+        frames.push(packet);
+    }
+    let path = scratch("ipv6-fragments.pcap", &pcap(LINKTYPE_RAW, &frames));
+    let report = json(&decode(&path, None, true));
+    let messages = ike_records(&report);
+    assert_eq!(messages.len(), 1, "{report:#}");
+    assert_eq!(messages[0]["frames"], serde_json::json!([1, 2, 3]));
+    assert_eq!(messages[0]["src"], "[2001:db8::1]:500");
+    assert!(messages[0]["error"].is_null(), "{}", messages[0]);
+    assert_eq!(messages[0]["header"]["exchange"], "IKE_SA_INIT");
+}
+
+#[test]
+fn dash_reads_the_capture_from_standard_input() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipsecctl"))
+        .args(["decode", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(capture()).unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = json(&out);
+    assert_eq!(report["file"], "-");
+    assert_eq!(ike_records(&report).len(), 6);
+}
+
+#[test]
+fn informational_delete_config_vendor_id_and_error_notifies_are_shown_by_name() {
+    use ikev2::codec::{CfgAttribute, Config, Delete, VendorId};
+    use ikev2::protection::protect;
+    use ikev2::registry::{CfgAttributeType, CfgType, KeGroup};
+
+    let sk_ei = [0x11u8; 20];
+    let sk_er = [0x22u8; 20];
+    let seal = |flags: Flags, id: u32, inner: Vec<Payload>, sk_e: &[u8]| {
+        let header = Header::new(SPI_I, SPI_R, ExchangeType::INFORMATIONAL, flags, id);
+        protect(
+            &RingProvider,
+            &header,
+            &[],
+            &inner,
+            AeadCipher::AesGcm16_128,
+            sk_e,
+            &[id as u8; 8],
+            0,
+        )
+        .unwrap()
+    };
+    let delete = seal(
+        Flags::INITIATOR,
+        7,
+        vec![Payload::new(Delete::esp(&[0xc0ff_ee01, 0xc0ff_ee02]))],
+        &sk_ei,
+    );
+    let liveness = seal(Flags::INITIATOR.with(Flags::RESPONSE), 7, vec![], &sk_ei);
+    let config = seal(
+        Flags::RESPONSE,
+        3,
+        vec![Payload::new(Config {
+            cfg_type: CfgType::CFG_REPLY,
+            attributes: vec![CfgAttribute {
+                attribute_type: CfgAttributeType::INTERNAL_IP4_ADDRESS,
+                value: vec![10, 0, 0, 9],
+            }],
+        })],
+        &sk_er,
+    );
+    let refusal = Message {
+        header: Header::new(SPI_I, [0; 8], ExchangeType::IKE_SA_INIT, Flags::RESPONSE, 0),
+        payloads: vec![
+            Payload::new(Notify::invalid_ke_payload(KeGroup::CURVE25519)),
+            Payload::new(VendorId {
+                data: b"ovn-ipsec test".to_vec(),
+            }),
+            Payload::new(Notify::cookie(vec![0xab; 16])),
+        ],
+    }
+    .encode()
+    .unwrap();
+
+    let frames: Vec<Vec<u8>> = [delete, liveness, config]
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| ipv4(17, i as u16, &udp(4500, 4500, &with_marker(m)), None))
+        .chain(ipv4(17, 9, &udp(500, 500, &refusal), None))
+        .collect();
+    let path = scratch("informational.pcap", &pcap(LINKTYPE_RAW, &frames));
+    let out = decode(&path, Some(&synthetic_table()), false);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "INFORMATIONAL request",
+        "DELETE ESP SPIs c0ffee01, c0ffee02",
+        "(no payloads)",
+        "CP CFG_REPLY",
+        "INTERNAL_IP4_ADDRESS 10.0.0.9",
+        "N(INVALID_KE_PAYLOAD) error: accepted group CURVE25519",
+        "VENDOR_ID ovn-ipsec test",
+        "N(COOKIE): cookie of 16 octets",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+/// The JSON of the strongSwan capture decoded with its keys, as committed in
+/// `tests/fixtures/transport-two-children.decode.json`: the layout is a stable interface, so
+/// any change to it shows here. Run with `UPDATE_GOLDEN=1` to rewrite the file after an
+/// intended change (and raise `format_version` if a field changed meaning or went away).
+#[test]
+fn json_of_the_strongswan_capture_matches_the_committed_golden_file() {
+    let mut report = json(&decode(&capture(), Some(&keys()), true));
+    report["file"] = Value::from("transport-two-children.pcap");
+    report["key_table"]["file"] = Value::from("transport-two-children.ikev2_decryption_table");
+    let golden = editcap_fixture("transport-two-children.decode.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let mut text = serde_json::to_string_pretty(&report).unwrap();
+        text.push('\n');
+        std::fs::write(&golden, text).unwrap();
+    }
+    let expected: Value = serde_json::from_slice(&std::fs::read(&golden).unwrap()).unwrap();
+    assert!(
+        report == expected,
+        "JSON layout changed; see {}",
+        golden.display()
+    );
+}
+
+#[test]
+fn full_hex_prints_nonces_and_key_exchange_values_whole() {
+    let nonce = "226f8e084187ec27d8a430e898c59f7b657660e14b00de5c";
+    let short = stdout(&decode(&capture(), None, false));
+    assert!(
+        short.contains(&format!("NONCE 32 bytes: {nonce}…")),
+        "{short}"
+    );
+    let out = ipsecctl(&[
+        "decode".as_ref(),
+        capture().as_os_str(),
+        "--full-hex".as_ref(),
+    ]);
+    let full = stdout(&out);
+    let line = full
+        .lines()
+        .find(|l| l.contains("NONCE 32 bytes: "))
+        .unwrap();
+    assert_eq!(line.trim().len(), "NONCE 32 bytes: ".len() + 64, "{line}");
+    assert!(!line.contains('…'));
+}
+
+fn decode_with_ca(ca: &Path) -> Output {
+    ipsecctl(&[
+        "decode".as_ref(),
+        capture().as_os_str(),
+        "--keys".as_ref(),
+        keys().as_os_str(),
+        "--ca".as_ref(),
+        ca.as_os_str(),
+        "--json".as_ref(),
+    ])
+}
+
+#[test]
+fn with_ca_each_senders_certificate_is_validated_at_the_capture_time() {
+    let report = json(&decode_with_ca(&fixture("ca-cert.pem")));
+    let subject = "C=US, ST=CA, O=Open vSwitch, OU=switchca, CN=OVS switchca CA Certificate (2026 Dec 03 18:04:50)";
+    assert_eq!(
+        report["trusted_cas"]["subjects"],
+        serde_json::json!([subject])
+    );
+    for index in [2, 3] {
+        let cert = &ike_records(&report)[index]["decryption"]["payloads"][1]["certificate"];
+        assert_eq!(
+            cert["chain"],
+            format!("chains to {subject} (at the capture time)"),
+            "{cert}"
+        );
+    }
+
+    let other_ca = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../ikev2/tests/fixtures/pki/ca-a-cert.pem"
+    ));
+    let report = json(&decode_with_ca(&other_ca));
+    let cert = &ike_records(&report)[2]["decryption"]["payloads"][1]["certificate"];
+    assert!(
+        cert["chain"]
+            .as_str()
+            .unwrap()
+            .starts_with("does NOT chain to the given CAs"),
+        "{cert}"
+    );
+}
+
+#[test]
+fn unreadable_ca_file_exits_1() {
+    let not_pem = scratch("not-a-ca.pem", b"no certificates here\n");
+    let out = decode_with_ca(&not_pem);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("CA file"), "{}", stderr(&out));
 }

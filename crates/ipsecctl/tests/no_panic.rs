@@ -1,7 +1,8 @@
 //! Decoding never panics on damaged input: seeded random mutations of the strongSwan capture
 //! (byte flips, truncations, duplicated spans) go through the whole `decode` pipeline with the
 //! keys, and mutated inner plaintexts go through the payload views. Deterministic: a fixed
-//! seed drives a small xorshift generator.
+//! seed drives a small xorshift generator. `IPSECCTL_MUTATIONS=N` runs N capture mutations
+//! instead of the default, for longer runs (`cargo test --release -p ipsecctl --test no_panic`).
 
 use ikev2::codec::{decode_payloads, Message};
 use ikev2::crypto::{AeadCipher, RingProvider};
@@ -17,8 +18,15 @@ const FIXTURE_DIR: &str = concat!(
     "/../../ikev2/tests/fixtures/strongswan-5.9.8"
 );
 
-/// Mutated captures decoded per run.
+/// Mutated captures decoded per run, unless `IPSECCTL_MUTATIONS` says otherwise.
 const CAPTURE_MUTATIONS: usize = 600;
+
+fn capture_mutations() -> usize {
+    std::env::var("IPSECCTL_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CAPTURE_MUTATIONS)
+}
 /// Mutations of each decrypted inner payload chain.
 const PLAINTEXT_MUTATIONS: usize = 400;
 
@@ -70,14 +78,22 @@ fn table() -> KeyTable {
 fn mutated_captures_decode_without_panicking() {
     let original = std::fs::read(format!("{FIXTURE_DIR}/transport-two-children.pcap")).unwrap();
     let keys = table();
+    let ca = std::fs::read(format!("{FIXTURE_DIR}/ca-cert.pem")).unwrap();
+    let trust = ikev2::auth::TrustStore::from_pem(&ca).unwrap();
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut decoded = 0;
-    for _ in 0..CAPTURE_MUTATIONS {
+    let runs = capture_mutations();
+    for _ in 0..runs {
         let bytes = mutate(&mut rng, &original);
         let Ok(capture) = parse_capture(&bytes) else {
             continue;
         };
-        let report = decode_capture("mutated.pcapng", &capture, Some(("keys", &keys)));
+        let report = decode_capture(
+            "mutated.pcapng",
+            &capture,
+            Some(("keys", &keys)),
+            Some(("ca", &trust)),
+        );
         let _ = render(&report);
         serde_json::to_string(&report).unwrap();
         decoded += 1;
@@ -115,6 +131,8 @@ fn mutated_inner_payloads_render_without_panicking() {
             src: "10.99.0.1:4500".parse().unwrap(),
             dst: "10.99.0.2:4500".parse().unwrap(),
             from_original_initiator: header.flags.is_initiator(),
+            trust: None,
+            captured_at: None,
         };
         for _ in 0..PLAINTEXT_MUTATIONS {
             let plaintext = mutate(&mut rng, &m.plaintext);
