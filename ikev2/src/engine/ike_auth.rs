@@ -466,7 +466,6 @@ impl Endpoint {
             return;
         };
         let p = AuthPayloads::of(&inner, true);
-        // Limitation: INITIAL_CONTACT from the peer does not yet delete older IKE SAs with it.
 
         if let Err(reason) = self.verify_peer(now, id, &config, &p) {
             warn!(ike_sa = id.0, peer = %config.name, ?reason, "peer failed authentication");
@@ -479,6 +478,12 @@ impl Endpoint {
             self.push_event(Event::AuthFailed { peer, reason });
             self.remove_ike_sa(id, DownReason::AuthFailed);
             return;
+        }
+
+        if p.has(NotifyType::INITIAL_CONTACT) {
+            // RFC 7296 §2.4: the peer holds no other IKE SA with us (it restarted), so every
+            // older one with this identity is stale.
+            self.forget_older_ike_sas(id, peer);
         }
 
         // With KE transforms ignored, INVALID_KE cannot come out of the selection.
@@ -499,6 +504,24 @@ impl Endpoint {
                 message_id: mid,
                 child,
             }));
+        }
+    }
+
+    /// Removes every IKE SA of `peer` other than `keep`, without telling the peer (it has
+    /// forgotten them already).
+    fn forget_older_ike_sas(&mut self, keep: IkeSaId, peer: super::event::PeerId) {
+        let stale: Vec<IkeSaId> = self
+            .ike_sas
+            .values()
+            .filter(|sa| sa.peer == peer && sa.id != keep)
+            .map(|sa| sa.id)
+            .collect();
+        for old in stale {
+            info!(
+                ike_sa = old.0,
+                "peer restarted (INITIAL_CONTACT): dropping the old IKE SA"
+            );
+            self.remove_ike_sa(old, DownReason::DeletedByPeer);
         }
     }
 

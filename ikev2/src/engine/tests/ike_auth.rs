@@ -9,7 +9,7 @@ use crate::engine::sim::Chassis;
 use crate::registry::{EncrId, ExchangeType};
 
 /// 2027-06-01T00:00:00Z: inside the fixtures' validity.
-fn fixture_time() -> SystemTime {
+pub(super) fn fixture_time() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_811_808_000)
 }
 

@@ -211,3 +211,49 @@ fn empty_informational_is_answered_empty() {
     let mut mesh = established(25);
     assert!(request_from_b(&mut mesh, ExchangeType::INFORMATIONAL, &[]).is_empty());
 }
+
+#[test]
+fn restarted_peer_coming_back_with_initial_contact_replaces_the_old_ike_sa() {
+    let mut mesh = established(27);
+    let old_b = installs(&mesh.events(mesh.b));
+    mesh.events(mesh.a);
+
+    // a's chassis restarts: a fresh endpoint that knows nothing of the old IKE SA.
+    let start = mesh.net.now();
+    let mut fresh = endpoint(99);
+    fresh.set_wall_clock(start, super::ike_auth::fixture_time());
+    let peer = fresh
+        .add_peer(geneve_peer(A, "chassis-1", B, "chassis-2"))
+        .unwrap();
+    *mesh.net.node_mut(mesh.a) = crate::engine::sim::Chassis::new(fresh, 0xa100_0000);
+    let now = mesh.net.now();
+    mesh.net
+        .node_mut(mesh.a)
+        .endpoint
+        .initiate(now, peer)
+        .unwrap();
+    mesh.run(Duration::from_secs(2));
+
+    // b deletes the old IKE SA and CHILD_SAs on INITIAL_CONTACT and keeps the new one.
+    let eb = mesh.events(mesh.b);
+    for old in &old_b {
+        assert!(
+            eb.contains(&Event::ChildSaDelete {
+                peer: mesh.b_to_a,
+                spi_in: old.spi_in,
+                spi_out: old.spi_out,
+            }),
+            "{eb:?}"
+        );
+    }
+    assert!(eb.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDown {
+            reason: DownReason::DeletedByPeer,
+            ..
+        }
+    )));
+    assert_eq!(installs(&eb).len(), 2);
+    assert_eq!(mesh.net.node(mesh.b).endpoint.ike_sas().count(), 1);
+    assert_eq!(installs(&mesh.events(mesh.a)).len(), 2);
+}
