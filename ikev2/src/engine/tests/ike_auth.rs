@@ -492,3 +492,21 @@ fn spi_answers_arriving_later_still_complete_the_handshake() {
     assert_eq!(ia[0].spi_in, 0xa0a0_0001);
     assert_child_pair(&ia[0], &ib[0]);
 }
+
+/// Whether two ChildSaInstall events are the two ends of one CHILD_SA.
+pub(super) fn installed_pairs_match(a: &Event, b: &Event) -> bool {
+    match (
+        installs(std::slice::from_ref(a)).pop(),
+        installs(std::slice::from_ref(b)).pop(),
+    ) {
+        (Some(a), Some(b)) => {
+            a.spi_in == b.spi_out
+                && a.spi_out == b.spi_in
+                && a.keys.encr_in == b.keys.encr_out
+                && a.keys.encr_out == b.keys.encr_in
+                && a.selectors.local == b.selectors.remote
+                && a.selectors.remote == b.selectors.local
+        }
+        _ => false,
+    }
+}

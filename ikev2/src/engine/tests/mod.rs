@@ -5,6 +5,7 @@ mod commands;
 mod ike_auth;
 mod ike_sa_init;
 mod informational;
+mod properties;
 mod robustness;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
