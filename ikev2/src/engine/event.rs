@@ -108,6 +108,8 @@ pub enum DownReason {
     PeerError(crate::registry::NotifyType),
     /// A rekey replaced it with a new IKE SA.
     Rekeyed,
+    /// Both chassis initiated at once and the peer's attempt was kept instead of this one.
+    Superseded,
 }
 
 /// Why authentication failed; the detail is in the logs.

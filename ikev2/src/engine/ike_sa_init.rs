@@ -417,6 +417,9 @@ impl Endpoint {
             debug!(%remote, "IKE_SA_INIT from an unconfigured peer");
             return;
         };
+        if !self.resolve_crossed_initiation(peer) {
+            return;
+        }
         if self.half_open_count() >= self.config().max_half_open
             || self.ike_sas.len() >= self.config().max_ike_sas
         {
@@ -594,6 +597,36 @@ impl Endpoint {
         info!(ike_sa = id.0, spi_i = %hex(&spi_i), spi_r = %hex(&spi_r), %remote,
             nat = nat.nat_detected(), "IKE_SA_INIT answered");
         self.queue_datagram(local, remote, datagram);
+    }
+
+    /// Both chassis initiated at once (RFC 7296 leaves this to us): the attempt of the one
+    /// with the lower address wins, so exactly one IKE SA results. Returns whether the
+    /// peer's IKE_SA_INIT request should be answered.
+    fn resolve_crossed_initiation(&mut self, peer: PeerId) -> bool {
+        let own = self
+            .ike_sas
+            .values()
+            .find(|sa| sa.peer == peer && sa.role == Role::Initiator && sa.is_half_open())
+            .map(|sa| sa.id);
+        let Some(own) = own else {
+            return true;
+        };
+        let Some(config) = self.peers.get(&peer) else {
+            return true;
+        };
+        let ours = (config.local.ip(), config.local.port());
+        let theirs = (config.remote.ip(), config.remote.port());
+        if ours < theirs {
+            // Ours wins; the peer gives its own up when our request reaches it.
+            debug!(ike_sa = own.0, "crossed initiation: keeping our attempt");
+            return false;
+        }
+        debug!(
+            ike_sa = own.0,
+            "crossed initiation: the peer's attempt replaces ours"
+        );
+        self.remove_ike_sa(own, DownReason::Superseded);
+        true
     }
 
     /// An unprotected IKE_SA_INIT response carrying only an error notify (no state is kept).

@@ -510,3 +510,52 @@ pub(super) fn installed_pairs_match(a: &Event, b: &Event) -> bool {
         _ => false,
     }
 }
+
+#[test]
+fn crossed_initiation_ends_with_exactly_one_ike_sa_and_matching_child_sas() {
+    for seed in 30..40 {
+        let conditions = Conditions {
+            jitter: Duration::from_millis(15),
+            ..jumbo()
+        };
+        let mut mesh = Mesh::with(seed, conditions, |_| {}, |_| {});
+        let now = mesh.net.now();
+        let (pa, pb) = (mesh.a_to_b, mesh.b_to_a);
+        mesh.net
+            .node_mut(mesh.a)
+            .endpoint
+            .initiate(now, pa)
+            .unwrap();
+        mesh.net
+            .node_mut(mesh.b)
+            .endpoint
+            .initiate(now, pb)
+            .unwrap();
+        mesh.run(Duration::from_secs(5));
+
+        let (ea, eb) = (mesh.events(mesh.a), mesh.events(mesh.b));
+        assert_eq!(
+            mesh.net.node(mesh.a).endpoint.ike_sas().count(),
+            1,
+            "{ea:?}"
+        );
+        assert_eq!(
+            mesh.net.node(mesh.b).endpoint.ike_sas().count(),
+            1,
+            "{eb:?}"
+        );
+        let (ia, ib) = (installs(&ea), installs(&eb));
+        assert_eq!((ia.len(), ib.len()), (2, 2));
+        assert_child_pair(&ia[0], &ib[0]);
+        assert_child_pair(&ia[1], &ib[1]);
+        // a (192.0.2.1) has the lower address, so b gave its attempt up.
+        assert!(eb.iter().any(|e| matches!(
+            e,
+            Event::IkeSaDown {
+                reason: DownReason::Superseded,
+                ..
+            }
+        )));
+        assert_eq!(ups(&ea), 1);
+    }
+}

@@ -1,5 +1,6 @@
-//! Random schedules of loss, duplication and reordering: whatever happens on the way, once the
-//! network has been good for long enough the two chassis agree.
+//! Random schedules of loss, duplication and reordering, with one or both chassis initiating:
+//! whatever happens on the way, once the network has been good for long enough the two
+//! chassis agree.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,7 +29,7 @@ fn live_children(events: &[Event]) -> BTreeMap<u32, Event> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
     fn after_a_bad_network_heals_both_sides_agree(
@@ -36,6 +37,7 @@ proptest! {
         loss_ppm in 0u32..400_000,
         duplicate_ppm in 0u32..300_000,
         jitter_ms in 0u64..80,
+        crossed in any::<bool>(),
     ) {
         // Curve25519 keeps each case fast; nothing here depends on the group.
         let fast = |p: &mut PeerConfig| p.ike_proposals[0].ke = vec![KeGroup::CURVE25519];
@@ -48,6 +50,12 @@ proptest! {
         };
         let mut mesh = Mesh::with(seed, conditions, fast, fast);
         mesh.initiate_from_a();
+        if crossed {
+            // Both chassis initiate at the same instant.
+            let now = mesh.net.now();
+            let peer = mesh.b_to_a;
+            mesh.net.node_mut(mesh.b).endpoint.initiate(now, peer).unwrap();
+        }
         mesh.run(Duration::from_secs(60));
 
         // The network heals; timers run out or liveness checks pass.
