@@ -52,9 +52,9 @@ pub enum CommandError {
     /// The command needs an established IKE SA with the peer.
     #[error("peer {0:?} has no established IKE SA")]
     NotEstablished(PeerId),
-    /// The command needs an exchange this version does not implement yet.
-    #[error("the {0} exchange is not implemented yet")]
-    ExchangeNotImplemented(ExchangeType),
+    /// Rekeying (CHILD_SA or IKE SA) is not implemented yet.
+    #[error("rekeying is not implemented yet")]
+    RekeyNotImplemented,
     /// No [`Event::AllocateSpi`] request with this ID is outstanding.
     #[error("no outstanding SPI request {0:?}")]
     UnknownSpiRequest(SpiRequestId),
@@ -268,8 +268,8 @@ impl Endpoint {
     }
 
     /// Rekeys the CHILD_SA with inbound SPI `spi_in` (e.g. on the kernel's soft expire).
-    // Limitation: CREATE_CHILD_SA is not implemented, so with an established IKE SA this
-    // reports `ExchangeNotImplemented`.
+    // Limitation: rekeying is not implemented, so with an established IKE SA this reports
+    // `RekeyNotImplemented`.
     pub fn rekey_child(
         &mut self,
         _now: Instant,
@@ -331,9 +331,7 @@ impl Endpoint {
             .values()
             .any(|sa| sa.peer == peer && matches!(sa.state, State::Established(_)));
         if established {
-            return Err(CommandError::ExchangeNotImplemented(
-                ExchangeType::CREATE_CHILD_SA,
-            ));
+            return Err(CommandError::RekeyNotImplemented);
         }
         Err(CommandError::NotEstablished(peer))
     }
@@ -458,8 +456,8 @@ impl Endpoint {
                     self.handle_established_request(now, id, header, message);
                     return;
                 }
-                // Limitation: CREATE_CHILD_SA and INFORMATIONAL requests are not processed yet
-                // (nor any request out of place); the request is dropped.
+                // A request out of place (CREATE_CHILD_SA or INFORMATIONAL before IKE_AUTH, a new
+                // IKE_AUTH while one is answered) is dropped; RFC 7296 §2.21 lets us ignore it.
                 debug!(exchange = %header.exchange_type, mid = header.message_id,
                     state = sa.state.name(), "request not handled in this state");
                 sa.responses.abandoned(header.message_id);

@@ -800,7 +800,7 @@ impl Endpoint {
             }
         }
         sa.timers.stop(Timer::HalfOpen);
-        // Limitation: the Rekey and Reauth timers are not armed, because CREATE_CHILD_SA is not
+        // Limitation: the Rekey and Reauth timers are not armed, because rekeying is not
         // implemented; the hard lifetime still deletes the IKE SA.
         sa.timers.set(Timer::Delete, now + config.ike_lifetime.hard);
         if let Some(interval) = config.dpd_interval {

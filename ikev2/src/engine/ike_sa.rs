@@ -194,9 +194,7 @@ pub(crate) enum Creating {
     },
 }
 
-/// Where the IKE SA is in its life.
-// Limitation: IKE_AUTH, CREATE_CHILD_SA and INFORMATIONAL are not implemented; an IKE SA
-// goes no further than `InitDone` and its half-open timer removes it.
+/// Where the IKE SA is in its life: `InitSent` (initiator only) → `InitDone` → `Established`.
 pub(crate) enum State {
     /// See [`InitSent`].
     InitSent(Box<InitSent>),

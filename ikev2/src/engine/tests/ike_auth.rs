@@ -457,9 +457,7 @@ fn rekey_of_an_established_ike_sa_reports_the_missing_exchange() {
     let peer = mesh.a_to_b;
     assert_eq!(
         mesh.net.node_mut(mesh.a).endpoint.rekey_ike(now, peer),
-        Err(crate::engine::CommandError::ExchangeNotImplemented(
-            ExchangeType::CREATE_CHILD_SA
-        ))
+        Err(crate::engine::CommandError::RekeyNotImplemented)
     );
 }
 
