@@ -8,13 +8,13 @@
 //!                              <--  HDR, SK {[N(USE_TRANSPORT_MODE)], SA, Nr, [KEr], TSi, TSr}
 //! ```
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::config::Mode;
 use super::endpoint::Endpoint;
-use super::event::{IkeSaId, SpiRequestId};
+use super::event::{Event, IkeSaId, SpiRequestId};
 use super::ike_auth::{
     accept_child, child_install, derive_child_keys, spi_of, supported_esp, AuthPayloads,
     ChildRefusal, NewChild,
@@ -23,9 +23,13 @@ use super::ike_sa::{ChildRequest, Creating, Role, State};
 use super::ike_sa_init::{MAX_NONCE_LEN, MIN_NONCE_LEN, NONCE_LEN};
 use super::proposal::{to_wire_proposal, KeRule, OfferedProposal};
 use super::traffic_selector;
-use crate::codec::{self, Ke, Nonce, Notify, Payload, PayloadBody, Sa};
+use crate::codec::{self, Delete, Ke, Nonce, Notify, Payload, PayloadBody, Sa};
 use crate::crypto::{KeMethod, KeyExchange};
 use crate::registry::{ExchangeType, KeGroup, NotifyType, ProtocolId, TransformType};
+
+/// A rekey that could not start, or was refused (TEMPORARY_FAILURE in a collision), is tried
+/// again after this plus up to two seconds at random, so two peers do not collide forever.
+pub const REKEY_RETRY: Duration = Duration::from_secs(2);
 
 /// What the responder does with a CREATE_CHILD_SA request.
 pub(crate) enum CreateChildReply {
@@ -55,7 +59,11 @@ impl Endpoint {
         if let Some(sa) = self.ike_sas.get_mut(&id) {
             if let State::Established(e) = &mut sa.state {
                 e.next_child += 1;
-                e.creating = Some(Box::new(Creating::AwaitingSpi { request, child }));
+                e.creating = Some(Box::new(Creating::AwaitingSpi {
+                    request,
+                    child,
+                    rekey: None,
+                }));
             }
         }
     }
@@ -75,12 +83,16 @@ impl Endpoint {
             return;
         };
         match e.creating.as_deref() {
-            Some(Creating::AwaitingSpi { request: r, child }) if *r == request => {
-                let child = *child;
-                self.send_create_child_request(now, id, child, spi);
+            Some(Creating::AwaitingSpi {
+                request: r,
+                child,
+                rekey,
+            }) if *r == request => {
+                let (child, rekey) = (*child, *rekey);
+                self.send_create_child_request(now, id, child, rekey, spi);
             }
             Some(Creating::Answering { request: r, .. }) if *r == request => {
-                self.send_create_child_response(id, spi);
+                self.send_create_child_response(now, id, spi);
             }
             _ => {}
         }
@@ -94,11 +106,18 @@ impl Endpoint {
         }
     }
 
-    fn send_create_child_request(&mut self, now: Instant, id: IkeSaId, child: usize, spi_in: u32) {
+    fn send_create_child_request(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        child: usize,
+        rekey: Option<u32>,
+        spi_in: u32,
+    ) {
         let Some(sa) = self.ike_sas.get(&id) else {
             return;
         };
-        let Some(config) = self
+        let Some(mut config) = self
             .peers
             .get(&sa.peer)
             .and_then(|c| c.children.get(child))
@@ -106,6 +125,13 @@ impl Endpoint {
         else {
             return;
         };
+        // A rekey proposes the selectors the old CHILD_SA was narrowed to.
+        if let (Some(old), State::Established(e)) = (rekey, &sa.state) {
+            if let Some(c) = e.children.iter().find(|c| c.spi_in == old) {
+                config.local_ts = c.local_ts.clone();
+                config.remote_ts = c.remote_ts.clone();
+            }
+        }
         let lists: Vec<_> = config
             .esp_proposals
             .iter()
@@ -134,6 +160,13 @@ impl Endpoint {
         self.rng.fill(&mut ni);
 
         let mut inner = Vec::new();
+        if let Some(old) = rekey {
+            // RFC 7296 §1.3.3: name the SA being replaced by our inbound SPI of it.
+            inner.push(Payload::new(Notify::rekey_sa(
+                ProtocolId::ESP,
+                old.to_be_bytes().to_vec(),
+            )));
+        }
         if config.mode == Mode::Transport {
             inner.push(Payload::new(Notify::status(NotifyType::USE_TRANSPORT_MODE)));
         }
@@ -160,11 +193,13 @@ impl Endpoint {
             // CHILD_SA is skipped rather than queued.
             debug!(ike_sa = id.0, child = %config.name, "window full; CHILD_SA not created");
             self.set_creating(id, None);
+            self.rekey_later(now, id, rekey);
             return;
         };
         let Some(datagram) = self.seal(id, ExchangeType::CREATE_CHILD_SA, mid, false, &inner)
         else {
             self.set_creating(id, None);
+            self.rekey_later(now, id, rekey);
             return;
         };
         let Some(sa) = self.ike_sas.get_mut(&id) else {
@@ -185,9 +220,11 @@ impl Endpoint {
                 },
                 ni,
                 ke,
+                rekey,
             }),
         );
-        debug!(ike_sa = id.0, child = %config.name, mid, "CREATE_CHILD_SA request sent");
+        debug!(ike_sa = id.0, child = %config.name, mid, rekey = rekey.is_some(),
+            "CREATE_CHILD_SA request sent");
         self.queue_datagram(local, remote, datagram);
     }
 
@@ -207,15 +244,31 @@ impl Endpoint {
             return refuse(NotifyType::TEMPORARY_FAILURE);
         };
         let p = AuthPayloads::of(inner, true);
-        if p.has(NotifyType::REKEY_SA) {
-            // Limitation: CHILD_SA and IKE SA rekeying are not implemented; RFC 7296 §1.3
-            // lets us refuse, which keeps the IKE SA and the CHILD_SA.
-            return refuse(NotifyType::NO_ADDITIONAL_SAS);
-        }
         if e.creating.is_some() || e.deleting {
             // RFC 7296 §2.25: another exchange on this IKE SA is in the way.
+            // Limitation: simultaneous rekeys are not resolved by nonces (§2.8.1); both sides
+            // are refused and retry after a random delay.
             return refuse(NotifyType::TEMPORARY_FAILURE);
         }
+        let rekey_of = match p.notify(NotifyType::REKEY_SA) {
+            None => None,
+            Some(n) if n.protocol != ProtocolId::ESP => {
+                // Limitation: IKE SA rekeying is not implemented; RFC 7296 §1.3 lets us refuse.
+                return refuse(NotifyType::NO_ADDITIONAL_SAS);
+            }
+            Some(n) => {
+                // The peer names its inbound SPI of the old CHILD_SA: our outbound one.
+                let old = <[u8; 4]>::try_from(n.spi.as_slice())
+                    .ok()
+                    .map(u32::from_be_bytes)
+                    .and_then(|spi| e.children.iter().find(|c| c.spi_out == spi));
+                match old {
+                    Some(c) if c.rekeying => return refuse(NotifyType::TEMPORARY_FAILURE),
+                    Some(c) => Some((c.spi_in, c.spi_out)),
+                    None => return refuse(NotifyType::CHILD_SA_NOT_FOUND),
+                }
+            }
+        };
         let Some(ni) = p
             .nonce
             .map(|n| n.data.clone())
@@ -244,12 +297,17 @@ impl Endpoint {
                 answer,
                 ni,
                 ke,
+                rekey_of,
             }),
         );
+        if let Some((old_in, _)) = rekey_of {
+            // The old CHILD_SA is being replaced: it must not start a rekey of its own.
+            self.set_rekeying(id, old_in, true);
+        }
         CreateChildReply::Later
     }
 
-    fn send_create_child_response(&mut self, id: IkeSaId, spi_in: u32) {
+    fn send_create_child_response(&mut self, now: Instant, id: IkeSaId, spi_in: u32) {
         let provider = self.provider.clone();
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return;
@@ -262,6 +320,7 @@ impl Endpoint {
             answer,
             ni,
             ke,
+            rekey_of,
             ..
         }) = e.creating.take().map(|b| *b)
         else {
@@ -353,12 +412,38 @@ impl Endpoint {
             local_ts: answer.narrowed.responder,
             remote_ts: answer.narrowed.initiator,
         };
-        let made = keys.and_then(|k| child_install(sa, id, &config, child, k, false, pfs));
+        let deadlines = config
+            .children
+            .get(child.index)
+            .map(|c| c.lifetime.deadlines(now, self.random_u64()));
+        let Some(sa) = self.ike_sas.get(&id) else {
+            return;
+        };
+        let made = keys
+            .zip(deadlines)
+            .and_then(|(k, d)| child_install(sa, id, &config, child, k, false, pfs, d));
+        let new = made.as_ref().map(|(c, _)| (c.spi_in, c.spi_out));
         self.record_child(id, made);
+        if let (Some((old_spi_in, old_spi_out)), Some((new_spi_in, new_spi_out))) = (rekey_of, new)
+        {
+            info!(
+                ike_sa = id.0,
+                old = old_spi_in,
+                new = new_spi_in,
+                "CHILD_SA rekeyed"
+            );
+            self.push_event(Event::ChildSaRekeyed {
+                peer,
+                old_spi_in,
+                old_spi_out,
+                new_spi_in,
+                new_spi_out,
+            });
+        }
     }
 
     /// Adds a new CHILD_SA to IKE SA `id` and reports it.
-    fn record_child(&mut self, id: IkeSaId, made: Option<(super::ike_sa::ChildSa, super::Event)>) {
+    fn record_child(&mut self, id: IkeSaId, made: Option<(super::ike_sa::ChildSa, Event)>) {
         let Some((record, event)) = made else {
             return;
         };
@@ -366,12 +451,119 @@ impl Endpoint {
             if let State::Established(e) = &mut sa.state {
                 e.children.push(record);
             }
+            sa.sync_child_timer();
         }
         self.push_event(event);
     }
 
+    /// Marks CHILD_SA `spi_in` of IKE SA `id` as being rekeyed, or not.
+    fn set_rekeying(&mut self, id: IkeSaId, spi_in: u32, rekeying: bool) {
+        if let Some(sa) = self.ike_sas.get_mut(&id) {
+            if let State::Established(e) = &mut sa.state {
+                if let Some(c) = e.children.iter_mut().find(|c| c.spi_in == spi_in) {
+                    c.rekeying = rekeying;
+                }
+            }
+            sa.sync_child_timer();
+        }
+    }
+
+    /// A rekey of CHILD_SA `rekey` (if any) did not happen; try again a little later.
+    fn rekey_later(&mut self, now: Instant, id: IkeSaId, rekey: Option<u32>) {
+        let Some(old) = rekey else {
+            return;
+        };
+        let jitter = Duration::from_millis(self.random_u64() % 2000);
+        if let Some(sa) = self.ike_sas.get_mut(&id) {
+            if let State::Established(e) = &mut sa.state {
+                if let Some(c) = e.children.iter_mut().find(|c| c.spi_in == old) {
+                    c.rekeying = false;
+                    c.rekey_at = now + REKEY_RETRY + jitter;
+                }
+            }
+            sa.sync_child_timer();
+        }
+    }
+
+    /// Starts rekeying CHILD_SA `spi_in` of IKE SA `id` (RFC 7296 §1.3.3); false when another
+    /// exchange is in the way.
+    pub(crate) fn start_child_rekey(&mut self, id: IkeSaId, spi_in: u32) -> bool {
+        let Some(sa) = self.ike_sas.get(&id) else {
+            return false;
+        };
+        let (peer, local, remote) = (sa.peer, sa.local, sa.remote);
+        let State::Established(e) = &sa.state else {
+            return false;
+        };
+        let Some(child) = e.children.iter().find(|c| c.spi_in == spi_in) else {
+            return false;
+        };
+        if e.creating.is_some() || e.deleting || child.rekeying || !sa.requests.can_send() {
+            return false;
+        }
+        let index = child.index;
+        let request = self.request_spi(id, peer, local, remote);
+        self.set_creating(
+            id,
+            Some(Creating::AwaitingSpi {
+                request,
+                child: index,
+                rekey: Some(spi_in),
+            }),
+        );
+        self.set_rekeying(id, spi_in, true);
+        true
+    }
+
+    /// [`Timer::ChildLifetime`](super::timers::Timer::ChildLifetime) fired: rekey CHILD_SAs
+    /// past their soft lifetime, delete those past their hard lifetime.
+    pub(crate) fn on_child_lifetime(&mut self, now: Instant, id: IkeSaId) {
+        let Some(sa) = self.ike_sas.get_mut(&id) else {
+            return;
+        };
+        let peer = sa.peer;
+        let State::Established(e) = &mut sa.state else {
+            return;
+        };
+        let (expired, live): (Vec<_>, Vec<_>) = std::mem::take(&mut e.children)
+            .into_iter()
+            .partition(|c| c.expire_at <= now);
+        e.children = live;
+        let due: Vec<u32> = e
+            .children
+            .iter()
+            .filter(|c| !c.rekeying && c.rekey_at <= now)
+            .map(|c| c.spi_in)
+            .collect();
+        sa.sync_child_timer();
+
+        for child in &expired {
+            // The kernel removes the SAs at their hard lifetime itself; tell the peer too.
+            info!(ike_sa = id.0, spi_in = child.spi_in, "CHILD_SA expired");
+            self.push_event(Event::ChildSaDelete {
+                peer,
+                spi_in: child.spi_in,
+                spi_out: child.spi_out,
+            });
+        }
+        if !expired.is_empty() {
+            let spis: Vec<u32> = expired.iter().map(|c| c.spi_in).collect();
+            self.send_informational(now, id, &[Payload::new(Delete::esp(&spis))]);
+        }
+        for spi_in in due {
+            if !self.start_child_rekey(id, spi_in) {
+                self.rekey_later(now, id, Some(spi_in));
+            }
+        }
+    }
+
     /// Initiator: the response to our CREATE_CHILD_SA request.
-    pub(crate) fn handle_create_child_response(&mut self, id: IkeSaId, inner: &[Payload]) {
+    pub(crate) fn handle_create_child_response(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        inner: &[Payload],
+    ) {
         let provider = self.provider.clone();
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return;
@@ -380,7 +572,13 @@ impl Endpoint {
         let State::Established(e) = &mut sa.state else {
             return;
         };
-        let Some(Creating::Sent { request, ni, ke }) = e.creating.take().map(|b| *b) else {
+        let Some(Creating::Sent {
+            request,
+            ni,
+            ke,
+            rekey,
+        }) = e.creating.take().map(|b| *b)
+        else {
             return;
         };
         let Some(config) = self.peers.get(&peer).cloned() else {
@@ -431,15 +629,84 @@ impl Endpoint {
                     local_ts: tsi,
                     remote_ts: tsr,
                 };
-                let made = keys.and_then(|k| child_install(sa, id, &config, child, k, true, pfs));
+                let deadlines = config
+                    .children
+                    .get(child.index)
+                    .map(|c| c.lifetime.deadlines(now, self.random_u64()));
+                let Some(sa) = self.ike_sas.get(&id) else {
+                    return;
+                };
+                let made = keys
+                    .zip(deadlines)
+                    .and_then(|(k, d)| child_install(sa, id, &config, child, k, true, pfs, d));
+                let new = made.as_ref().map(|(c, _)| (c.spi_in, c.spi_out));
                 self.record_child(id, made);
+                if let (Some(old), Some(new)) = (rekey, new) {
+                    self.retire_rekeyed_child(now, id, old, new);
+                } else if let Some(old) = rekey {
+                    self.rekey_later(now, id, Some(old));
+                }
             }
             Err(reason) => {
                 // Limitation: INVALID_KE_PAYLOAD for a CHILD_SA is not retried with the group
                 // asked for; the CHILD_SA is not created and the IKE SA stays.
-                debug!(ike_sa = id.0, ?reason, "CHILD_SA not created");
+                debug!(
+                    ike_sa = id.0,
+                    ?reason,
+                    rekey = rekey.is_some(),
+                    "CHILD_SA not created"
+                );
+                self.rekey_later(now, id, rekey);
             }
         }
         self.next_child(id);
+    }
+
+    /// Make-before-break (RFC 7296 §2.8): the new CHILD_SA is installed on both sides, so the
+    /// old one is reported replaced and deleted with an INFORMATIONAL Delete.
+    fn retire_rekeyed_child(&mut self, now: Instant, id: IkeSaId, old_in: u32, new: (u32, u32)) {
+        let Some(sa) = self.ike_sas.get_mut(&id) else {
+            return;
+        };
+        let peer = sa.peer;
+        let State::Established(e) = &mut sa.state else {
+            return;
+        };
+        let Some(pos) = e.children.iter().position(|c| c.spi_in == old_in) else {
+            return;
+        };
+        let old = e.children.remove(pos);
+        sa.sync_child_timer();
+        info!(
+            ike_sa = id.0,
+            old = old.spi_in,
+            new = new.0,
+            "CHILD_SA rekeyed"
+        );
+        self.push_event(Event::ChildSaRekeyed {
+            peer,
+            old_spi_in: old.spi_in,
+            old_spi_out: old.spi_out,
+            new_spi_in: new.0,
+            new_spi_out: new.1,
+        });
+        let mid = self
+            .ike_sas
+            .get(&id)
+            .and_then(|sa| sa.requests.next_message_id());
+        if self.send_informational(now, id, &[Payload::new(Delete::esp(&[old.spi_in]))]) {
+            if let (Some(mid), Some(sa)) = (mid, self.ike_sas.get_mut(&id)) {
+                if let State::Established(e) = &mut sa.state {
+                    e.replaced.push((mid, old));
+                }
+            }
+        } else {
+            // Limitation: with the window full the old CHILD_SA is dropped without a Delete.
+            self.push_event(Event::ChildSaDelete {
+                peer,
+                spi_in: old.spi_in,
+                spi_out: old.spi_out,
+            });
+        }
     }
 }

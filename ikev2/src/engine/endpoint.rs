@@ -52,9 +52,12 @@ pub enum CommandError {
     /// The command needs an established IKE SA with the peer.
     #[error("peer {0:?} has no established IKE SA")]
     NotEstablished(PeerId),
-    /// Rekeying (CHILD_SA or IKE SA) is not implemented yet.
-    #[error("rekeying is not implemented yet")]
+    /// IKE SA rekeying is not implemented yet.
+    #[error("IKE SA rekeying is not implemented yet")]
     RekeyNotImplemented,
+    /// No CHILD_SA of the peer has this inbound SPI.
+    #[error("no CHILD_SA with inbound SPI {0:#010x}")]
+    UnknownChildSa(u32),
     /// No [`Event::AllocateSpi`] request with this ID is outstanding.
     #[error("no outstanding SPI request {0:?}")]
     UnknownSpiRequest(SpiRequestId),
@@ -267,20 +270,40 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Rekeys the CHILD_SA with inbound SPI `spi_in` (e.g. on the kernel's soft expire).
-    // Limitation: rekeying is not implemented, so with an established IKE SA this reports
-    // `RekeyNotImplemented`.
+    /// Rekeys the CHILD_SA with inbound SPI `spi_in` now (e.g. on the kernel's soft expire):
+    /// the rekey starts at the next `handle_timeout`, or as soon as the exchange in progress
+    /// on its IKE SA is done.
     pub fn rekey_child(
         &mut self,
-        _now: Instant,
+        now: Instant,
         peer: PeerId,
-        _spi_in: u32,
+        spi_in: u32,
     ) -> Result<(), CommandError> {
-        self.require_established(peer)
+        if !self.peers.contains_key(&peer) {
+            return Err(CommandError::UnknownPeer(peer));
+        }
+        let mut established = false;
+        for sa in self.ike_sas.values_mut().filter(|sa| sa.peer == peer) {
+            let State::Established(e) = &mut sa.state else {
+                continue;
+            };
+            established = true;
+            if let Some(c) = e.children.iter_mut().find(|c| c.spi_in == spi_in) {
+                c.rekey_at = c.rekey_at.min(now);
+                sa.sync_child_timer();
+                return Ok(());
+            }
+        }
+        if established {
+            Err(CommandError::UnknownChildSa(spi_in))
+        } else {
+            Err(CommandError::NotEstablished(peer))
+        }
     }
 
     /// Rekeys the IKE SA with `peer`.
-    // Limitation: as for `rekey_child`.
+    // Limitation: IKE SA rekeying is not implemented; with an established IKE SA this reports
+    // `RekeyNotImplemented`.
     pub fn rekey_ike(&mut self, _now: Instant, peer: PeerId) -> Result<(), CommandError> {
         self.require_established(peer)
     }
@@ -582,6 +605,10 @@ impl Endpoint {
                 self.on_dpd(now, id);
                 self.ike_sas.contains_key(&id)
             }
+            Timer::ChildLifetime => {
+                self.on_child_lifetime(now, id);
+                self.ike_sas.contains_key(&id)
+            }
             // Limitation: never armed, because IKE SA rekeying and reauthentication need
             // CREATE_CHILD_SA, which is not implemented yet.
             Timer::Rekey | Timer::Reauth => true,
@@ -622,6 +649,13 @@ impl Endpoint {
         id
     }
 
+    /// 64 random bits (lifetime jitter).
+    pub(crate) fn random_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.rng.fill(&mut b);
+        u64::from_be_bytes(b)
+    }
+
     /// A random, non-zero IKE SPI that no IKE SA of ours uses (RFC 7296 §2.6).
     pub(crate) fn random_spi(&mut self) -> Result<[u8; 8], CommandError> {
         for _ in 0..MAX_SPI_DRAWS {
@@ -645,7 +679,8 @@ impl Endpoint {
         }
         self.spi_requests.retain(|_, v| *v != id);
         if let State::Established(e) = &sa.state {
-            for child in &e.children {
+            let replaced = e.replaced.iter().map(|(_, c)| c);
+            for child in e.children.iter().chain(replaced) {
                 self.events.push_back(Event::ChildSaDelete {
                     peer: sa.peer,
                     spi_in: child.spi_in,

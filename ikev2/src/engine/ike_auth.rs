@@ -99,6 +99,13 @@ impl<'a> AuthPayloads<'a> {
         p
     }
 
+    pub fn notify(&self, notify_type: NotifyType) -> Option<&'a Notify> {
+        self.notifies
+            .iter()
+            .find(|n| n.notify_type == notify_type)
+            .copied()
+    }
+
     pub fn has(&self, notify_type: NotifyType) -> bool {
         self.notifies.iter().any(|n| n.notify_type == notify_type)
     }
@@ -783,6 +790,7 @@ impl Endpoint {
             peer_supports_fragmentation,
             deleting: false,
             creating: None,
+            replaced: Vec::new(),
             next_child: 1,
             ni,
             nr,
@@ -790,9 +798,13 @@ impl Endpoint {
         let mut install = None;
         if let (Some(child), Some(child_keys)) = (child, child_keys) {
             let we_initiated = sa.role == Role::Initiator;
-            if let Some((record, event)) =
-                child_install(&sa, id, config, child, child_keys, we_initiated, None)
-            {
+            let deadlines = config
+                .children
+                .get(child.index)
+                .map(|c| c.lifetime.deadlines(now, self.random_u64()));
+            if let Some((record, event)) = deadlines.and_then(|d| {
+                child_install(&sa, id, config, child, child_keys, we_initiated, None, d)
+            }) {
                 if let State::Established(e) = &mut sa.state {
                     e.children.push(record);
                 }
@@ -800,6 +812,7 @@ impl Endpoint {
             }
         }
         sa.timers.stop(Timer::HalfOpen);
+        sa.sync_child_timer();
         // Limitation: the Rekey and Reauth timers are not armed, because rekeying is not
         // implemented; the hard lifetime still deletes the IKE SA.
         sa.timers.set(Timer::Delete, now + config.ike_lifetime.hard);
@@ -880,6 +893,7 @@ pub(crate) fn derive_child_keys(
 /// The record and the [`Event::ChildSaInstall`] of a new CHILD_SA of `sa`. `we_initiated`
 /// says whether we initiated the exchange that made it: KEYMAT's first half protects the
 /// exchange initiator's outbound traffic (RFC 7296 §2.17).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn child_install(
     sa: &IkeSa,
     id: IkeSaId,
@@ -888,6 +902,7 @@ pub(crate) fn child_install(
     keys: ChildSaKeys,
     we_initiated: bool,
     pfs: Option<crate::registry::KeGroup>,
+    deadlines: super::timers::LifetimeDeadlines,
 ) -> Option<(ChildSa, Event)> {
     let child_config = config.children.get(child.index)?;
     let (encryption, key_bits) = child.selected.encryption();
@@ -908,8 +923,14 @@ pub(crate) fn child_install(
     };
     let record = ChildSa {
         name: child_config.name.clone(),
+        index: child.index,
         spi_in: child.spi_in,
         spi_out: child.spi_out,
+        local_ts: child.local_ts.clone(),
+        remote_ts: child.remote_ts.clone(),
+        rekey_at: deadlines.rekey,
+        expire_at: deadlines.expire,
+        rekeying: false,
     };
     let event = Event::ChildSaInstall {
         peer: sa.peer,

@@ -124,10 +124,22 @@ pub(crate) struct ChildAnswer {
 pub(crate) struct ChildSa {
     /// Its configuration's name.
     pub name: String,
+    /// Index of its configuration in the peer's `children`.
+    pub index: usize,
     /// Our inbound SPI.
     pub spi_in: u32,
     /// Our outbound SPI (the peer's inbound).
     pub spi_out: u32,
+    /// Negotiated selectors of our end.
+    pub local_ts: Vec<TrafficSelector>,
+    /// Negotiated selectors of the peer's end.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// When to rekey it (soft lifetime with jitter).
+    pub rekey_at: std::time::Instant,
+    /// When it expires (hard lifetime).
+    pub expire_at: std::time::Instant,
+    /// A rekey of it is in progress.
+    pub rekeying: bool,
 }
 
 /// IKE_AUTH completed: the IKE SA and its CHILD_SAs are up.
@@ -152,6 +164,8 @@ pub(crate) struct Established {
     pub deleting: bool,
     /// The CREATE_CHILD_SA exchange in progress, if any.
     pub creating: Option<Box<Creating>>,
+    /// Old CHILD_SAs replaced by a rekey, with the Message ID of the Delete we sent for each.
+    pub replaced: Vec<(u32, ChildSa)>,
     /// Initiator: index of the next configured CHILD_SA to create (the first came with
     /// IKE_AUTH).
     pub next_child: usize,
@@ -169,6 +183,8 @@ pub(crate) enum Creating {
         request: SpiRequestId,
         /// Index in the peer's `children`.
         child: usize,
+        /// Inbound SPI of the CHILD_SA this one replaces, for a rekey.
+        rekey: Option<u32>,
     },
     /// Initiator: request sent.
     Sent {
@@ -178,6 +194,8 @@ pub(crate) enum Creating {
         ni: Vec<u8>,
         /// Our PFS key exchange, when the proposal has a group.
         ke: Option<Box<KeyExchange>>,
+        /// Inbound SPI of the CHILD_SA this one replaces, for a rekey.
+        rekey: Option<u32>,
     },
     /// Responder: the request is accepted; the answer waits for the inbound SPI.
     Answering {
@@ -191,6 +209,8 @@ pub(crate) enum Creating {
         ni: Vec<u8>,
         /// The initiator's KE payload (group and data), for PFS.
         ke: Option<(crate::registry::KeGroup, Vec<u8>)>,
+        /// SPIs (in, out) of the CHILD_SA this one replaces, for a rekey.
+        rekey_of: Option<(u32, u32)>,
     },
 }
 
@@ -251,6 +271,23 @@ impl IkeSa {
         match self.role {
             Role::Initiator => self.spi_i,
             Role::Responder => self.spi_r,
+        }
+    }
+
+    /// Arms [`Timer::ChildLifetime`] at the earliest rekey or expiry of the CHILD_SAs.
+    pub fn sync_child_timer(&mut self) {
+        let next = match &self.state {
+            State::Established(e) => e
+                .children
+                .iter()
+                .flat_map(|c| [(!c.rekeying).then_some(c.rekey_at), Some(c.expire_at)])
+                .flatten()
+                .min(),
+            _ => None,
+        };
+        match next {
+            Some(at) => self.timers.set(Timer::ChildLifetime, at),
+            None => self.timers.stop(Timer::ChildLifetime),
         }
     }
 

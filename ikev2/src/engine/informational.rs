@@ -176,9 +176,30 @@ impl Endpoint {
         sa.sync_retransmit_timer();
         if header.exchange_type == ExchangeType::CREATE_CHILD_SA {
             self.peer_alive(now, id);
-            self.handle_create_child_response(id, &inner);
+            self.handle_create_child_response(now, id, &inner);
             return;
         }
+        // The answer to the Delete of a CHILD_SA replaced by a rekey: now it is gone.
+        let peer = sa.peer;
+        let mut gone = Vec::new();
+        if let State::Established(e) = &mut sa.state {
+            let mid = header.message_id;
+            let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut e.replaced)
+                .into_iter()
+                .partition(|(m, _)| *m == mid);
+            e.replaced = rest;
+            gone = done;
+        }
+        for (_, old) in gone {
+            self.push_event(Event::ChildSaDelete {
+                peer,
+                spi_in: old.spi_in,
+                spi_out: old.spi_out,
+            });
+        }
+        let Some(sa) = self.ike_sas.get(&id) else {
+            return;
+        };
         let deleting = matches!(&sa.state, State::Established(e) if e.deleting);
         if deleting {
             self.remove_ike_sa(id, DownReason::Terminated);
@@ -189,7 +210,12 @@ impl Endpoint {
 
     /// Sends an INFORMATIONAL request with `inner` on IKE SA `id`; false when the peer's
     /// window is full or the message cannot be built.
-    fn send_informational(&mut self, now: Instant, id: IkeSaId, inner: &[Payload]) -> bool {
+    pub(crate) fn send_informational(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        inner: &[Payload],
+    ) -> bool {
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return false;
         };

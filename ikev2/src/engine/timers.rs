@@ -50,11 +50,13 @@ pub enum Timer {
     /// Hard lifetime, or the grace period after a rekey or Delete: remove the IKE SA and its
     /// CHILD_SAs without further negotiation.
     Delete,
+    /// The earliest soft (rekey) or hard (expiry) lifetime of the IKE SA's CHILD_SAs.
+    ChildLifetime,
 }
 
 impl Timer {
     /// Every timer, in the order of the table.
-    pub const ALL: [Timer; 7] = [
+    pub const ALL: [Timer; 8] = [
         Timer::Retransmit,
         Timer::HalfOpen,
         Timer::Rekey,
@@ -62,6 +64,7 @@ impl Timer {
         Timer::Dpd,
         Timer::NatKeepalive,
         Timer::Delete,
+        Timer::ChildLifetime,
     ];
 
     fn index(self) -> usize {
@@ -73,6 +76,7 @@ impl Timer {
             Timer::Dpd => 4,
             Timer::NatKeepalive => 5,
             Timer::Delete => 6,
+            Timer::ChildLifetime => 7,
         }
     }
 }

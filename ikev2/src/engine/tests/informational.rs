@@ -193,10 +193,24 @@ fn create_child_sa_without_a_nonce_is_answered_invalid_syntax() {
 }
 
 #[test]
-fn child_sa_rekey_is_refused_with_no_additional_sas_and_the_ike_sa_stays() {
+fn rekey_of_an_unknown_child_sa_is_answered_child_sa_not_found() {
     let mut mesh = established(24);
+    // b names a's inbound SPI, which is not b's inbound SPI of any CHILD_SA.
     let ia = installs(&mesh.events(mesh.a));
     let rekey = Notify::rekey_sa(ProtocolId::ESP, ia[0].spi_in.to_be_bytes().to_vec());
+    let response = request_from_b(
+        &mut mesh,
+        ExchangeType::CREATE_CHILD_SA,
+        &[Payload::new(rekey)],
+    );
+    assert_eq!(only_notify(&response), NotifyType::CHILD_SA_NOT_FOUND);
+    assert_eq!(mesh.net.node(mesh.a).endpoint.ike_sas().count(), 1);
+}
+
+#[test]
+fn ike_sa_rekey_is_refused_with_no_additional_sas_and_the_ike_sa_stays() {
+    let mut mesh = established(28);
+    let rekey = Notify::rekey_sa(ProtocolId::IKE, Vec::new());
     let response = request_from_b(
         &mut mesh,
         ExchangeType::CREATE_CHILD_SA,

@@ -6,6 +6,7 @@ mod ike_auth;
 mod ike_sa_init;
 mod informational;
 mod properties;
+mod rekey;
 mod robustness;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
