@@ -80,6 +80,14 @@ pub enum CommandError {
     },
 }
 
+/// Whether `message` is not an SKF fragment, or is fragment number 1.
+fn is_first_or_unfragmented(message: &[u8]) -> bool {
+    match crate::codec::locate_encrypted_payload(message) {
+        Ok(Some(location)) => location.fragment.is_none_or(|f| f.number == 1),
+        _ => true,
+    }
+}
+
 /// Public, non-secret facts about one IKE SA, for status output and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IkeSaInfo {
@@ -459,6 +467,9 @@ impl Endpoint {
             return;
         }
         match sa.responses.on_request(header.message_id) {
+            // RFC 7383 §2.6.1: a fragmented request is retransmitted whole; answer its first
+            // fragment only, not every one.
+            RequestDisposition::Retransmit(_) if !is_first_or_unfragmented(message) => {}
             RequestDisposition::Retransmit(cached) => {
                 let cached = cached.to_vec();
                 let (local, remote) = (sa.local, sa.remote);

@@ -228,13 +228,62 @@ impl Endpoint {
     }
 
     /// Opens the SK payload of `message` received on IKE SA `id`.
+    /// Like [`Self::seal`] but cut into SKF fragments of `piece_len` plaintext octets (RFC 7383),
+    /// as a peer would send them.
+    // Limitation: we receive fragments but do not send them yet; this is the tests' peer.
+    #[cfg(test)]
+    pub(crate) fn seal_fragments(
+        &mut self,
+        id: IkeSaId,
+        exchange: ExchangeType,
+        message_id: u32,
+        inner: &[Payload],
+        piece_len: usize,
+    ) -> Vec<Vec<u8>> {
+        let provider = self.provider.clone();
+        let Some(sa) = self.ike_sas.get_mut(&id) else {
+            return Vec::new();
+        };
+        let State::Established(e) = &sa.state else {
+            return Vec::new();
+        };
+        let flags = if sa.role == Role::Initiator {
+            Flags::INITIATOR
+        } else {
+            Flags(0)
+        };
+        let header = Header::new(sa.spi_i, sa.spi_r, exchange, flags, message_id);
+        let sk_e =
+            protection::sender_sk_e(&header, e.keys.sk_ei.as_bytes(), e.keys.sk_er.as_bytes());
+        let mut counter = sa.next_iv;
+        let mut next_iv = || {
+            counter += 1;
+            counter.to_be_bytes()
+        };
+        let fragments = protection::protect_fragments(
+            provider.as_ref(),
+            &header,
+            &[],
+            inner,
+            e.cipher,
+            sk_e,
+            piece_len,
+            &mut next_iv,
+        )
+        .unwrap_or_default();
+        sa.next_iv = counter + 1;
+        fragments
+    }
+
+    /// Fragments (RFC 7383) are authenticated one by one and held until the message is
+    /// complete; only then are its payloads returned.
     pub(crate) fn unseal(
-        &self,
+        &mut self,
         id: IkeSaId,
         header: &Header,
         message: &[u8],
     ) -> Option<Vec<Payload>> {
-        let sa = self.ike_sas.get(&id)?;
+        let sa = self.ike_sas.get_mut(&id)?;
         let (keys, cipher) = match &sa.state {
             State::InitDone(d) => (&d.keys, d.cipher),
             State::Established(e) => (&e.keys, e.cipher),
@@ -243,10 +292,16 @@ impl Endpoint {
         let sk_e = protection::sender_sk_e(header, keys.sk_ei.as_bytes(), keys.sk_er.as_bytes());
         match protection::open(self.provider.as_ref(), message, cipher, sk_e) {
             Ok(Opened::Message(m)) => Some(m.payloads),
-            Ok(Opened::Fragment(_)) => {
-                // Limitation: IKE fragments (RFC 7383) are not reassembled yet.
-                debug!(ike_sa = id.0, "dropping IKE fragment");
-                None
+            Ok(Opened::Fragment(fragment)) => {
+                let key = protection::FragmentedMessageKey::of(header);
+                match sa.reassembler.add(key, fragment) {
+                    Ok(protection::FragmentProgress::Complete(m)) => Some(m.payloads),
+                    Ok(_) => None,
+                    Err(error) => {
+                        debug!(ike_sa = id.0, %error, "fragment refused");
+                        None
+                    }
+                }
             }
             Err(error) => {
                 debug!(ike_sa = id.0, %error, "message does not open");

@@ -261,6 +261,8 @@ pub(crate) struct IkeSa {
     pub responses: ResponseWindow,
     /// Deadlines.
     pub timers: TimerTable,
+    /// Fragments of messages not yet complete (RFC 7383 §2.6).
+    pub reassembler: crate::protection::FragmentReassembler,
     /// Typed state.
     pub state: State,
 }

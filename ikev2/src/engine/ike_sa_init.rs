@@ -282,6 +282,7 @@ impl Endpoint {
                 requests: RequestWindow::new(),
                 responses: ResponseWindow::new(),
                 timers,
+                reassembler: Default::default(),
                 state: State::InitSent(Box::new(InitSent {
                     ke,
                     ni,
@@ -574,6 +575,7 @@ impl Endpoint {
                 requests: RequestWindow::new(),
                 responses,
                 timers,
+                reassembler: Default::default(),
                 state: State::InitDone(Box::new(InitDone {
                     keys: derived.keys,
                     algorithms: derived.algorithms,

@@ -271,3 +271,51 @@ fn restarted_peer_coming_back_with_initial_contact_replaces_the_old_ike_sa() {
     assert_eq!(mesh.net.node(mesh.b).endpoint.ike_sas().count(), 1);
     assert_eq!(installs(&mesh.events(mesh.a)).len(), 2);
 }
+
+#[test]
+fn fragmented_request_is_reassembled_out_of_order_and_answered_once() {
+    let mut mesh = established(29);
+    let ia = installs(&mesh.events(mesh.a));
+    let ib = installs(&mesh.events(mesh.b));
+
+    // b sends a Delete of its first CHILD_SA cut into tiny SKF fragments.
+    let b = &mut mesh.net.node_mut(mesh.b).endpoint;
+    let id = b.ike_sas().next().unwrap();
+    let mid = b.ike_sas.get_mut(&id).unwrap().requests.allocate().unwrap();
+    let inner = [Payload::new(Delete::esp(&[ib[0].spi_in]))];
+    let fragments = b.seal_fragments(id, ExchangeType::INFORMATIONAL, mid, &inner, 4);
+    assert!(fragments.len() >= 3, "{}", fragments.len());
+    let (local, remote) = {
+        let sa = &b.ike_sas[&id];
+        (sa.local, sa.remote)
+    };
+
+    // Last first, with a duplicate: a answers only when the message is whole, and once.
+    let now = mesh.net.now();
+    let a = &mut mesh.net.node_mut(mesh.a).endpoint;
+    let mut order: Vec<&Vec<u8>> = fragments.iter().rev().collect();
+    order.insert(1, &fragments[fragments.len() - 1]);
+    let mut responses = Vec::new();
+    for f in order {
+        a.handle_datagram(now, remote, local, f);
+        responses.extend(std::iter::from_fn(|| a.poll_transmit()));
+    }
+    assert_eq!(responses.len(), 1);
+    let events: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
+    assert_eq!(
+        events,
+        vec![Event::ChildSaDelete {
+            peer: mesh.a_to_b,
+            spi_in: ia[0].spi_in,
+            spi_out: ia[0].spi_out,
+        }]
+    );
+
+    // The whole request again (b did not get the answer): the cached response, once.
+    for f in &fragments {
+        a.handle_datagram(now, remote, local, f);
+    }
+    let again: Vec<_> = std::iter::from_fn(|| a.poll_transmit()).collect();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].bytes, responses[0].bytes);
+}
