@@ -24,6 +24,12 @@ pub const DEFAULT_MAX_HALF_OPEN: usize = 1024;
 /// Default ceiling of IKE SAs one endpoint holds.
 pub const DEFAULT_MAX_IKE_SAS: usize = 65_536;
 
+/// Default size above which messages are sent as RFC 7383 fragments (strongSwan's default).
+pub const DEFAULT_FRAGMENT_SIZE: usize = 1280;
+
+/// Smallest fragment size accepted: IPv4's minimum reassembly buffer (RFC 7383 §2.5.1).
+pub const MIN_FRAGMENT_SIZE: usize = 576;
+
 /// Most CHILD_SA configurations of one peer (ovs-monitor-ipsec uses two per tunnel).
 pub const MAX_CHILDREN_PER_PEER: usize = 16;
 
@@ -41,6 +47,12 @@ pub struct EndpointConfig {
     pub max_half_open: usize,
     /// IKE SAs kept in total.
     pub max_ike_sas: usize,
+    /// Announce IKEV2_FRAGMENTATION_SUPPORTED and fragment messages for peers that announce
+    /// it too (RFC 7383). Received fragments are reassembled either way.
+    pub fragmentation: bool,
+    /// Encrypted messages whose datagram would exceed this many octets are fragmented so each
+    /// fragment's datagram fits (at least [`MIN_FRAGMENT_SIZE`]).
+    pub fragment_size: usize,
 }
 
 impl Default for EndpointConfig {
@@ -50,6 +62,8 @@ impl Default for EndpointConfig {
             nat_t_port: NAT_T_PORT,
             max_half_open: DEFAULT_MAX_HALF_OPEN,
             max_ike_sas: DEFAULT_MAX_IKE_SAS,
+            fragmentation: true,
+            fragment_size: DEFAULT_FRAGMENT_SIZE,
         }
     }
 }

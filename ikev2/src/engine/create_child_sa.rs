@@ -196,7 +196,7 @@ impl Endpoint {
             self.rekey_later(now, id, rekey);
             return;
         };
-        let Some(datagram) = self.seal(id, ExchangeType::CREATE_CHILD_SA, mid, false, &inner)
+        let Some(datagrams) = self.seal(id, ExchangeType::CREATE_CHILD_SA, mid, false, &inner)
         else {
             self.set_creating(id, None);
             self.rekey_later(now, id, rekey);
@@ -205,7 +205,7 @@ impl Endpoint {
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return;
         };
-        sa.requests.sent(mid, vec![datagram.clone()], now);
+        sa.requests.sent(mid, datagrams.clone(), now);
         sa.sync_retransmit_timer();
         let (local, remote) = (sa.local, sa.remote);
         self.set_creating(
@@ -225,7 +225,7 @@ impl Endpoint {
         );
         debug!(ike_sa = id.0, child = %config.name, mid, rekey = rekey.is_some(),
             "CREATE_CHILD_SA request sent");
-        self.queue_datagram(local, remote, datagram);
+        self.queue_datagrams(local, remote, datagrams);
     }
 
     /// Responder: a CREATE_CHILD_SA request on established IKE SA `id`.
@@ -376,7 +376,8 @@ impl Endpoint {
         inner.push(Payload::new(PayloadBody::TsR(
             traffic_selector::to_payload(&answer.narrowed.responder),
         )));
-        let Some(datagram) = self.seal(id, ExchangeType::CREATE_CHILD_SA, message_id, true, &inner)
+        let Some(datagrams) =
+            self.seal(id, ExchangeType::CREATE_CHILD_SA, message_id, true, &inner)
         else {
             return;
         };
@@ -384,9 +385,9 @@ impl Endpoint {
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return;
         };
-        sa.responses.responded(message_id, vec![datagram.clone()]);
+        sa.responses.responded(message_id, datagrams.clone());
         let (local, remote) = (sa.local, sa.remote);
-        self.queue_datagram(local, remote, datagram);
+        self.queue_datagrams(local, remote, datagrams);
 
         let Some(sa) = self.ike_sas.get(&id) else {
             return;

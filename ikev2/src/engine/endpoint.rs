@@ -645,6 +645,18 @@ impl Endpoint {
             .min()
     }
 
+    /// Queues datagrams (already framed for their port), e.g. the fragments of one message.
+    pub(crate) fn queue_datagrams(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        datagrams: Vec<Vec<u8>>,
+    ) {
+        for bytes in datagrams {
+            self.queue_datagram(local, remote, bytes);
+        }
+    }
+
     /// Queues a datagram (already framed for its port).
     pub(crate) fn queue_datagram(&mut self, local: SocketAddr, remote: SocketAddr, bytes: Vec<u8>) {
         self.transmits.push_back(Transmit {

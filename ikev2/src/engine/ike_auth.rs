@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime};
 
 use tracing::{debug, info, warn};
 
-use super::config::{Mode, PeerConfig};
+use super::config::{Mode, PeerConfig, MIN_FRAGMENT_SIZE};
 use super::endpoint::Endpoint;
 use super::event::{
     AuthFailure, DownReason, EspAlgorithms, EspKeys, Event, IkeSaId, Selectors, SpiRequestId,
@@ -45,6 +45,10 @@ use crate::crypto::AeadCipher;
 use crate::keys::{ChildSaKeyLengths, ChildSaKeys};
 use crate::protection::{self, Opened};
 use crate::registry::{CertEncoding, ExchangeType, NotifyType, ProtocolId, TransformType};
+
+/// Octets of an SKF fragment's datagram that are not plaintext: non-ESP marker, IKE header,
+/// SKF header with Fragment Number and Total Fragments, IV, ICV and the Pad Length octet.
+const FRAGMENT_OVERHEAD: usize = 4 + 28 + 8 + IV_LEN + crate::crypto::aead::ICV_LEN + 1;
 
 /// CERT payloads we look at in one message: the end-entity certificate and intermediates.
 pub const MAX_CERT_PAYLOADS: usize = 1 + crate::auth::MAX_INTERMEDIATES;
@@ -197,12 +201,14 @@ impl Endpoint {
         message_id: u32,
         response: bool,
         inner: &[Payload],
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Vec<Vec<u8>>> {
         let provider = self.provider.clone();
+        let fragmentation = self.config().fragmentation;
+        let fragment_size = self.config().fragment_size.max(MIN_FRAGMENT_SIZE);
         let sa = self.ike_sas.get_mut(&id)?;
-        let (keys, cipher) = match &sa.state {
-            State::InitDone(d) => (&d.keys, d.cipher),
-            State::Established(e) => (&e.keys, e.cipher),
+        let (keys, cipher, peer_fragments) = match &sa.state {
+            State::InitDone(d) => (&d.keys, d.cipher, d.peer_supports_fragmentation),
+            State::Established(e) => (&e.keys, e.cipher, e.peer_supports_fragmentation),
             State::InitSent(_) => return None,
         };
         let mut flags = Flags(0);
@@ -215,22 +221,63 @@ impl Endpoint {
         let header = Header::new(sa.spi_i, sa.spi_r, exchange, flags, message_id);
         let sk_e = protection::sender_sk_e(&header, keys.sk_ei.as_bytes(), keys.sk_er.as_bytes());
         let iv: [u8; IV_LEN] = sa.next_iv.to_be_bytes();
-        let sealed =
-            protection::protect(provider.as_ref(), &header, &[], inner, cipher, sk_e, &iv, 0);
         sa.next_iv = sa.next_iv.wrapping_add(1);
-        match sealed {
-            Ok(bytes) => Some(datagram::frame(bytes, sa.nat_t)),
+        let whole =
+            protection::protect(provider.as_ref(), &header, &[], inner, cipher, sk_e, &iv, 0);
+        let whole = match whole {
+            Ok(bytes) => datagram::frame(bytes, sa.nat_t),
             Err(error) => {
                 debug!(ike_sa = id.0, %error, "could not seal message");
-                None
+                return None;
+            }
+        };
+        // RFC 7383 §2.5: fragment only when both sides announced support.
+        if !(fragmentation && peer_fragments) || whole.len() <= fragment_size {
+            return Some(vec![whole]);
+        }
+
+        let piece_len = fragment_size.saturating_sub(FRAGMENT_OVERHEAD);
+        let mut counter = sa.next_iv;
+        let mut next_iv = || {
+            let iv = counter.to_be_bytes();
+            counter = counter.wrapping_add(1);
+            iv
+        };
+        let fragments = protection::protect_fragments(
+            provider.as_ref(),
+            &header,
+            &[],
+            inner,
+            cipher,
+            sk_e,
+            piece_len,
+            &mut next_iv,
+        );
+        sa.next_iv = counter;
+        match fragments {
+            Ok(fragments) => {
+                let nat_t = sa.nat_t;
+                debug!(
+                    ike_sa = id.0,
+                    count = fragments.len(),
+                    "message sent in fragments"
+                );
+                Some(
+                    fragments
+                        .into_iter()
+                        .map(|f| datagram::frame(f, nat_t))
+                        .collect(),
+                )
+            }
+            Err(error) => {
+                debug!(ike_sa = id.0, %error, "could not fragment message");
+                Some(vec![whole])
             }
         }
     }
 
-    /// Opens the SK payload of `message` received on IKE SA `id`.
     /// Like [`Self::seal`] but cut into SKF fragments of `piece_len` plaintext octets (RFC 7383),
     /// as a peer would send them.
-    // Limitation: we receive fragments but do not send them yet; this is the tests' peer.
     #[cfg(test)]
     pub(crate) fn seal_fragments(
         &mut self,
@@ -471,14 +518,14 @@ impl Endpoint {
         let Ok(mid) = sa.requests.allocate() else {
             return;
         };
-        let Some(datagram) = self.seal(id, ExchangeType::IKE_AUTH, mid, false, &inner) else {
+        let Some(datagrams) = self.seal(id, ExchangeType::IKE_AUTH, mid, false, &inner) else {
             self.remove_ike_sa(id, DownReason::AuthFailed);
             return;
         };
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return;
         };
-        sa.requests.sent(mid, vec![datagram.clone()], now);
+        sa.requests.sent(mid, datagrams.clone(), now);
         sa.sync_retransmit_timer();
         // From here the retransmission schedule bounds the attempt.
         sa.timers.stop(Timer::HalfOpen);
@@ -493,7 +540,7 @@ impl Endpoint {
         }
         let (local, remote) = (sa.local, sa.remote);
         debug!(ike_sa = id.0, mid, "IKE_AUTH request sent");
-        self.queue_datagram(local, remote, datagram);
+        self.queue_datagrams(local, remote, datagrams);
     }
 
     /// Responder: an IKE_AUTH request in `InitDone` (RFC 7296 §1.2).
@@ -535,7 +582,7 @@ impl Endpoint {
                 NotifyType::AUTHENTICATION_FAILED,
             ))];
             if let Some(d) = self.seal(id, ExchangeType::IKE_AUTH, mid, true, &notify) {
-                self.queue_datagram(local, remote, d);
+                self.queue_datagrams(local, remote, d);
             }
             self.push_event(Event::AuthFailed { peer, reason });
             self.remove_ike_sa(id, DownReason::AuthFailed);
@@ -699,16 +746,16 @@ impl Endpoint {
         }
 
         let mid = pending.message_id;
-        let Some(datagram) = self.seal(id, ExchangeType::IKE_AUTH, mid, true, &inner) else {
+        let Some(datagrams) = self.seal(id, ExchangeType::IKE_AUTH, mid, true, &inner) else {
             self.remove_ike_sa(id, DownReason::AuthFailed);
             return;
         };
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return;
         };
-        sa.responses.responded(mid, vec![datagram.clone()]);
+        sa.responses.responded(mid, datagrams.clone());
         let (local, remote) = (sa.local, sa.remote);
-        self.queue_datagram(local, remote, datagram);
+        self.queue_datagrams(local, remote, datagrams);
 
         let child = pending.child.ok().map(|answer| NewChild {
             index: answer.child,

@@ -198,13 +198,19 @@ fn derive_keys(
 }
 
 /// The status notifies every IKE_SA_INIT message of ours carries after NAT detection.
-fn capability_notifies() -> [Payload; 2] {
-    [
+fn capability_notifies(fragmentation: bool) -> Vec<Payload> {
+    let mut notifies = Vec::new();
+    if fragmentation {
         // RFC 7383 §2.3.
-        Payload::new(Notify::status(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)),
-        // RFC 7427 §4.
-        Payload::new(Notify::signature_hash_algorithms(&OUR_HASH_ALGORITHMS)),
-    ]
+        notifies.push(Payload::new(Notify::status(
+            NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+        )));
+    }
+    // RFC 7427 §4.
+    notifies.push(Payload::new(Notify::signature_hash_algorithms(
+        &OUR_HASH_ALGORITHMS,
+    )));
+    notifies
 }
 
 impl Endpoint {
@@ -326,6 +332,7 @@ impl Endpoint {
         let force = self.peers.get(&sa.peer).is_some_and(|c| c.force_udp_encap);
         let (spi_i, local, remote) = (sa.spi_i, sa.local, sa.remote);
         let source_hash = self.source_nat_hash(force, &spi_i, &[0; 8], local);
+        let capabilities = capability_notifies(self.config().fragmentation);
 
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return Ok(());
@@ -352,7 +359,7 @@ impl Endpoint {
         payloads.push(Payload::new(Notify::nat_detection_destination_ip(
             nat_detection_hash(&spi_i, &[0; 8], remote),
         )));
-        payloads.extend(capability_notifies());
+        payloads.extend(capabilities);
 
         let message = Message {
             header: Header::new(
@@ -540,7 +547,7 @@ impl Endpoint {
                 nat_detection_hash(&spi_i, &spi_r, remote),
             )));
         }
-        payloads.extend(capability_notifies());
+        payloads.extend(capability_notifies(self.config().fragmentation));
         let response = Message {
             header: Header::new(spi_i, spi_r, ExchangeType::IKE_SA_INIT, Flags::RESPONSE, 0),
             payloads,

@@ -103,15 +103,15 @@ impl Endpoint {
 
         let deleted_ike =
             Deletes::of(&inner).ike && header.exchange_type == ExchangeType::INFORMATIONAL;
-        let Some(datagram) = self.seal(id, header.exchange_type, mid, true, &response) else {
+        let Some(datagrams) = self.seal(id, header.exchange_type, mid, true, &response) else {
             return;
         };
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return;
         };
-        sa.responses.responded(mid, vec![datagram.clone()]);
+        sa.responses.responded(mid, datagrams.clone());
         let (local, remote) = (sa.local, sa.remote);
-        self.queue_datagram(local, remote, datagram);
+        self.queue_datagrams(local, remote, datagrams);
         if deleted_ike {
             info!(ike_sa = id.0, "IKE SA deleted by the peer");
             self.remove_ike_sa(id, DownReason::DeletedByPeer);
@@ -222,16 +222,16 @@ impl Endpoint {
         let Ok(mid) = sa.requests.allocate() else {
             return false;
         };
-        let Some(datagram) = self.seal(id, ExchangeType::INFORMATIONAL, mid, false, inner) else {
+        let Some(datagrams) = self.seal(id, ExchangeType::INFORMATIONAL, mid, false, inner) else {
             return false;
         };
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return false;
         };
-        sa.requests.sent(mid, vec![datagram.clone()], now);
+        sa.requests.sent(mid, datagrams.clone(), now);
         sa.sync_retransmit_timer();
         let (local, remote) = (sa.local, sa.remote);
-        self.queue_datagram(local, remote, datagram);
+        self.queue_datagrams(local, remote, datagrams);
         true
     }
 

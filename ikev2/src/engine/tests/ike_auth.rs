@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 use crate::codec::Header;
+use crate::engine::config::{DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE};
 use crate::engine::event::{AuthFailure, DownReason, EspKeys, Selectors, UdpEncap};
 use crate::engine::sim::Chassis;
 use crate::registry::{EncrId, ExchangeType};
@@ -32,9 +33,21 @@ impl Mesh {
         tweak_a: impl FnOnce(&mut PeerConfig),
         tweak_b: impl FnOnce(&mut PeerConfig),
     ) -> Self {
+        let config = EndpointConfig::default();
+        Self::with_endpoints(seed, conditions, (config.clone(), config), tweak_a, tweak_b)
+    }
+
+    /// Like [`Mesh::with`], with each chassis's endpoint settings.
+    pub fn with_endpoints(
+        seed: u64,
+        conditions: Conditions,
+        (config_a, config_b): (EndpointConfig, EndpointConfig),
+        tweak_a: impl FnOnce(&mut PeerConfig),
+        tweak_b: impl FnOnce(&mut PeerConfig),
+    ) -> Self {
         let start = Instant::now();
-        let mut a = endpoint(seed.wrapping_mul(2));
-        let mut b = endpoint(seed.wrapping_mul(2).wrapping_add(1));
+        let mut a = endpoint_with(seed.wrapping_mul(2), config_a);
+        let mut b = endpoint_with(seed.wrapping_mul(2).wrapping_add(1), config_b);
         a.set_wall_clock(start, fixture_time());
         b.set_wall_clock(start, fixture_time());
         let mut ca = geneve_peer(A, "chassis-1", B, "chassis-2");
@@ -193,9 +206,28 @@ fn handshake_brings_up_the_ike_sa_and_both_geneve_child_sas() {
     let info = mesh.net.node(mesh.a).endpoint.ike_sa_info(sa).unwrap();
     assert_eq!(info.state, "established");
     // IKE_SA_INIT, IKE_AUTH and CREATE_CHILD_SA, one request and one response each.
-    assert_eq!(mesh.net.stats().delivered, 6);
-    let auth_request = mesh.net.deliveries()[2].datagram.bytes.len();
-    assert!((1000..JUMBO_MTU).contains(&auth_request), "{auth_request}");
+    // IKE_SA_INIT, IKE_AUTH and CREATE_CHILD_SA, one request and one response each; IKE_AUTH
+    // with an RSA-2048 certificate is over 1280 octets, so both halves went in fragments.
+    let auth: Vec<usize> = mesh
+        .net
+        .deliveries()
+        .iter()
+        .filter(|d| {
+            Header::decode(&d.datagram.bytes)
+                .is_ok_and(|h| h.exchange_type == ExchangeType::IKE_AUTH)
+        })
+        .map(|d| d.datagram.bytes.len())
+        .collect();
+    assert!(auth.len() >= 4, "{auth:?}");
+    assert!(
+        auth.iter().all(|&len| len <= DEFAULT_FRAGMENT_SIZE),
+        "{auth:?}"
+    );
+    assert!(
+        auth.iter().sum::<usize>() > 2 * DEFAULT_FRAGMENT_SIZE,
+        "{auth:?}"
+    );
+    assert_eq!(mesh.net.stats().delivered, 4 + auth.len() as u64);
 }
 
 #[test]
@@ -379,14 +411,48 @@ fn lost_ike_auth_response_is_answered_again_from_the_cache() {
 }
 
 #[test]
-fn ike_auth_too_big_for_the_mtu_never_arrives_without_fragmentation() {
-    // Limitation: RFC 7383 fragmentation is not implemented, so a path that drops IP
-    // fragments loses an IKE_AUTH larger than its MTU.
+fn ike_auth_is_fragmented_to_fit_a_small_mtu() {
+    let config = EndpointConfig {
+        fragment_size: MIN_FRAGMENT_SIZE,
+        ..EndpointConfig::default()
+    };
+    let conditions = Conditions {
+        mtu: MIN_FRAGMENT_SIZE,
+        jitter: Duration::from_millis(20),
+        ..Conditions::default()
+    };
+    let mut mesh = Mesh::with_endpoints(14, conditions, (config.clone(), config), |_| {}, |_| {});
+    mesh.initiate_from_a();
+    mesh.run(Duration::from_secs(5));
+
+    assert_eq!(mesh.net.stats().too_big, 0);
+    let (ia, ib) = (
+        installs(&mesh.events(mesh.a)),
+        installs(&mesh.events(mesh.b)),
+    );
+    assert_eq!((ia.len(), ib.len()), (2, 2));
+    assert_child_pair(&ia[0], &ib[0]);
+}
+
+#[test]
+fn peer_without_fragmentation_gets_whole_messages_that_a_small_mtu_drops() {
+    // b does not announce IKEV2_FRAGMENTATION_SUPPORTED, so a sends IKE_AUTH whole (RFC 7383
+    // §2.3), and a path that drops IP fragments loses it.
+    let b_config = EndpointConfig {
+        fragmentation: false,
+        ..EndpointConfig::default()
+    };
     let conditions = Conditions {
         mtu: 1000,
         ..Conditions::default()
     };
-    let mut mesh = Mesh::with(7, conditions, |_| {}, |_| {});
+    let mut mesh = Mesh::with_endpoints(
+        7,
+        conditions,
+        (EndpointConfig::default(), b_config),
+        |_| {},
+        |_| {},
+    );
     let sa = mesh.initiate_from_a();
     mesh.run(Duration::from_secs(120));
     assert!(mesh.net.stats().too_big > 0);

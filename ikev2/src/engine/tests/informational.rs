@@ -43,7 +43,9 @@ fn request_from_b(mesh: &mut Mesh, exchange: ExchangeType, inner: &[Payload]) ->
     };
     let now = mesh.net.now();
     let a = &mut mesh.net.node_mut(mesh.a).endpoint;
-    a.handle_datagram(now, remote, local, &request);
+    for datagram in &request {
+        a.handle_datagram(now, remote, local, datagram);
+    }
     let response = a.poll_transmit().expect("a answers");
     let header = Header::decode(&response.bytes).unwrap();
     assert!(header.flags.is_response());

@@ -115,8 +115,12 @@ pub(super) fn geneve_peer(local: IpAddr, us: &str, remote: IpAddr, them: &str) -
 }
 
 pub(super) fn endpoint(seed: u64) -> Endpoint {
+    endpoint_with(seed, EndpointConfig::default())
+}
+
+pub(super) fn endpoint_with(seed: u64, config: EndpointConfig) -> Endpoint {
     Endpoint::new(
-        EndpointConfig::default(),
+        config,
         Arc::new(RingProvider),
         Box::new(SeededRandom::from_u64(seed)),
     )
