@@ -68,6 +68,15 @@ pub(crate) fn supported_esp(p: &EspProposal) -> Vec<TransformSpec> {
         .collect()
 }
 
+/// `transforms` without its Key Exchange transforms, as the IKE_AUTH CHILD_SA offers them.
+pub(crate) fn without_ke(transforms: &[TransformSpec]) -> Vec<TransformSpec> {
+    transforms
+        .iter()
+        .filter(|t| t.transform_type != TransformType::KE)
+        .copied()
+        .collect()
+}
+
 /// The payloads of a decrypted IKE_AUTH or CREATE_CHILD_SA message the exchanges look at.
 #[derive(Default)]
 pub(crate) struct AuthPayloads<'a> {
@@ -481,6 +490,9 @@ impl Endpoint {
             .esp_proposals
             .iter()
             .map(supported_esp)
+            // RFC 7296 §1.2: the first CHILD_SA's keys come from the IKE SA, so its proposals
+            // carry no KE transform (Libreswan 4.10 answers NO_PROPOSAL_CHOSEN to one that does).
+            .map(|t| without_ke(&t))
             .filter(|t| !t.is_empty())
             .zip(1u8..)
             .map(|(t, n)| to_wire_proposal(n, ProtocolId::ESP, spi_in.to_be_bytes().to_vec(), &t))

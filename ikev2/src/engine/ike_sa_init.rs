@@ -24,15 +24,15 @@ use super::window::{RequestDisposition, RequestWindow, ResponseWindow};
 use super::{datagram, IkeProposal};
 use crate::auth::OUR_HASH_ALGORITHMS;
 use crate::codec::{
-    self, payload::NAT_DETECTION_HASH_LEN, Flags, Header, Ke, Message, Nonce, Notify, NotifyData,
-    Payload, PayloadBody, Sa,
+    self, payload::NAT_DETECTION_HASH_LEN, CertReq, Flags, Header, Ke, Message, Nonce, Notify,
+    NotifyData, Payload, PayloadBody, Sa,
 };
 use crate::crypto::{
     AeadCipher, CryptoProvider, KeMethod, KeyExchange, PrfAlgorithm, SharedSecret,
 };
 use crate::keys::{skeyseed, IkeSaKeyLengths, IkeSaKeys};
 use crate::registry::{
-    ExchangeType, HashAlgorithm, KeGroup, NotifyType, ProtocolId, TransformType,
+    CertEncoding, ExchangeType, HashAlgorithm, KeGroup, NotifyType, ProtocolId, TransformType,
 };
 
 /// Length of the nonces we send: at least half the PRF key size and 128 bits (RFC 7296 §2.10).
@@ -541,6 +541,14 @@ impl Endpoint {
             }),
             Payload::new(Nonce { data: nr.clone() }),
         ];
+        // RFC 7296 §1.2 [CERTREQ]: strongSwan's charon (send_cert = ifasked) sends its CERT in
+        // IKE_AUTH only when asked here.
+        if let Some(config) = self.peers.get(&peer) {
+            payloads.push(Payload::new(CertReq {
+                encoding: CertEncoding::X509_SIGNATURE,
+                data: config.trusted_cas.certreq_data(),
+            }));
+        }
         if nat.peer_supports_nat_t {
             payloads.push(Payload::new(Notify::nat_detection_source_ip(source_hash)));
             payloads.push(Payload::new(Notify::nat_detection_destination_ip(

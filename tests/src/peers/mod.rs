@@ -11,6 +11,7 @@
 pub mod error;
 pub mod libreswan;
 pub mod netns;
+pub mod our_endpoint;
 pub mod pki;
 pub mod process;
 pub mod strongswan;

@@ -623,3 +623,77 @@ fn crossed_initiation_ends_with_exactly_one_ike_sa_and_matching_child_sas() {
         assert_eq!(ups(&ea), 1);
     }
 }
+
+/// Libreswan 4.10 answers NO_PROPOSAL_CHOSEN to an IKE_AUTH CHILD_SA proposal that carries a
+/// Key Exchange transform, so with PFS configured (ESP `aes256gcm16-modp2048`, as strongSwan
+/// has it) the IKE_AUTH offer leaves the group out (RFC 7296 §1.2); CREATE_CHILD_SA keeps it.
+#[test]
+fn ike_auth_child_proposals_carry_no_key_exchange_transform_even_with_pfs() {
+    use crate::codec::{PayloadBody, TransformId};
+    use crate::crypto::{AeadCipher, RingProvider};
+    use crate::protection::{open, Opened};
+    use crate::registry::{EncrId, KeGroup};
+
+    let pfs = |p: &mut PeerConfig| {
+        for child in &mut p.children {
+            child.esp_proposals[0].ke = vec![KeGroup::MODP_2048];
+        }
+    };
+    // Unfragmented, so that each request opens as one message.
+    let config = EndpointConfig {
+        fragmentation: false,
+        ..EndpointConfig::default()
+    };
+    let mut mesh = Mesh::with_endpoints(13, jumbo(), (config.clone(), config), pfs, pfs);
+    let id = mesh.initiate_from_a();
+    mesh.run(Duration::from_secs(2));
+
+    let keys = mesh
+        .net
+        .node(mesh.a)
+        .endpoint
+        .ike_sa_keys(id)
+        .unwrap()
+        .clone();
+    let cipher = AeadCipher::from_transform(EncrId::ENCR_AES_GCM_16, Some(256)).unwrap();
+    let ke_offered = |exchange: ExchangeType| -> Vec<bool> {
+        mesh.net
+            .deliveries()
+            .iter()
+            .filter(|d| d.datagram.dst.ip() == B)
+            .filter_map(|d| {
+                let bytes = datagram_ike(&d.datagram.bytes);
+                let header = Header::decode(bytes).ok()?;
+                (header.exchange_type == exchange && !header.flags.is_response()).then_some(bytes)
+            })
+            .filter_map(
+                |bytes| match open(&RingProvider, bytes, cipher, keys.sk_ei.as_bytes()) {
+                    Ok(Opened::Message(m)) => Some(m.payloads),
+                    _ => None,
+                },
+            )
+            .filter_map(|payloads| {
+                payloads.into_iter().find_map(|p| match p.body {
+                    PayloadBody::Sa(sa) => Some(sa.proposals.iter().any(|p| {
+                        p.transforms
+                            .iter()
+                            .any(|t| matches!(t.id, TransformId::Ke(_)))
+                    })),
+                    _ => None,
+                })
+            })
+            .collect()
+    };
+    assert_eq!(ke_offered(ExchangeType::IKE_AUTH), vec![false]);
+    assert_eq!(ke_offered(ExchangeType::CREATE_CHILD_SA), vec![true]);
+    let installs = installs(&mesh.events(mesh.a));
+    assert_eq!(installs.len(), 2, "both children still come up");
+}
+
+/// The IKE message of a datagram, without the non-ESP marker on port 4500.
+fn datagram_ike(bytes: &[u8]) -> &[u8] {
+    match bytes.strip_prefix(&[0u8; 4]) {
+        Some(rest) => rest,
+        None => bytes,
+    }
+}

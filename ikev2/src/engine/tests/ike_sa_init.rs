@@ -401,3 +401,34 @@ fn ike_sa_init_completes_despite_heavy_loss_for_most_seeds() {
     // Each attempt fails only if 7 request/response round trips in a row are lost.
     assert!(completed >= 18, "{completed} of 20");
 }
+
+/// strongSwan's charon, with its default `send_cert = ifasked`, puts no CERT in its IKE_AUTH
+/// request unless the responder's IKE_SA_INIT response asked for one (found against charon
+/// 5.9.8: our responder then failed with "no CERT payload").
+#[test]
+fn responder_asks_for_a_certificate_of_our_trusted_cas_in_ike_sa_init() {
+    let mut pair = Pair::new(1, Conditions::default());
+    pair.initiate_from_a();
+    pair.run(Duration::from_secs(1));
+
+    let response = pair
+        .net
+        .deliveries()
+        .iter()
+        .filter(|d| d.datagram.dst.ip() == A)
+        .find_map(|d| {
+            let m = Message::decode(&d.datagram.bytes).ok()?;
+            (m.header.exchange_type == ExchangeType::IKE_SA_INIT && m.header.flags.is_response())
+                .then_some(m)
+        })
+        .expect("an IKE_SA_INIT response");
+    let certreqs: Vec<_> = response
+        .payloads
+        .iter()
+        .filter_map(|p| match &p.body {
+            PayloadBody::CertReq(c) => Some(c.data.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(certreqs, vec![trust_store().certreq_data()]);
+}
