@@ -51,8 +51,17 @@ const PLUTO_AUTHENTICATED_CH1: &str =
 #[test]
 fn our_endpoint_initiates_to_pluto_ike_sa_establishes_and_pluto_refuses_children_with_ts_unacceptable(
 ) {
-    let pair = NetnsPair::create("ours-lw1").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
+    our_endpoint_initiates_to_pluto(false);
+}
+
+#[test]
+fn our_endpoint_initiates_to_pluto_over_ipv6_and_the_ike_sa_establishes() {
+    our_endpoint_initiates_to_pluto(true);
+}
+
+fn our_endpoint_initiates_to_pluto(v6: bool) {
+    let pair = NetnsPair::create(if v6 { "ours-lw16" } else { "ours-lw1" }).unwrap();
+    let (c1, c2) = chassis_pair(&pair, v6);
     let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
     let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
 
@@ -70,7 +79,7 @@ fn our_endpoint_initiates_to_pluto_ike_sa_establishes_and_pluto_refuses_children
     std::thread::sleep(SETTLE);
     let events = ours.events();
     eprintln!(
-        "ours -> pluto: IkeSaUp after {took:?}\nour events:\n{}",
+        "ours -> pluto (IPv6 {v6}): IkeSaUp after {took:?}\nour events:\n{}",
         dump(&events)
     );
 

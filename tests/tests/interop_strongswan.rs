@@ -65,8 +65,17 @@ fn assert_charon_sees_ch1(charon: &StrongSwan, we_initiated: bool) {
 #[test]
 fn our_endpoint_initiates_to_charon_ike_sa_establishes_and_charon_refuses_children_with_no_proposal_chosen(
 ) {
-    let pair = NetnsPair::create("ours-sw1").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
+    our_endpoint_initiates_to_charon(false);
+}
+
+#[test]
+fn our_endpoint_initiates_to_charon_over_ipv6_and_the_ike_sa_establishes() {
+    our_endpoint_initiates_to_charon(true);
+}
+
+fn our_endpoint_initiates_to_charon(v6: bool) {
+    let pair = NetnsPair::create(if v6 { "ours-sw16" } else { "ours-sw1" }).unwrap();
+    let (c1, c2) = chassis_pair(&pair, v6);
     let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
     let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
 
@@ -84,7 +93,7 @@ fn our_endpoint_initiates_to_charon_ike_sa_establishes_and_charon_refuses_childr
     std::thread::sleep(SETTLE);
     let events = ours.events();
     eprintln!(
-        "ours -> charon: IkeSaUp after {took:?}\nour events:\n{}",
+        "ours -> charon (IPv6 {v6}): IkeSaUp after {took:?}\nour events:\n{}",
         dump(&events)
     );
 
