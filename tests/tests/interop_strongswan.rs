@@ -201,6 +201,21 @@ fn charon_initiates_to_our_endpoint_ike_sa_establishes_and_charon_deletes_the_ch
         })
         .collect();
     assert_eq!(installed.len(), 1, "{}", dump(&events));
+    // charon moved IKE to port 4500 (MOBIKE) but saw no NAT: plain ESP on both sides.
+    assert!(events.iter().any(|r| matches!(&r.event,
+        Event::IkeSaUp { remote, .. } if remote.port() == 4500)));
+    assert!(
+        events.iter().all(|r| !matches!(
+            &r.event,
+            Event::ChildSaInstall {
+                udp_encap: Some(_),
+                ..
+            }
+        )),
+        "{}",
+        dump(&events)
+    );
+    assert_eq!(charon.ike_sas().unwrap()[0].udp_encap, Some(false));
     assert_eq!(installed[0].0, "in");
     let (_, spi_in, spi_out) = installed[0];
     assert!(events.iter().any(|r| matches!(r.event,

@@ -1020,6 +1020,14 @@ pub(crate) fn child_install(
 ) -> Option<(ChildSa, Event)> {
     let child_config = config.children.get(child.index)?;
     let (encryption, key_bits) = child.selected.encryption();
+    // RFC 7296 §2.23: ESP goes in UDP behind a NAT or when forced, not merely because IKE
+    // moved to port 4500 (charon moves there without a NAT whenever MOBIKE may be used).
+    let nat = match &sa.state {
+        State::InitDone(done) => Some(done.nat),
+        State::Established(established) => Some(established.nat),
+        State::InitSent(_) => None,
+    };
+    let encapsulate = sa.nat_t && (config.force_udp_encap || nat.is_some_and(|n| n.nat_detected()));
     let keys = if we_initiated {
         EspKeys {
             encr_in: keys.encr_r,
@@ -1070,7 +1078,7 @@ pub(crate) fn child_install(
             remote: child.remote_ts,
         },
         mode: child_config.mode,
-        udp_encap: sa.nat_t.then_some(UdpEncap {
+        udp_encap: encapsulate.then_some(UdpEncap {
             local_port: sa.local.port(),
             remote_port: sa.remote.port(),
         }),

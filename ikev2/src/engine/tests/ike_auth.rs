@@ -697,3 +697,74 @@ fn datagram_ike(bytes: &[u8]) -> &[u8] {
         None => bytes,
     }
 }
+
+/// strongSwan's charon moves IKE to port 4500 for IKE_AUTH even without a NAT (it does so
+/// whenever MOBIKE may be used); that is no reason to put ESP in UDP (RFC 7296 §2.23: only
+/// behind a NAT, or when forced). Found against charon 5.9.8: our responder's CHILD_SA came
+/// out UDP-encapsulated while charon's (no NAT detected) was plain ESP.
+#[test]
+fn peer_floating_ike_to_port_4500_without_a_nat_gets_plain_esp_child_sas() {
+    let start = Instant::now();
+    let (mut a, mut b) = (endpoint(21), endpoint(22));
+    a.set_wall_clock(start, fixture_time());
+    b.set_wall_clock(start, fixture_time());
+    let to_b = a
+        .add_peer(geneve_peer(A, "chassis-1", B, "chassis-2"))
+        .unwrap();
+    b.add_peer(geneve_peer(B, "chassis-2", A, "chassis-1"))
+        .unwrap();
+    a.initiate(start, to_b).unwrap();
+
+    let (mut encap_a, mut encap_b) = (Vec::new(), Vec::new());
+    let mut next_spi = 0x100u32;
+    for _ in 0..100 {
+        let mut moved = false;
+        while let Some(t) = a.poll_transmit() {
+            moved = true;
+            let is_init = Header::decode(&t.bytes)
+                .is_ok_and(|h| h.exchange_type == ExchangeType::IKE_SA_INIT);
+            if is_init {
+                b.handle_datagram(start, t.remote, t.local, &t.bytes);
+            } else {
+                // What charon does after IKE_SA_INIT: port 4500, non-ESP marker, no NAT.
+                let mut floated = vec![0u8; 4];
+                floated.extend_from_slice(&t.bytes);
+                b.handle_datagram(
+                    start,
+                    SocketAddr::new(B, 4500),
+                    SocketAddr::new(A, 4500),
+                    &floated,
+                );
+            }
+        }
+        while let Some(t) = b.poll_transmit() {
+            moved = true;
+            a.handle_datagram(start, t.remote, t.local, &t.bytes);
+        }
+        for (e, encap) in [(&mut a, &mut encap_a), (&mut b, &mut encap_b)] {
+            while let Some(event) = e.poll_event() {
+                moved = true;
+                match event {
+                    Event::AllocateSpi { request, .. } => {
+                        next_spi += 1;
+                        e.spi_allocated(start, request, next_spi).unwrap();
+                    }
+                    Event::ChildSaInstall { udp_encap, .. } => encap.push(udp_encap),
+                    _ => {}
+                }
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert_eq!(encap_a, vec![None, None]);
+    assert_eq!(
+        encap_b,
+        vec![None, None],
+        "plain ESP, though IKE moved to 4500"
+    );
+    // IKE itself did follow the peer to port 4500.
+    let id = b.ike_sas().next().unwrap();
+    assert_eq!(b.ike_sa_info(id).unwrap().remote.port(), 4500);
+}
