@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use ikev2::engine::{Event, IkeAlgorithms};
 use ikev2::registry::{EncrId, IntegId, KeGroup, PrfId};
 use ovn_ipsec_tests::peers::our_endpoint::{OurEndpoint, Recorded};
-use ovn_ipsec_tests::peers::{chassis_pair, Direction, IkePeer, Libreswan, NetnsPair, Pki};
+use ovn_ipsec_tests::peers::{
+    chassis_pair, wait_for, Direction, IkePeer, Libreswan, NetnsPair, Pki,
+};
 
 const UP: Duration = Duration::from_secs(15);
 
@@ -76,6 +78,14 @@ fn our_endpoint_initiates_to_pluto(v6: bool) {
     });
     let took = t.elapsed();
     pluto.wait_for_ike_sa("ch1", UP).unwrap();
+    // The harness's log is a tail: snapshot it as soon as the last exchange shows, before
+    // later noise (address monitoring) pushes the IKE_AUTH lines out.
+    let last = "with encrypted notification TS_UNACCEPTABLE";
+    wait_for("the CREATE_CHILD_SA answer in the log", UP, || {
+        Ok(pluto.log().contains(last))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", pluto.log()));
+    let log = pluto.log();
     std::thread::sleep(SETTLE);
     let events = ours.events();
     eprintln!(
@@ -106,7 +116,6 @@ fn our_endpoint_initiates_to_pluto(v6: bool) {
     // pluto's side: its state list (whack --showstates) has the IKE SA, no CHILD_SA.
     assert!(pluto.ike_sa_established("ch1").unwrap());
     assert!(pluto.child_sas().unwrap().is_empty());
-    let log = pluto.log();
     assert!(
         log.contains(&format!(
             "responder established IKE SA; {PLUTO_AUTHENTICATED_CH1}"
@@ -191,6 +200,48 @@ fn pluto_initiates_to_our_endpoint_ike_sa_establishes_then_pluto_drops_it_when_i
     );
     assert!(
         outcome.log_mentions("and NOT sending notification"),
+        "{:#?}",
+        outcome.log
+    );
+}
+
+/// `ipsec_encapsulation=yes` on both chassis: pluto fakes its NAT-D payloads, so our
+/// responder sees a NAT and its CHILD_SA is ESP-in-UDP on port 4500.
+#[test]
+fn forced_udp_encapsulation_from_pluto_gives_our_child_sa_udp_encapsulation() {
+    let pair = NetnsPair::create("ours-lw3").unwrap();
+    let (mut c1, mut c2) = chassis_pair(&pair, false);
+    c1.force_encaps = true;
+    c2.force_encaps = true;
+    let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
+    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+
+    let outcome = pluto.initiate("ch1", Direction::Out).unwrap();
+    let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap_or_else(|e| {
+        panic!(
+            "{e}\nour events:\n{}\npluto log:\n{}",
+            dump(&ours.events()),
+            pluto.log()
+        )
+    });
+    std::thread::sleep(SETTLE);
+    let events = ours.events();
+    let Event::IkeSaUp { local, remote, .. } = up.event else {
+        unreachable!()
+    };
+    assert_eq!((local.port(), remote.port()), (4500, 4500));
+    let encap = events.iter().find_map(|r| match &r.event {
+        Event::ChildSaInstall { udp_encap, .. } => Some(*udp_encap),
+        _ => None,
+    });
+    let encap = encap
+        .flatten()
+        .unwrap_or_else(|| panic!("{}", dump(&events)));
+    assert_eq!((encap.local_port, encap.remote_port), (4500, 4500));
+    assert!(
+        outcome.log_mentions(&format!(
+            "initiator established IKE SA; {PLUTO_AUTHENTICATED_CH1}"
+        )),
         "{:#?}",
         outcome.log
     );

@@ -12,7 +12,7 @@ use ikev2::engine::{Event, IkeAlgorithms};
 use ikev2::registry::{EncrId, IntegId, KeGroup, PrfId};
 use ovn_ipsec_tests::peers::our_endpoint::{OurEndpoint, Recorded};
 use ovn_ipsec_tests::peers::{
-    chassis_pair, Direction, IkePeer, IkeSaState, NetnsPair, Pki, StrongSwan,
+    chassis_pair, wait_for, Direction, IkePeer, IkeSaState, NetnsPair, Pki, StrongSwan,
 };
 
 const UP: Duration = Duration::from_secs(15);
@@ -90,6 +90,14 @@ fn our_endpoint_initiates_to_charon(v6: bool) {
     });
     let took = t.elapsed();
     charon.wait_for_ike_sa("ch1", UP).unwrap();
+    // The harness's log is a tail: snapshot it as soon as the last exchange shows, before
+    // later noise (address monitoring) pushes the IKE_AUTH lines out.
+    let last = "generating CREATE_CHILD_SA response 2 [ N(NO_PROP) ]";
+    wait_for("the CREATE_CHILD_SA answer in the log", UP, || {
+        Ok(charon.log().contains(last))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", charon.log()));
+    let log = charon.log();
     std::thread::sleep(SETTLE);
     let events = ours.events();
     eprintln!(
@@ -123,7 +131,6 @@ fn our_endpoint_initiates_to_charon(v6: bool) {
 
     // charon's side, from vici.
     assert_charon_sees_ch1(&charon, true);
-    let log = charon.log();
     assert!(
         log.contains("authentication of 'ch1' with RSA_EMSA_PKCS1_SHA2_256 successful"),
         "{log}"
@@ -248,4 +255,33 @@ fn charon_initiates_to_our_endpoint_ike_sa_establishes_and_charon_deletes_the_ch
         outcome.log
     );
     assert_charon_sees_ch1(&charon, false);
+}
+
+/// `ipsec_encapsulation=yes` on both chassis: our endpoint fakes its NAT-D source hash and
+/// moves to port 4500; charon's vici status reports the IKE SA UDP-encapsulated (`nat-any`).
+#[test]
+fn forced_udp_encapsulation_from_our_endpoint_makes_charon_report_udp_encapsulation() {
+    let pair = NetnsPair::create("ours-sw3").unwrap();
+    let (mut c1, mut c2) = chassis_pair(&pair, false);
+    c1.force_encaps = true;
+    c2.force_encaps = true;
+    let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
+    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+
+    ours.initiate("ch2").unwrap();
+    let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap_or_else(|e| {
+        panic!(
+            "{e}\nour events:\n{}\ncharon log:\n{}",
+            dump(&ours.events()),
+            charon.log()
+        )
+    });
+    charon.wait_for_ike_sa("ch1", UP).unwrap();
+    let Event::IkeSaUp { local, remote, .. } = up.event else {
+        unreachable!()
+    };
+    assert_eq!((local.port(), remote.port()), (4500, 4500));
+    let sas = charon.ike_sas().unwrap();
+    assert_eq!(sas.len(), 1, "{sas:#?}");
+    assert_eq!(sas[0].udp_encap, Some(true), "{sas:#?}");
 }

@@ -179,6 +179,11 @@ impl OurEndpoint {
                 credentials.clone(),
                 trust.clone(),
             );
+            // ovs-monitor-ipsec's forceencaps=yes / encapsulation=yes.
+            let peer = PeerConfig {
+                force_udp_encap: config.force_encaps,
+                ..peer
+            };
             let id = endpoint
                 .add_peer(peer)
                 .map_err(|e| engine_error(&remote.name, e))?;
