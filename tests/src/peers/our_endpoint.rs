@@ -144,8 +144,28 @@ fn engine_error(what: &str, error: impl std::fmt::Display) -> PeerError {
 }
 
 impl OurEndpoint {
-    /// Starts our engine for chassis `config` in `ns`, with its certificate from `pki`.
+    /// Starts our engine for chassis `config` in `ns`, with its certificate from `pki`,
+    /// answering `AllocateSpi` with made-up SPIs and installing nothing (the host kernel).
     pub fn start(ns: &Netns, pki: &Pki, config: ChassisConfig) -> Result<OurEndpoint, PeerError> {
+        Self::start_with(ns, pki, config, false)
+    }
+
+    /// Like [`start`](Self::start), but SPIs are allocated and CHILD_SAs installed (states and
+    /// policies) in the namespace's kernel with the `xfrm` crate: for a kernel with ESP.
+    pub fn start_installing(
+        ns: &Netns,
+        pki: &Pki,
+        config: ChassisConfig,
+    ) -> Result<OurEndpoint, PeerError> {
+        Self::start_with(ns, pki, config, true)
+    }
+
+    fn start_with(
+        ns: &Netns,
+        pki: &Pki,
+        config: ChassisConfig,
+        install: bool,
+    ) -> Result<OurEndpoint, PeerError> {
         let cert = pki
             .chassis(&config.name)
             .ok_or_else(|| engine_error(&config.name, "no certificate in the PKI"))?;
@@ -197,6 +217,14 @@ impl OurEndpoint {
                 UdpSocket::bind(SocketAddr::new(ip, NAT_T_PORT))?,
             ))
         })?;
+        let kernel = if install {
+            let kernel = ns
+                .run_in(KernelSas::open)?
+                .map_err(|e| engine_error("xfrm netlink", e))?;
+            Some(kernel)
+        } else {
+            None
+        };
         let (ike, nat_t) = sockets.map_err(|source| PeerError::File {
             what: "binding UDP 500/4500 in",
             path: ns.name().into(),
@@ -222,7 +250,7 @@ impl OurEndpoint {
         let events = Arc::new(Mutex::new(Vec::new()));
         let recorded = events.clone();
         let driver = std::thread::spawn(move || {
-            drive(endpoint, ike, nat_t, rx, recorded, started);
+            drive(endpoint, ike, nat_t, rx, recorded, started, kernel);
         });
         Ok(OurEndpoint {
             config,
@@ -334,6 +362,7 @@ fn drive(
     inputs: Receiver<Input>,
     events: Arc<Mutex<Vec<Recorded>>>,
     started: Instant,
+    kernel: Option<KernelSas>,
 ) {
     let mut next_spi = FIRST_FAKE_SPI;
     loop {
@@ -353,10 +382,39 @@ fn drive(
             }
             while let Some(event) = endpoint.poll_event() {
                 progressed = true;
-                if let Event::AllocateSpi { request, .. } = &event {
-                    let spi = next_spi;
-                    next_spi = next_spi.wrapping_add(1);
-                    let _ = endpoint.spi_allocated(Instant::now(), *request, spi);
+                match (&event, &kernel) {
+                    (Event::AllocateSpi { request, .. }, None) => {
+                        let spi = next_spi;
+                        next_spi = next_spi.wrapping_add(1);
+                        let _ = endpoint.spi_allocated(Instant::now(), *request, spi);
+                    }
+                    (
+                        Event::AllocateSpi {
+                            request,
+                            local,
+                            remote,
+                            ..
+                        },
+                        Some(kernel),
+                    ) => match kernel.alloc_spi(local.ip(), remote.ip()) {
+                        Ok(spi) => {
+                            let _ = endpoint.spi_allocated(Instant::now(), *request, spi);
+                        }
+                        Err(error) => tracing::warn!(%error, "allocating an SPI"),
+                    },
+                    (Event::ChildSaInstall { .. }, Some(kernel)) => {
+                        if let Err(error) = kernel.install(&event, &endpoint) {
+                            tracing::warn!(%error, "installing a CHILD_SA");
+                            if let Ok(mut recorded) = events.lock() {
+                                recorded.push(Recorded {
+                                    at: started.elapsed(),
+                                    event: event.clone(),
+                                });
+                            }
+                            eprintln!("installing a CHILD_SA failed: {error}");
+                        }
+                    }
+                    _ => {}
                 }
                 if let Ok(mut recorded) = events.lock() {
                     recorded.push(Recorded {
@@ -394,5 +452,156 @@ fn drive(
         if endpoint.poll_timeout().is_some_and(|t| t <= now) {
             endpoint.handle_timeout(now);
         }
+    }
+}
+
+/// reqid of the "out" child's states and policies; "in" uses the next one.
+const REQID_OUT: u32 = 0x0a01;
+
+/// Our CHILD_SAs in a namespace's kernel, through the `xfrm` crate (netlink opened inside the
+/// namespace; a current-thread runtime drives it from the driver thread).
+struct KernelSas {
+    runtime: tokio::runtime::Runtime,
+    kernel: xfrm::Kernel,
+}
+
+impl KernelSas {
+    fn open() -> Result<KernelSas, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let ownership = xfrm::Ownership::reqids(REQID_OUT..=REQID_OUT + 1);
+        let kernel = runtime
+            .block_on(xfrm::Kernel::connect(ownership))
+            .map_err(|e| e.to_string())?;
+        Ok(KernelSas { runtime, kernel })
+    }
+
+    fn alloc_spi(&self, local: IpAddr, remote: IpAddr) -> Result<u32, xfrm::Error> {
+        let request = xfrm::SpiRequest {
+            src: remote,
+            dst: local,
+            reqid: REQID_OUT,
+            mode: xfrm::Mode::Transport,
+            mark: None,
+            range: xfrm::SpiRange::full(),
+        };
+        self.runtime.block_on(self.kernel.alloc_spi(request))
+    }
+
+    /// Both states of a `ChildSaInstall` and the out/in policies for its selectors.
+    fn install(&self, event: &Event, endpoint: &Endpoint) -> Result<(), String> {
+        let Event::ChildSaInstall {
+            ike_sa,
+            name,
+            spi_in,
+            spi_out,
+            keys,
+            selectors,
+            udp_encap,
+            ..
+        } = event
+        else {
+            return Ok(());
+        };
+        let info = endpoint.ike_sa_info(*ike_sa).ok_or("the IKE SA is gone")?;
+        let (local, remote) = (info.local.ip(), info.remote.ip());
+        let reqid = if name == "out" {
+            REQID_OUT
+        } else {
+            REQID_OUT + 1
+        };
+        let (ours, theirs) = match (selectors.local.first(), selectors.remote.first()) {
+            (Some(l), Some(r)) => (l, r),
+            _ => return Err("no selectors".into()),
+        };
+        let port =
+            |ts: &TrafficSelector| (ts.start_port() == ts.end_port()).then_some(ts.start_port());
+        let proto = Some(ours.ip_protocol()).filter(|p| *p != 0);
+        let out_sel = xfrm::Selector {
+            src: xfrm::Prefix::host(local),
+            dst: xfrm::Prefix::host(remote),
+            proto,
+            sport: port(ours),
+            dport: port(theirs),
+        };
+        let in_sel = xfrm::Selector {
+            src: xfrm::Prefix::host(remote),
+            dst: xfrm::Prefix::host(local),
+            proto,
+            sport: port(theirs),
+            dport: port(ours),
+        };
+        let encap = udp_encap.map(|e| xfrm::Encap {
+            sport: e.local_port,
+            dport: e.remote_port,
+            original_address: None,
+        });
+        let state = |src, dst, spi, key: &[u8], sel, encap: Option<xfrm::Encap>| {
+            let id = xfrm::StateId {
+                src,
+                dst,
+                spi,
+                mark: None,
+            };
+            let algorithm = xfrm::Algorithm::aes_gcm_256(key).map_err(|e| e.to_string())?;
+            let mut state = xfrm::State::new(id, reqid, xfrm::Mode::Transport, algorithm);
+            state.selector = Some(sel);
+            state.esn = false;
+            state.replay_window = 32;
+            state.encap = encap;
+            Ok::<_, String>(state)
+        };
+        let inbound = state(
+            remote,
+            local,
+            *spi_in,
+            keys.encr_in.as_bytes(),
+            in_sel,
+            encap.map(|e| xfrm::Encap {
+                sport: e.dport,
+                dport: e.sport,
+                original_address: None,
+            }),
+        )?;
+        let outbound = state(
+            local,
+            remote,
+            *spi_out,
+            keys.encr_out.as_bytes(),
+            out_sel,
+            encap,
+        )?;
+        let template = vec![xfrm::Template::transport(reqid)];
+        let policies = [
+            xfrm::Policy::allow(
+                xfrm::PolicyId::new(out_sel, xfrm::Direction::Out),
+                1000,
+                template.clone(),
+            ),
+            xfrm::Policy::allow(
+                xfrm::PolicyId::new(in_sel, xfrm::Direction::In),
+                1000,
+                template,
+            ),
+        ];
+        self.runtime.block_on(async {
+            self.kernel
+                .update_state(&inbound)
+                .await
+                .map_err(|e| format!("inbound state: {e}"))?;
+            self.kernel
+                .add_state(&outbound)
+                .await
+                .map_err(|e| format!("outbound state: {e}"))?;
+            for policy in &policies {
+                self.kernel
+                    .update_policy(policy)
+                    .await
+                    .map_err(|e| format!("policy: {e}"))?;
+            }
+            Ok(())
+        })
     }
 }
