@@ -1,49 +1,66 @@
-//! Our IKEv2 engine ↔ strongSwan 5.9.8 charon with real ESP CHILD_SAs, in the qemu guest of
-//! `tests/vm` (the host kernel has no ESP): our endpoint initiates, both ovs-monitor-ipsec
-//! Geneve children come up (IKE_AUTH "out", CREATE_CHILD_SA "in" with PFS), our side installs
-//! them with the `xfrm` crate, charon with its kernel-netlink plugin, and Geneve-port traffic
-//! is ESP both ways. Needs root, `bash tests/setup/vm.sh` and `bash tests/setup/peers.sh`.
+//! Our IKEv2 engine ↔ strongSwan 5.9.8 charon and Libreswan 4.10 pluto with real ESP
+//! CHILD_SAs, in the qemu guest of `tests/vm` (the host kernel has no ESP): each side
+//! initiating, both ovs-monitor-ipsec Geneve children come up (IKE_AUTH "out",
+//! CREATE_CHILD_SA "in" with PFS), our side installs them with the `xfrm` crate, the peer with
+//! its own kernel code, and Geneve-port traffic is ESP both ways. Needs root, `bash tests/setup/vm.sh` and `bash tests/setup/peers.sh`.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ikev2::engine::Event;
+use ovn_ipsec_tests::peers::libreswan::{libreswan_root, CHILD_ESTABLISHED};
 use ovn_ipsec_tests::peers::our_endpoint::OurEndpoint;
 use ovn_ipsec_tests::peers::{
-    chassis_pair, wait_for, IkePeer, Netns, NetnsPair, Pki, StrongSwan, GENEVE_PORT,
+    chassis_pair, wait_for, Direction, IkePeer, Libreswan, Netns, NetnsPair, Pki, StrongSwan,
+    GENEVE_PORT,
 };
 use ovn_ipsec_tests::vm::GuestRun;
 
-const GUEST_TEST: &str = "guest_side_our_endpoint_and_charon_install_both_geneve_children";
-const CHECK: &str = "our endpoint and charon: both Geneve children installed and carrying ESP";
+const GUEST_TEST: &str = "guest_side_our_endpoint_with_charon_and_pluto_each_side_initiating";
+const CHECK: &str =
+    "our endpoint with charon and pluto, each side initiating: both Geneve children installed and carrying ESP";
 /// Under software emulation a handshake takes about a second.
 const UP: Duration = Duration::from_secs(60);
 
 #[test]
-fn our_endpoint_and_charon_install_both_geneve_children_in_the_real_kernel_guest() {
+fn our_endpoint_with_charon_and_pluto_each_side_initiating_carries_esp_in_the_real_kernel_guest() {
     let t = Instant::now();
     let mut run = GuestRun::new().unwrap();
     Pki::create(&run.share_dir().join("pki"), &["ch1", "ch2"]).unwrap();
     run.add_current_exe("self").unwrap();
+    // charon, swanctl and their plugins and configuration; pluto and its helpers from the
+    // unpacked .deb; the NSS tools and the soft token NSS loads at run time.
+    let libreswan = libreswan_root();
     for path in [
-        "/usr/lib/ipsec",
-        "/usr/sbin/swanctl",
-        "/etc/strongswan.d",
-        "/usr/bin/openssl",
-        "/usr/bin/mount",
+        "/usr/lib/ipsec".into(),
+        "/usr/sbin/swanctl".into(),
+        "/etc/strongswan.d".into(),
+        "/usr/bin/certutil".into(),
+        "/usr/bin/pk12util".into(),
+        "/usr/bin/openssl".into(),
+        "/usr/bin/mount".into(),
+        "/usr/lib/x86_64-linux-gnu/libsoftokn3.so".into(),
+        "/usr/lib/x86_64-linux-gnu/libsoftokn3.chk".into(),
+        "/usr/lib/x86_64-linux-gnu/libfreeblpriv3.so".into(),
+        "/usr/lib/x86_64-linux-gnu/libfreeblpriv3.chk".into(),
+        "/usr/lib/x86_64-linux-gnu/libnssdbm3.so".into(),
+        libreswan.join("usr/libexec/ipsec").display().to_string(),
+        libreswan.join("usr/sbin/ipsec").display().to_string(),
     ] {
         run.add_host_path(path);
     }
     run.add_text(
         "guest.sh",
         &format!(
-            "if /mnt/self --ignored --exact {GUEST_TEST} --nocapture; then\n\
+            "export OVN_IPSEC_LIBRESWAN={}\n\
+             if /mnt/self --ignored --exact {GUEST_TEST} --nocapture; then\n\
              \x20   echo 'ok - {CHECK}'\n\
              else\n\
              \x20   echo 'not ok - {CHECK}'\n\
              \x20   exit 1\n\
-             fi\n"
+             fi\n",
+            libreswan.display()
         ),
     )
     .unwrap();
@@ -60,37 +77,33 @@ fn esp_states(ns: &Netns) -> Vec<String> {
     states
 }
 
-#[test]
-#[ignore = "runs inside the qemu guest, started by our_endpoint_and_charon_install_both_geneve_children_in_the_real_kernel_guest"]
-fn guest_side_our_endpoint_and_charon_install_both_geneve_children() {
-    let pki = Pki::open(Path::new("/mnt/pki"), &["ch1", "ch2"]);
-    let pair = NetnsPair::create("go").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let charon = StrongSwan::start(&pair.b, &pki, c2).unwrap();
-    let ours = OurEndpoint::start_installing(&pair.a, &pki, c1).unwrap();
-
-    let t = Instant::now();
-    ours.initiate("ch2").unwrap();
-    ours.wait_for_ike_sa_up("ch2", UP).unwrap();
+/// Both children up on both sides: two `ChildSaInstall` from our engine (installed by the
+/// driver), two CHILD_SAs in the peer's status, four ESP transport states in each kernel.
+fn check_both_children(ours: &OurEndpoint, peer: &dyn IkePeer, pair: &NetnsPair) {
     wait_for("two CHILD_SAs on both sides", UP, || {
         let installs = ours
             .events()
             .iter()
             .filter(|r| matches!(r.event, Event::ChildSaInstall { .. }))
             .count();
-        Ok(installs >= 2 && charon.child_sas()?.len() == 2)
+        Ok(installs >= 2 && peer.child_sas()?.len() == 2)
     })
     .unwrap_or_else(|e| {
         panic!(
-            "{e}\nour events: {:#?}\ncharon:\n{}",
+            "{e}\nour events: {:#?}\n{}:\n{}",
             ours.events(),
-            charon.log()
+            peer.label(),
+            peer.log()
         )
     });
-    eprintln!("both children up after {:?}", t.elapsed());
-    for child in charon.child_sas().unwrap() {
-        assert_eq!(child.state, "INSTALLED", "{child:?}");
-        assert_eq!(child.mode.as_deref(), Some("TRANSPORT"), "{child:?}");
+    for child in peer.child_sas().unwrap() {
+        assert!(
+            child.state == "INSTALLED" || child.state == CHILD_ESTABLISHED,
+            "{child:?}"
+        );
+        if let Some(mode) = &child.mode {
+            assert_eq!(mode, "TRANSPORT", "{child:?}");
+        }
     }
     for ns in [&pair.a, &pair.b] {
         let states = esp_states(ns);
@@ -98,10 +111,13 @@ fn guest_side_our_endpoint_and_charon_install_both_geneve_children() {
         for state in &states {
             assert!(state.contains("mode transport"), "{state}");
             assert!(state.contains("aead rfc4106(gcm(aes))"), "{state}");
+            assert!(state.contains("port 6081"), "{state}");
         }
     }
+}
 
-    // A datagram to B's Geneve port and B's reply: ESP on the veth, decrypted on arrival.
+/// A datagram to B's Geneve port and B's reply: ESP on the veth, decrypted on arrival.
+fn check_geneve_port_traffic_is_esp(pair: &NetnsPair) {
     let (a, b) = (pair.a.addr(false), pair.b.addr(false));
     let rx = pair
         .b
@@ -135,4 +151,61 @@ fn guest_side_our_endpoint_and_charon_install_both_geneve_children() {
     eprintln!("ESP packets A->B (sent, decrypted) {there:?}, B->A {back:?}");
     assert!(there.0 >= 1 && there.1 >= 1, "A->B {there:?}");
     assert!(back.0 >= 1 && back.1 >= 1, "B->A {back:?}");
+}
+
+/// The peer brings up "out" (IKE_AUTH) and then "in" (CREATE_CHILD_SA) towards us.
+fn peer_initiates_both(peer: &dyn IkePeer) {
+    for direction in [Direction::Out, Direction::In] {
+        let t = Instant::now();
+        let outcome = peer.initiate("ch1", direction).unwrap();
+        eprintln!(
+            "{} {direction:?}: {:?} after {:?}",
+            peer.label(),
+            outcome.error,
+            t.elapsed()
+        );
+        assert!(outcome.success, "{:#?}\n{}", outcome.log, peer.log());
+    }
+}
+
+/// Our endpoint initiates: IKE_AUTH carries "out", CREATE_CHILD_SA adds "in" by itself.
+fn we_initiate(ours: &OurEndpoint) {
+    let t = Instant::now();
+    ours.initiate("ch2").unwrap();
+    ours.wait_for_ike_sa_up("ch2", UP).unwrap();
+    eprintln!("our IKE SA up after {:?}", t.elapsed());
+}
+
+#[test]
+#[ignore = "runs inside the qemu guest, started by our_endpoint_with_charon_and_pluto_each_side_initiating_carries_esp_in_the_real_kernel_guest"]
+fn guest_side_our_endpoint_with_charon_and_pluto_each_side_initiating() {
+    let pki = Pki::open(Path::new("/mnt/pki"), &["ch1", "ch2"]);
+
+    // Four fresh namespace pairs: ours on A (ch1), the peer on B (ch2).
+    for (label, pluto, we_start) in [
+        ("go1", false, true),
+        ("go2", false, false),
+        ("go3", true, true),
+        ("go4", true, false),
+    ] {
+        let t = Instant::now();
+        let pair = NetnsPair::create(label).unwrap();
+        let (c1, c2) = chassis_pair(&pair, false);
+        let peer: Box<dyn IkePeer> = if pluto {
+            Box::new(Libreswan::start(&pair.b, &pki, c2).unwrap())
+        } else {
+            Box::new(StrongSwan::start(&pair.b, &pki, c2).unwrap())
+        };
+        let ours = OurEndpoint::start_installing(&pair.a, &pki, c1).unwrap();
+        eprintln!("--- {} on B, we initiate: {we_start}", peer.label());
+        if we_start {
+            we_initiate(&ours);
+        } else {
+            peer_initiates_both(peer.as_ref());
+        }
+        check_both_children(&ours, peer.as_ref(), &pair);
+        eprintln!("both children up after {:?}", t.elapsed());
+        check_geneve_port_traffic_is_esp(&pair);
+        drop((ours, peer, pair));
+    }
 }
