@@ -456,6 +456,9 @@ fn drive(
 }
 
 /// reqid of the "out" child's states and policies; "in" uses the next one.
+// Limitation: one reqid per child name, so one IKE SA per namespace; a rekeyed CHILD_SA
+// would replace the policies of the old one, and `ChildSaDelete` removes nothing (the
+// namespace goes away with the test).
 const REQID_OUT: u32 = 0x0a01;
 
 /// Our CHILD_SAs in a namespace's kernel, through the `xfrm` crate (netlink opened inside the
