@@ -2,7 +2,8 @@
 //! CHILD_SAs, in the qemu guest of `tests/vm` (the host kernel has no ESP): each side
 //! initiating, both ovs-monitor-ipsec Geneve children come up (IKE_AUTH "out",
 //! CREATE_CHILD_SA "in" with PFS), our side installs them with the `xfrm` crate, the peer with
-//! its own kernel code, and Geneve-port traffic is ESP both ways. Needs root, `bash tests/setup/vm.sh` and `bash tests/setup/peers.sh`.
+//! its own kernel code, and Geneve-port traffic is ESP both ways; then with forced UDP
+//! encapsulation (ESP-in-UDP on port 4500) with charon (we initiate) and pluto (it initiates). Needs root, `bash tests/setup/vm.sh` and `bash tests/setup/peers.sh`.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -182,22 +183,30 @@ fn guest_side_our_endpoint_with_charon_and_pluto_each_side_initiating() {
     let pki = Pki::open(Path::new("/mnt/pki"), &["ch1", "ch2"]);
 
     // Four fresh namespace pairs: ours on A (ch1), the peer on B (ch2).
-    for (label, pluto, we_start) in [
-        ("go1", false, true),
-        ("go2", false, false),
-        ("go3", true, true),
-        ("go4", true, false),
+    // The last two with ovn-controller's ipsec_encapsulation=yes: ESP-in-UDP on port 4500.
+    for (label, pluto, we_start, encap) in [
+        ("go1", false, true, false),
+        ("go2", false, false, false),
+        ("go3", true, true, false),
+        ("go4", true, false, false),
+        ("go5", false, true, true),
+        ("go6", true, false, true),
     ] {
         let t = Instant::now();
         let pair = NetnsPair::create(label).unwrap();
-        let (c1, c2) = chassis_pair(&pair, false);
+        let (mut c1, mut c2) = chassis_pair(&pair, false);
+        c1.force_encaps = encap;
+        c2.force_encaps = encap;
         let peer: Box<dyn IkePeer> = if pluto {
             Box::new(Libreswan::start(&pair.b, &pki, c2).unwrap())
         } else {
             Box::new(StrongSwan::start(&pair.b, &pki, c2).unwrap())
         };
         let ours = OurEndpoint::start_installing(&pair.a, &pki, c1).unwrap();
-        eprintln!("--- {} on B, we initiate: {we_start}", peer.label());
+        eprintln!(
+            "--- {} on B, we initiate: {we_start}, forced encapsulation: {encap}",
+            peer.label()
+        );
         if we_start {
             we_initiate(&ours);
         } else {
@@ -205,6 +214,11 @@ fn guest_side_our_endpoint_with_charon_and_pluto_each_side_initiating() {
         }
         check_both_children(&ours, peer.as_ref(), &pair);
         eprintln!("both children up after {:?}", t.elapsed());
+        for ns in [&pair.a, &pair.b] {
+            for state in esp_states(ns) {
+                assert_eq!(state.contains("encap type espinudp"), encap, "{state}");
+            }
+        }
         check_geneve_port_traffic_is_esp(&pair);
         drop((ours, peer, pair));
     }

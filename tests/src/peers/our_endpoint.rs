@@ -230,6 +230,13 @@ impl OurEndpoint {
             path: ns.name().into(),
             source,
         })?;
+        if install {
+            esp_in_udp(&nat_t).map_err(|source| PeerError::File {
+                what: "setting UDP_ENCAP on port 4500 in",
+                path: ns.name().into(),
+                source,
+            })?;
+        }
 
         let (inputs, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
@@ -452,6 +459,31 @@ fn drive(
         if endpoint.poll_timeout().is_some_and(|t| t <= now) {
             endpoint.handle_timeout(now);
         }
+    }
+}
+
+/// `UDP_ENCAP_ESPINUDP` (linux/udp.h): RFC 3948 ESP-in-UDP with the non-ESP marker.
+const UDP_ENCAP_ESPINUDP: libc::c_int = 2;
+
+/// Makes the kernel take ESP-in-UDP arriving on the NAT-T socket for XFRM and hand only
+/// non-ESP-marked (IKE) datagrams to the socket, as charon and pluto do on port 4500.
+fn esp_in_udp(socket: &UdpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = UDP_ENCAP_ESPINUDP;
+    // SAFETY: setsockopt(2) on a socket we own, with a c_int option value and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_UDP,
+            libc::UDP_ENCAP,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
