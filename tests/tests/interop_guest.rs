@@ -3,8 +3,8 @@
 //! initiating, both ovs-monitor-ipsec Geneve children come up (IKE_AUTH "out",
 //! CREATE_CHILD_SA "in" with PFS), our side installs them with the `xfrm` crate, the peer with
 //! its own kernel code, and Geneve-port traffic is ESP both ways; then with forced UDP
-//! encapsulation (ESP-in-UDP on port 4500) with charon (we initiate) and pluto (it initiates). Needs root,
-//! `bash tests/setup/vm.sh` and `bash tests/setup/peers.sh`.
+//! encapsulation (ESP-in-UDP on port 4500) with charon (we initiate) and pluto (it
+//! initiates). Needs root, `bash tests/setup/vm.sh` and `bash tests/setup/peers.sh`.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
