@@ -384,7 +384,11 @@ fn drive(
                     &ike
                 };
                 if let Err(error) = socket.send_to(&transmit.bytes, transmit.remote) {
-                    tracing::warn!(%error, remote = %transmit.remote, "send failed");
+                    // The engine retransmits; say why the first try was lost.
+                    eprintln!(
+                        "our endpoint: sending to {} failed: {error}",
+                        transmit.remote
+                    );
                 }
             }
             while let Some(event) = endpoint.poll_event() {
