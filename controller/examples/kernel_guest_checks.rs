@@ -319,12 +319,12 @@ fn pairs() -> Pairs {
     // Indexes differ between the sides on purpose: reqids are local to each chassis.
     Pairs {
         a: vec![
-            ProtectedPair::geneve(addr("10.0.0.1"), addr("10.0.0.2"), 0),
-            ProtectedPair::geneve(addr("fd00::1"), addr("fd00::2"), 1),
+            ProtectedPair::geneve(SIDE_A.addr(false), SIDE_B.addr(false), 0),
+            ProtectedPair::geneve(SIDE_A.addr(true), SIDE_B.addr(true), 1),
         ],
         b: vec![
-            ProtectedPair::geneve(addr("10.0.0.2"), addr("10.0.0.1"), 5),
-            ProtectedPair::geneve(addr("fd00::2"), addr("fd00::1"), 6),
+            ProtectedPair::geneve(SIDE_B.addr(false), SIDE_A.addr(false), 5),
+            ProtectedPair::geneve(SIDE_B.addr(true), SIDE_A.addr(true), 6),
         ],
     }
 }
@@ -508,8 +508,8 @@ async fn checks(r: &mut CheckReport) -> Result<(), String> {
         ..KernelConfig::default()
     };
     let p = pairs();
-    let host_a = Host::open("a", addr("10.0.0.1"), addr("fd00::1"))?;
-    let host_b = Host::open("b", addr("10.0.0.2"), addr("fd00::2"))?;
+    let host_a = Host::open(SIDE_A.netns, SIDE_A.addr(false), SIDE_A.addr(true))?;
+    let host_b = Host::open(SIDE_B.netns, SIDE_B.addr(false), SIDE_B.addr(true))?;
     let (a, b) = (&host_a, &host_b);
     let mut sync_a = start("a", &config).await?;
     let mut sync_b = start("b", &config).await?;

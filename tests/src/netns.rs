@@ -280,6 +280,17 @@ pub struct VethEnd<'a> {
     pub v6: Ipv6Addr,
 }
 
+impl VethEnd<'_> {
+    /// The address of the given family.
+    pub fn addr(&self, v6: bool) -> IpAddr {
+        if v6 {
+            IpAddr::V6(self.v6)
+        } else {
+            IpAddr::V4(self.v4)
+        }
+    }
+}
+
 /// Creates the namespaces of `a` and `b` and a veth pair between them, with the addresses
 /// and loopback up in both. On failure what was made stays: the caller deletes the
 /// namespaces (which takes the veth with them).

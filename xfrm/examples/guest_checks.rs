@@ -74,10 +74,10 @@ fn setup() -> Result<Net, String> {
     std::fs::write(path, rules).map_err(|e| e.to_string())?;
     ip(&["netns", "exec", "b", "nft", "-f", path])?;
     Ok(Net {
-        a4: addr("10.0.0.1"),
-        b4: addr("10.0.0.2"),
-        a6: addr("fd00::1"),
-        b6: addr("fd00::2"),
+        a4: SIDE_A.addr(false),
+        b4: SIDE_B.addr(false),
+        a6: SIDE_A.addr(true),
+        b6: SIDE_B.addr(true),
     })
 }
 
