@@ -8,10 +8,7 @@
 //! exits non-zero on any failure.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +17,8 @@ use controller::kernel::{
     needs_reconcile, AeadAlgorithm, ChildKind, ChildSa, Desired, KernelConfig, KernelSync,
     ProtectedPair, SaDirection,
 };
+use ovn_ipsec_tests::guest_checks::{CheckReport, CheckResult, SIDE_A, SIDE_B};
+use ovn_ipsec_tests::netns::{self, counter_delta, EnteredNetns};
 use xfrm::{Event, Key, Lifetimes};
 
 const GENEVE: u16 = 6081;
@@ -33,68 +32,14 @@ const STREAM_GAP: Duration = Duration::from_millis(4);
 /// The foreign user's reqid (outside our range).
 const FOREIGN_REQID: &str = "7";
 
-type CheckResult = Result<(), String>;
-
-struct Report {
-    passed: usize,
-    failed: usize,
-}
-
-impl Report {
-    fn check(&mut self, name: &str, r: CheckResult) {
-        match r {
-            Ok(()) => {
-                self.passed += 1;
-                println!("ok - {name}");
-            }
-            Err(e) => {
-                self.failed += 1;
-                println!("not ok - {name}: {e}");
-            }
-        }
-    }
-}
-
-fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
+/// Runs `ip ARGS…` and returns stdout, or what went wrong as text.
 fn ip(args: &[&str]) -> Result<String, String> {
-    run("ip", args)
+    netns::ip(args).map_err(|e| e.to_string())
 }
 
-/// Moves the calling thread into a named namespace until the guard drops.
-struct InNetns {
-    home: File,
-}
-
-impl InNetns {
-    fn enter(name: &str) -> InNetns {
-        let home = File::open("/proc/thread-self/ns/net").expect("own netns");
-        let target = File::open(format!("/run/netns/{name}")).expect("named netns");
-        // SAFETY: setns on a valid namespace fd; affects only this thread.
-        let rc = unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {name}: {}", std::io::Error::last_os_error());
-        InNetns { home }
-    }
-}
-
-impl Drop for InNetns {
-    fn drop(&mut self) {
-        // SAFETY: as above, back to the namespace we came from.
-        unsafe { libc::setns(self.home.as_raw_fd(), libc::CLONE_NEWNET) };
-    }
+/// Moves the calling thread into the namespace `name` until the guard drops.
+fn enter(name: &str) -> Result<EnteredNetns, String> {
+    EnteredNetns::enter(name).map_err(|e| e.to_string())
 }
 
 fn addr(s: &str) -> IpAddr {
@@ -103,29 +48,7 @@ fn addr(s: &str) -> IpAddr {
 
 /// Packet counters of the named nft counters in a namespace.
 fn nft_counters(ns: &str) -> Result<HashMap<String, u64>, String> {
-    let text = ip(&["netns", "exec", ns, "nft", "list", "table", "inet", "t"])?;
-    let mut out = HashMap::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if let Some(name) = line
-            .strip_prefix("counter ")
-            .and_then(|r| r.strip_suffix(" {"))
-        {
-            current = Some(name.to_owned());
-            continue;
-        }
-        if let (Some(name), Some(rest)) = (current.as_ref(), line.strip_prefix("packets ")) {
-            let n = rest
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            out.insert(name.clone(), n);
-            current = None;
-        }
-    }
-    Ok(out)
+    netns::nft_counters(ns, "inet", "t").map_err(|e| e.to_string())
 }
 
 /// Counter increments between two snapshots.
@@ -136,8 +59,7 @@ struct Wire {
 
 impl Wire {
     fn d(&self, name: &str) -> u64 {
-        let get = |m: &HashMap<String, u64>| m.get(name).copied().unwrap_or(0);
-        get(&self.after).saturating_sub(get(&self.before))
+        counter_delta(&self.before, &self.after, name)
     }
 
     fn show(&self) -> String {
@@ -166,7 +88,7 @@ struct Host {
 
 impl Host {
     fn open(ns: &'static str, v4: IpAddr, v6: IpAddr) -> Result<Host, String> {
-        let _in = InNetns::enter(ns);
+        let _in = enter(ns)?;
         let e = |e: std::io::Error| format!("socket in {ns}: {e}");
         let bind = |a: IpAddr, port: u16| -> Result<UdpSocket, String> {
             let s = UdpSocket::bind(SocketAddr::new(a, port)).map_err(e)?;
@@ -301,19 +223,7 @@ fn expect_other_port_plain(a: &Host, b: &Host, v6: bool, tag: &str) -> CheckResu
 }
 
 fn setup() -> Result<(), String> {
-    ip(&["netns", "add", "a"])?;
-    ip(&["netns", "add", "b"])?;
-    ip(&[
-        "link", "add", "va", "netns", "a", "type", "veth", "peer", "name", "vb", "netns", "b",
-    ])?;
-    ip(&["-n", "a", "addr", "add", "10.0.0.1/24", "dev", "va"])?;
-    ip(&["-n", "b", "addr", "add", "10.0.0.2/24", "dev", "vb"])?;
-    ip(&["-n", "a", "addr", "add", "fd00::1/64", "dev", "va", "nodad"])?;
-    ip(&["-n", "b", "addr", "add", "fd00::2/64", "dev", "vb", "nodad"])?;
-    for (ns, dev) in [("a", "va"), ("b", "vb")] {
-        ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        ip(&["-n", ns, "link", "set", dev, "up"])?;
-    }
+    netns::create_veth_pair(&SIDE_A, &SIDE_B).map_err(|e| e.to_string())?;
     // Input sees a packet as it came off the wire (ESP, or plaintext before the policy check
     // drops it), and the decrypted packet again after ESP.
     let rules = "table inet t {
@@ -409,12 +319,12 @@ fn pairs() -> Pairs {
     // Indexes differ between the sides on purpose: reqids are local to each chassis.
     Pairs {
         a: vec![
-            ProtectedPair::geneve(addr("10.0.0.1"), addr("10.0.0.2"), 0),
-            ProtectedPair::geneve(addr("fd00::1"), addr("fd00::2"), 1),
+            ProtectedPair::geneve(SIDE_A.addr(false), SIDE_B.addr(false), 0),
+            ProtectedPair::geneve(SIDE_A.addr(true), SIDE_B.addr(true), 1),
         ],
         b: vec![
-            ProtectedPair::geneve(addr("10.0.0.2"), addr("10.0.0.1"), 5),
-            ProtectedPair::geneve(addr("fd00::2"), addr("fd00::1"), 6),
+            ProtectedPair::geneve(SIDE_B.addr(false), SIDE_A.addr(false), 5),
+            ProtectedPair::geneve(SIDE_B.addr(true), SIDE_A.addr(true), 6),
         ],
     }
 }
@@ -496,7 +406,7 @@ async fn reconcile(
 }
 
 async fn start(ns: &str, config: &KernelConfig) -> Result<KernelSync, String> {
-    let _in = InNetns::enter(ns);
+    let _in = enter(ns)?;
     KernelSync::start(config.clone())
         .await
         .map_err(|e| e.to_string())
@@ -592,19 +502,19 @@ impl Stream {
     }
 }
 
-async fn checks(r: &mut Report) -> Result<(), String> {
+async fn checks(r: &mut CheckReport) -> Result<(), String> {
     let config = KernelConfig {
         reqids: 0x4f56_0000..=0x4f56_00ff,
         ..KernelConfig::default()
     };
     let p = pairs();
-    let host_a = Host::open("a", addr("10.0.0.1"), addr("fd00::1"))?;
-    let host_b = Host::open("b", addr("10.0.0.2"), addr("fd00::2"))?;
+    let host_a = Host::open(SIDE_A.netns, SIDE_A.addr(false), SIDE_A.addr(true))?;
+    let host_b = Host::open(SIDE_B.netns, SIDE_B.addr(false), SIDE_B.addr(true))?;
     let (a, b) = (&host_a, &host_b);
     let mut sync_a = start("a", &config).await?;
     let mut sync_b = start("b", &config).await?;
     let mut events_a = {
-        let _in = InNetns::enter("a");
+        let _in = enter("a")?;
         sync_a
             .kernel()
             .subscribe()
@@ -612,7 +522,7 @@ async fn checks(r: &mut Report) -> Result<(), String> {
             .map_err(|e| e.to_string())?
     };
     let mut events_b = {
-        let _in = InNetns::enter("b");
+        let _in = enter("b")?;
         sync_b
             .kernel()
             .subscribe()
@@ -945,10 +855,7 @@ async fn scale(n: u32) -> CheckResult {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let mut r = Report {
-        passed: 0,
-        failed: 0,
-    };
+    let mut r = CheckReport::default();
     match setup() {
         Ok(()) => {
             if let Err(e) = checks(&mut r).await {
@@ -960,8 +867,5 @@ async fn main() {
     let _ = ip(&["netns", "del", "a"]);
     let _ = ip(&["netns", "del", "b"]);
     let _ = ip(&["netns", "del", "c"]);
-    println!("{} passed, {} failed", r.passed, r.failed);
-    if r.failed != 0 {
-        std::process::exit(1);
-    }
+    r.finish();
 }

@@ -314,7 +314,7 @@ fn seal_piece(
     } else {
         PayloadType::SK
     };
-    let body_len = sk::sealed_body_len(cipher, plaintext.len(), pad_len);
+    let body_len = sk::sealed_body_len(plaintext.len(), pad_len);
     let mut message = encode_encrypted_prefix(header, unencrypted, encrypted, body_len)
         .map_err(ProtectionError::Encode)?;
     let body = sk::seal_padded(provider, cipher, sk_e, iv, &message, plaintext, pad_len)

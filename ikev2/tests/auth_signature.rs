@@ -3,8 +3,9 @@
 use ikev2::auth::{
     choose_auth_scheme, decode_signature_hash_algorithms, encode_signature_hash_algorithms,
     signed_octets, verify_auth, AuthError, AuthScheme, Certificate, KeyType, PrivateKey,
-    RsaPadding, SignatureScheme, OUR_HASH_ALGORITHMS,
+    RsaPadding, SignatureScheme, MAX_HASH_ALGORITHMS, OUR_HASH_ALGORITHMS,
 };
+use ikev2::codec::{Notify, NotifyData};
 use ikev2::registry::{AuthMethod, HashAlgorithm};
 use ring::rand::SystemRandom;
 
@@ -253,6 +254,21 @@ fn signature_hash_algorithms_round_trip_and_keep_unknown_values() {
     assert_eq!(
         decode_signature_hash_algorithms(&[0, 2, 0]),
         Err(AuthError::MalformedHashAlgorithms(3))
+    );
+}
+
+#[test]
+fn signature_hash_algorithms_for_auth_stop_at_the_limit_while_the_notify_keeps_all() {
+    let many: Vec<HashAlgorithm> = (0..100).map(HashAlgorithm).collect();
+    let notify = Notify::signature_hash_algorithms(&many);
+    assert_eq!(notify.data, encode_signature_hash_algorithms(&many));
+    assert_eq!(
+        notify.typed_data(),
+        Ok(NotifyData::SignatureHashAlgorithms(many.clone()))
+    );
+    assert_eq!(
+        decode_signature_hash_algorithms(&notify.data).unwrap(),
+        many[..MAX_HASH_ALGORITHMS]
     );
 }
 

@@ -9,12 +9,12 @@
 //! N policies against `ip -batch` doing the same work.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ovn_ipsec_tests::guest_checks::{CheckReport, CheckResult, SIDE_A, SIDE_B};
+use ovn_ipsec_tests::netns::{self, counter_delta, send_and_receive, EnteredNetns};
 use xfrm::{
     Algorithm, Change, Direction, Encap, Event, Kernel, Limits, Mode, Ownership, Policy, PolicyId,
     Selector, State, StateId, Template, XfrmStat,
@@ -27,69 +27,14 @@ const PACKETS: u64 = 5;
 const RECV_TIMEOUT: Duration = Duration::from_secs(2);
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-type CheckResult = Result<(), String>;
-
-struct Report {
-    passed: usize,
-    failed: usize,
-}
-
-impl Report {
-    fn check(&mut self, name: &str, r: CheckResult) {
-        match r {
-            Ok(()) => {
-                self.passed += 1;
-                println!("ok - {name}");
-            }
-            Err(e) => {
-                self.failed += 1;
-                println!("not ok - {name}: {e}");
-            }
-        }
-    }
-}
-
-/// Runs a program and returns its stdout, or an error with its stderr.
-fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
+/// Runs `ip ARGS…` and returns stdout, or what went wrong as text.
 fn ip(args: &[&str]) -> Result<String, String> {
-    run("ip", args)
+    netns::ip(args).map_err(|e| e.to_string())
 }
 
-/// Moves the calling thread into a named namespace until the guard drops.
-struct InNetns {
-    home: File,
-}
-
-impl InNetns {
-    fn enter(name: &str) -> InNetns {
-        let home = File::open("/proc/thread-self/ns/net").expect("own netns");
-        let target = File::open(format!("/run/netns/{name}")).expect("named netns");
-        // SAFETY: setns on a valid namespace fd; affects only this thread.
-        let rc = unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {name}: {}", std::io::Error::last_os_error());
-        InNetns { home }
-    }
-}
-
-impl Drop for InNetns {
-    fn drop(&mut self) {
-        // SAFETY: as above, back to the namespace we came from.
-        unsafe { libc::setns(self.home.as_raw_fd(), libc::CLONE_NEWNET) };
-    }
+/// Moves the calling thread into the namespace `name` until the guard drops.
+fn enter(name: &str) -> Result<EnteredNetns, String> {
+    EnteredNetns::enter(name).map_err(|e| e.to_string())
 }
 
 fn addr(s: &str) -> IpAddr {
@@ -98,36 +43,7 @@ fn addr(s: &str) -> IpAddr {
 
 /// Packet counters of the named nft counters in `b`.
 fn nft_counters() -> Result<HashMap<String, u64>, String> {
-    let text = ip(&["netns", "exec", "b", "nft", "list", "table", "inet", "t"])?;
-    let mut out = HashMap::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if let Some(rest) = line.strip_prefix("counter ") {
-            if let Some(name) = rest.strip_suffix(" {") {
-                current = Some(name.to_owned());
-                continue;
-            }
-        }
-        if let (Some(name), Some(rest)) = (current.as_ref(), line.strip_prefix("packets ")) {
-            let n = rest
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            out.insert(name.clone(), n);
-            current = None;
-        }
-    }
-    Ok(out)
-}
-
-fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, name: &str) -> u64 {
-    after
-        .get(name)
-        .copied()
-        .unwrap_or(0)
-        .saturating_sub(before.get(name).copied().unwrap_or(0))
+    netns::nft_counters("b", "inet", "t").map_err(|e| e.to_string())
 }
 
 struct Net {
@@ -138,19 +54,7 @@ struct Net {
 }
 
 fn setup() -> Result<Net, String> {
-    ip(&["netns", "add", "a"])?;
-    ip(&["netns", "add", "b"])?;
-    ip(&[
-        "link", "add", "va", "netns", "a", "type", "veth", "peer", "name", "vb", "netns", "b",
-    ])?;
-    ip(&["-n", "a", "addr", "add", "10.0.0.1/24", "dev", "va"])?;
-    ip(&["-n", "b", "addr", "add", "10.0.0.2/24", "dev", "vb"])?;
-    ip(&["-n", "a", "addr", "add", "fd00::1/64", "dev", "va", "nodad"])?;
-    ip(&["-n", "b", "addr", "add", "fd00::2/64", "dev", "vb", "nodad"])?;
-    for (ns, dev) in [("a", "va"), ("b", "vb")] {
-        ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        ip(&["-n", ns, "link", "set", dev, "up"])?;
-    }
+    netns::create_veth_pair(&SIDE_A, &SIDE_B).map_err(|e| e.to_string())?;
     let rules = "table inet t {
         counter esp_in {}
         counter encap_4500 {}
@@ -170,10 +74,10 @@ fn setup() -> Result<Net, String> {
     std::fs::write(path, rules).map_err(|e| e.to_string())?;
     ip(&["netns", "exec", "b", "nft", "-f", path])?;
     Ok(Net {
-        a4: addr("10.0.0.1"),
-        b4: addr("10.0.0.2"),
-        a6: addr("fd00::1"),
-        b6: addr("fd00::2"),
+        a4: SIDE_A.addr(false),
+        b4: SIDE_B.addr(false),
+        a6: SIDE_A.addr(true),
+        b6: SIDE_B.addr(true),
     })
 }
 
@@ -187,13 +91,13 @@ struct Udp {
 fn udp_pair(a: IpAddr, b: IpAddr) -> Result<Udp, String> {
     let e = |e: std::io::Error| e.to_string();
     let (geneve, other) = {
-        let _ns = InNetns::enter("b");
+        let _ns = enter("b")?;
         let g = UdpSocket::bind(SocketAddr::new(b, GENEVE)).map_err(e)?;
         let o = UdpSocket::bind(SocketAddr::new(b, OTHER_PORT)).map_err(e)?;
         (g, o)
     };
     let sender = {
-        let _ns = InNetns::enter("a");
+        let _ns = enter("a")?;
         UdpSocket::bind(SocketAddr::new(a, 0)).map_err(e)?
     };
     for s in [&geneve, &other] {
@@ -204,24 +108,6 @@ fn udp_pair(a: IpAddr, b: IpAddr) -> Result<Udp, String> {
         geneve,
         other,
     })
-}
-
-/// Sends `n` datagrams to `to` and reads them back from `rx`; returns how many arrived intact.
-fn send_and_receive(tx: &UdpSocket, rx: &UdpSocket, to: SocketAddr, n: u64, tag: &str) -> u64 {
-    let mut got = 0;
-    let mut buf = [0u8; 256];
-    for i in 0..n {
-        let msg = format!("{tag}-{i}");
-        if tx.send_to(msg.as_bytes(), to).is_err() {
-            continue;
-        }
-        if let Ok((len, _)) = rx.recv_from(&mut buf) {
-            if buf.get(..len) == Some(msg.as_bytes()) {
-                got += 1;
-            }
-        }
-    }
-    got
 }
 
 /// The four objects of one transport-mode direction a→b: out state and policy in `a`,
@@ -313,7 +199,7 @@ async fn traffic_check(
         "other",
     );
     let after = nft_counters()?;
-    let d = |n| delta(&before, &after, n);
+    let d = |n| counter_delta(&before, &after, n);
     if got != PACKETS || got_other != PACKETS {
         return Err(format!(
             "arrived: {got}/{PACKETS} to 6081, {got_other}/{PACKETS} to 7000"
@@ -388,16 +274,16 @@ fn key(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| seed.wrapping_add(i as u8)).collect()
 }
 
-async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
+async fn checks(net: &Net, r: &mut CheckReport) -> Result<(), String> {
     let own = Ownership::reqids(REQIDS);
     let ka = {
-        let _ns = InNetns::enter("a");
+        let _ns = enter("a")?;
         Kernel::connect(own.clone())
             .await
             .map_err(|e| e.to_string())?
     };
     let kb = {
-        let _ns = InNetns::enter("b");
+        let _ns = enter("b")?;
         Kernel::connect(own.clone())
             .await
             .map_err(|e| e.to_string())?
@@ -486,7 +372,7 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
     // ESP-in-UDP: the receiver needs a UDP_ENCAP_ESPINUDP socket on 4500.
     let res = async {
         let encap_sock = {
-            let _ns = InNetns::enter("b");
+            let _ns = enter("b")?;
             UdpSocket::bind(SocketAddr::new(net.b4, 4500)).map_err(|e| e.to_string())?
         };
         set_udp_encap(&encap_sock)?;
@@ -618,7 +504,7 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
         };
         install(&ka, &kb, &bad).await?;
         let stat_before = {
-            let _ns = InNetns::enter("b");
+            let _ns = enter("b")?;
             XfrmStat::read().map_err(|e| e.to_string())?
         };
         let got = send_and_receive(
@@ -629,7 +515,7 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
             "tampered",
         );
         let stat_after = {
-            let _ns = InNetns::enter("b");
+            let _ns = enter("b")?;
             XfrmStat::read().map_err(|e| e.to_string())?
         };
         let inn = kb
@@ -695,7 +581,7 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
     let res = async {
         let sel = Selector::udp(net.a4, net.b4, None, Some(GENEVE));
         ka.add_policy(&Policy::block(PolicyId::new(sel, Direction::Out), 10, 140)).await.map_err(|e| e.to_string())?;
-        let stat_before = { let _ns = InNetns::enter("a"); XfrmStat::read().map_err(|e| e.to_string())? };
+        let stat_before = { let _ns = enter("a")?; XfrmStat::read().map_err(|e| e.to_string())? };
         let before = nft_counters()?;
         let mut refused = 0;
         for i in 0..PACKETS {
@@ -705,9 +591,9 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(300));
         let after = nft_counters()?;
-        let stat_after = { let _ns = InNetns::enter("a"); XfrmStat::read().map_err(|e| e.to_string())? };
+        let stat_after = { let _ns = enter("a")?; XfrmStat::read().map_err(|e| e.to_string())? };
         let blocked = stat_after.out_policy_block().saturating_sub(stat_before.out_policy_block());
-        let arrived = delta(&before, &after, "plain_6081") + delta(&before, &after, "dec_6081") + delta(&before, &after, "esp_in");
+        let arrived = counter_delta(&before, &after, "plain_6081") + counter_delta(&before, &after, "dec_6081") + counter_delta(&before, &after, "esp_in");
         if refused != PACKETS || blocked != PACKETS || arrived != 0 {
             return Err(format!("send refused {refused}/{PACKETS}, XfrmOutPolBlock +{blocked}, packets seen in b {arrived}"));
         }
@@ -719,7 +605,7 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
 
     // Soft and hard expiry.
     let mut events = {
-        let _ns = InNetns::enter("a");
+        let _ns = enter("a")?;
         ka.subscribe().await.map_err(|e| e.to_string())?
     };
     let res = async {
@@ -790,7 +676,8 @@ async fn checks(net: &Net, r: &mut Report) -> Result<(), String> {
         )
         .await?;
         let after = nft_counters()?;
-        let seen = delta(&before, &after, "plain_6081") + delta(&before, &after, "esp_in");
+        let seen =
+            counter_delta(&before, &after, "plain_6081") + counter_delta(&before, &after, "esp_in");
         if seen != 0 {
             return Err(format!("{seen} packets reached b"));
         }
@@ -982,7 +869,7 @@ fn bench_peer(i: u32) -> IpAddr {
 async fn bench_crate(n: u32) -> Result<Duration, String> {
     ip(&["netns", "add", "bench1"])?;
     let k = {
-        let _ns = InNetns::enter("bench1");
+        let _ns = enter("bench1")?;
         Kernel::connect(Ownership::reqids(1..=u32::MAX))
             .await
             .map_err(|e| e.to_string())?
@@ -1090,10 +977,7 @@ async fn main() {
         }
         return;
     }
-    let mut r = Report {
-        passed: 0,
-        failed: 0,
-    };
+    let mut r = CheckReport::default();
     match setup() {
         Ok(net) => {
             if let Err(e) = checks(&net, &mut r).await {
@@ -1104,8 +988,5 @@ async fn main() {
     }
     let _ = ip(&["netns", "del", "a"]);
     let _ = ip(&["netns", "del", "b"]);
-    println!("{} passed, {} failed", r.passed, r.failed);
-    if r.failed != 0 {
-        std::process::exit(1);
-    }
+    r.finish();
 }

@@ -5,11 +5,10 @@
 //!
 //! Needs root (CAP_SYS_ADMIN for unshare, CAP_NET_ADMIN for XFRM) and `ip` from iproute2.
 
-use std::future::Future;
 use std::net::IpAddr;
-use std::process::Command;
 use std::time::Duration;
 
+use ovn_ipsec_tests::netns::{self, in_fresh_netns};
 use xfrm::{
     Action, Algorithm, Change, Direction, Error, Event, Kernel, Mode, Ownership, Policy, PolicyId,
     Selector, SpiRange, SpiRequest, State, StateId, Template,
@@ -19,44 +18,9 @@ const OURS: std::ops::RangeInclusive<u32> = 1000..=1999;
 const FOREIGN_REQID: u32 = 7;
 const EVENT_WAIT: Duration = Duration::from_secs(5);
 
-/// Runs `f` on a thread of its own in a new, empty network namespace.
-fn in_fresh_netns<F, Fut>(f: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()>,
-{
-    let handle = std::thread::spawn(move || {
-        // SAFETY: unshare affects only this thread's namespaces.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET) failed (run as root): {}",
-            std::io::Error::last_os_error()
-        );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(f());
-    });
-    if let Err(panic) = handle.join() {
-        std::panic::resume_unwind(panic);
-    }
-}
-
 /// Runs `ip ARGS…` in the calling thread's namespace and returns stdout; panics on failure.
 fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("iproute2 `ip` must be installed");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    netns::ip(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn addr(s: &str) -> IpAddr {

@@ -1,5 +1,6 @@
 //! SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4) and the choice of how to sign our AUTH payload.
 
+use crate::codec::payload::{encode_hash_algorithm_list, hash_algorithm_list};
 use crate::registry::HashAlgorithm;
 
 use super::error::AuthError;
@@ -19,20 +20,15 @@ pub const MAX_HASH_ALGORITHMS: usize = 64;
 
 /// Notification Data of SIGNATURE_HASH_ALGORITHMS: each hash as a 16-bit value.
 pub fn encode_signature_hash_algorithms(hashes: &[HashAlgorithm]) -> Vec<u8> {
-    hashes.iter().flat_map(|h| h.0.to_be_bytes()).collect()
+    encode_hash_algorithm_list(hashes)
 }
 
 /// Parses SIGNATURE_HASH_ALGORITHMS Notification Data; unknown values are kept. At most
 /// [`MAX_HASH_ALGORITHMS`] are read, the rest ignored.
 pub fn decode_signature_hash_algorithms(data: &[u8]) -> Result<Vec<HashAlgorithm>, AuthError> {
-    let chunks = data.chunks_exact(2);
-    if !chunks.remainder().is_empty() {
-        return Err(AuthError::MalformedHashAlgorithms(data.len()));
-    }
-    Ok(chunks
+    Ok(hash_algorithm_list(data)
+        .ok_or(AuthError::MalformedHashAlgorithms(data.len()))?
         .take(MAX_HASH_ALGORITHMS)
-        .filter_map(|c| <[u8; 2]>::try_from(c).ok())
-        .map(|c| HashAlgorithm(u16::from_be_bytes(c)))
         .collect())
 }
 

@@ -112,13 +112,23 @@ impl PublicKey {
     }
 }
 
-/// Size in bits of the modulus of a DER RSAPublicKey ::= SEQUENCE { modulus, publicExponent }.
-fn rsa_modulus_bits(rsa_public_key: &[u8]) -> Result<u32, AuthError> {
+/// The modulus and public exponent (big-endian INTEGER contents) of a DER
+/// RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER } (RFC 8017 A.1.1).
+pub(crate) fn parse_rsa_public_key(der: &[u8]) -> Result<(&[u8], &[u8]), AuthError> {
     const WHAT: &str = "RSAPublicKey";
-    let mut outer = DerReader::new(rsa_public_key, WHAT);
+    let mut outer = DerReader::new(der, WHAT);
     let mut r = DerReader::new(outer.read(TAG_SEQUENCE)?, WHAT);
     outer.finish()?;
     let modulus = r.read(TAG_INTEGER)?;
+    let exponent = r.read(TAG_INTEGER)?;
+    r.finish()?;
+    Ok((modulus, exponent))
+}
+
+/// Size in bits of the modulus of a DER RSAPublicKey ::= SEQUENCE { modulus, publicExponent }.
+fn rsa_modulus_bits(rsa_public_key: &[u8]) -> Result<u32, AuthError> {
+    const WHAT: &str = "RSAPublicKey";
+    let (modulus, _exponent) = parse_rsa_public_key(rsa_public_key)?;
     let significant: Vec<u8> = modulus.iter().copied().skip_while(|&b| b == 0).collect();
     let Some(&top) = significant.first() else {
         return Err(AuthError::MalformedDer {
@@ -134,4 +144,53 @@ fn rsa_modulus_bits(rsa_public_key: &[u8]) -> Result<u32, AuthError> {
         .saturating_sub(1)
         .saturating_mul(8)
         .saturating_add(8 - top.leading_zeros()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SubjectPublicKeyInfo (rsaEncryption) around the RSAPublicKey `rsa`.
+    fn rsa_spki(rsa: &[u8]) -> Vec<u8> {
+        let alg = [
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05,
+            0x00,
+        ];
+        let mut bits = vec![0x03, u8::try_from(rsa.len() + 1).unwrap(), 0x00];
+        bits.extend_from_slice(rsa);
+        let mut spki = vec![0x30, u8::try_from(alg.len() + bits.len()).unwrap()];
+        spki.extend_from_slice(&alg);
+        spki.extend_from_slice(&bits);
+        spki
+    }
+
+    #[test]
+    fn rsa_key_size_is_the_modulus_bits_without_leading_zero_octets() {
+        // modulus 0x00c1 (8 bits), publicExponent 3.
+        let key = PublicKey::from_spki(&rsa_spki(&[
+            0x30, 0x07, 0x02, 0x02, 0x00, 0xc1, 0x02, 0x01, 0x03,
+        ]))
+        .unwrap();
+        assert_eq!(key.key_type(), KeyType::Rsa { bits: 8 });
+        assert_eq!(
+            parse_rsa_public_key(key.key_octets()).unwrap(),
+            (&[0x00, 0xc1][..], &[0x03][..])
+        );
+    }
+
+    #[test]
+    fn rsa_public_key_without_exponent_is_malformed() {
+        let err =
+            PublicKey::from_spki(&rsa_spki(&[0x30, 0x04, 0x02, 0x02, 0x00, 0xc1])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuthError::MalformedDer {
+                    what: "RSAPublicKey",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
 }

@@ -14,9 +14,10 @@ use x509_parser::num_bigint::BigUint;
 use crate::registry::{AuthMethod, HashAlgorithm};
 
 use super::certificate::Certificate;
-use super::der::{DerReader, TAG_INTEGER, TAG_NULL, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE};
+use super::der::{DerReader, TAG_NULL, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE};
 use super::error::AuthError;
 use super::oid;
+use super::public_key::parse_rsa_public_key;
 use super::public_key::KeyType;
 use super::signature::{decode_auth_data, AuthScheme, SignatureScheme};
 
@@ -77,7 +78,7 @@ pub fn recover_rsa_pkcs1_digest(
         });
     };
 
-    let (modulus, exponent) = rsa_public_key(signer.public_key().key_octets())?;
+    let (modulus, exponent) = parse_rsa_public_key(signer.public_key().key_octets())?;
     // Bound the work an unvalidated certificate can cause: ring's own limits for RSA keys.
     if significant_len(exponent) > MAX_EXPONENT_LEN || significant_len(modulus) > MAX_MODULUS_LEN {
         return Err(malformed("public key outside the supported sizes"));
@@ -119,17 +120,6 @@ pub fn recover_rsa_pkcs1_digest(
         hash,
         digest: digest.to_vec(),
     })
-}
-
-/// The modulus and public exponent of a DER RSAPublicKey.
-fn rsa_public_key(der: &[u8]) -> Result<(&[u8], &[u8]), AuthError> {
-    let mut outer = DerReader::new(der, "RSAPublicKey");
-    let mut r = DerReader::new(outer.read(TAG_SEQUENCE)?, "RSAPublicKey");
-    outer.finish()?;
-    let n = r.read(TAG_INTEGER)?;
-    let e = r.read(TAG_INTEGER)?;
-    r.finish()?;
-    Ok((n, e))
 }
 
 /// DigestInfo ::= SEQUENCE { AlgorithmIdentifier, OCTET STRING digest } (RFC 8017 §9.2).

@@ -12,10 +12,12 @@ use core::ops::Range;
 
 use super::header::{Header, HEADER_LEN, IKE_MAJOR_VERSION};
 use super::message::{message_length, LENGTH_FIELD_OFFSET};
-use super::payload::{encode_chain, Chain, Payload, FRAGMENT_FIELDS_LEN, GENERIC_HEADER_LEN};
-use super::reader::Reader;
+use super::payload::{
+    decode_fragment_fields, encode_chain, Chain, ChainWalk, Payload, FRAGMENT_FIELDS_LEN,
+    GENERIC_HEADER_LEN,
+};
 use super::writer::Writer;
-use super::{DecodeError, EncodeError, MAX_PAYLOADS};
+use super::{DecodeError, EncodeError};
 use crate::registry::PayloadType;
 
 /// Fragment Number and Total Fragments of an SKF payload (RFC 7383 §2.5).
@@ -67,75 +69,27 @@ pub fn locate_encrypted_payload(
         });
     }
     let rest = message.get(HEADER_LEN..).unwrap_or_default();
-    let mut r = Reader::new(rest, HEADER_LEN, PayloadType::NONE);
-    let mut this = header.next_payload;
-    let mut count = 0usize;
-
-    while this != PayloadType::NONE {
-        let offset = r.offset();
-        if count >= MAX_PAYLOADS {
-            return Err(DecodeError::TooManyPayloads {
-                max: MAX_PAYLOADS,
-                offset,
-            });
+    let mut walk = ChainWalk::new(header.next_payload, rest, HEADER_LEN, Chain::Message);
+    while let Some(mut raw) = walk.next_payload()? {
+        let this = raw.payload_type;
+        if this != PayloadType::SK && this != PayloadType::SKF {
+            continue;
         }
-        count = count.saturating_add(1);
-
-        r.set_payload(this);
-        let available = r.remaining();
-        let next = PayloadType(r.u8("Next Payload")?);
-        r.skip(1, "Critical flag")?;
-        let length = r.u16("Payload Length")?;
-        let body_len = usize::from(length).checked_sub(GENERIC_HEADER_LEN).ok_or(
-            DecodeError::PayloadLengthTooShort {
-                payload: this,
-                offset,
-                length,
-            },
-        )?;
-        if body_len > r.remaining() {
-            return Err(DecodeError::PayloadOverrun {
-                payload: this,
-                offset,
-                length,
-                available,
-            });
-        }
-        let mut body = r.sub(body_len, "payload body")?;
-
-        if this == PayloadType::SK || this == PayloadType::SKF {
-            if !r.is_empty() {
-                return Err(DecodeError::EncryptedPayloadNotLast {
-                    payload: this,
-                    offset,
-                    count: r.remaining(),
-                });
-            }
-            let fragment = if this == PayloadType::SKF {
-                let number = body.u16("Fragment Number")?;
-                let total = body.u16("Total Fragments")?;
-                if number == 0 || number > total {
-                    return Err(DecodeError::InvalidFragmentNumber {
-                        offset,
-                        number,
-                        total,
-                    });
-                }
-                Some(Fragment { number, total })
-            } else {
-                None
-            };
-            let iv_start = body.offset();
-            return Ok(Some(EncryptedPayloadLocation {
-                payload_type: this,
-                first_inner: next,
-                fragment,
-                offset,
-                aad: 0..iv_start,
-                body: iv_start..message.len(),
-            }));
-        }
-        this = next;
+        let fragment = if this == PayloadType::SKF {
+            let (number, total) = decode_fragment_fields(raw.offset, &mut raw.body)?;
+            Some(Fragment { number, total })
+        } else {
+            None
+        };
+        let iv_start = raw.body.offset();
+        return Ok(Some(EncryptedPayloadLocation {
+            payload_type: this,
+            first_inner: raw.next,
+            fragment,
+            offset: raw.offset,
+            aad: 0..iv_start,
+            body: iv_start..message.len(),
+        }));
     }
     Ok(None)
 }

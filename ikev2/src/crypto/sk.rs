@@ -56,8 +56,9 @@ pub enum SkError {
 
 /// Length of the body [`seal_padded`] produces for `inner_len` bytes of inner payloads and
 /// `pad_len` bytes of padding, so the caller can write the IKE header and SK payload lengths
-/// (which are part of the AAD) before sealing.
-pub fn sealed_body_len(_cipher: AeadCipher, inner_len: usize, pad_len: u8) -> usize {
+/// (which are part of the AAD) before sealing. The same for every AEAD cipher: all have an
+/// 8-octet IV and a 16-octet ICV (RFC 5282 §3, RFC 7634 §2).
+pub fn sealed_body_len(inner_len: usize, pad_len: u8) -> usize {
     IV_LEN
         .saturating_add(inner_len)
         .saturating_add(usize::from(pad_len))
@@ -91,7 +92,7 @@ pub fn seal_padded(
 ) -> Result<Vec<u8>, SkError> {
     let (key, nonce) = split_key(cipher, sk_e, iv)?;
 
-    let mut body = Vec::with_capacity(sealed_body_len(cipher, inner.len(), pad_len));
+    let mut body = Vec::with_capacity(sealed_body_len(inner.len(), pad_len));
     body.extend_from_slice(iv);
     // Room for the tag too, so sealing in place does not reallocate.
     let mut plaintext = Vec::with_capacity(body.capacity().saturating_sub(IV_LEN));

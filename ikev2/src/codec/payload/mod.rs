@@ -32,11 +32,12 @@ pub use eap::Eap;
 pub use id::Id;
 pub use ke::Ke;
 pub use nonce::Nonce;
+pub(crate) use notify::{encode_hash_algorithm_list, hash_algorithm_list};
 pub use notify::{Notify, NotifyData, NAT_DETECTION_HASH_LEN};
 pub use sa::{AttributeValue, Proposal, Sa, Transform, TransformAttribute, TransformId};
 pub use sk::Encrypted;
 pub use skf::EncryptedFragment;
-pub(crate) use skf::FRAGMENT_FIELDS_LEN;
+pub(crate) use skf::{decode_fragment_fields, FRAGMENT_FIELDS_LEN};
 pub use ts::{AddressRange, TrafficSelector, TrafficSelectors};
 pub use unknown::UnknownPayload;
 pub use vendor_id::VendorId;
@@ -235,26 +236,58 @@ pub(crate) enum Chain {
     Plaintext,
 }
 
-/// Decodes the chain of payloads in `bytes`, the first of type `first`; `base` is the
-/// absolute offset of `bytes` for error reports.
-pub(crate) fn decode_chain(
-    first: PayloadType,
-    bytes: &[u8],
-    base: usize,
-    chain: Chain,
-) -> Result<Vec<Payload>, DecodeError> {
-    let mut r = Reader::new(bytes, base, PayloadType::NONE);
-    let mut payloads = Vec::new();
-    let mut this = first;
+/// One payload as the chain walk finds it: its generic payload header and a reader over its
+/// body.
+pub(crate) struct RawPayload<'a> {
+    /// Its type (named by the previous Next Payload field).
+    pub(crate) payload_type: PayloadType,
+    /// Its Next Payload field: for SK/SKF, the first inner payload's type.
+    pub(crate) next: PayloadType,
+    /// Its Critical flag.
+    pub(crate) critical: bool,
+    /// Absolute offset of its generic payload header.
+    pub(crate) offset: usize,
+    /// Its body (everything after the generic payload header).
+    pub(crate) body: Reader<'a>,
+}
 
-    while this != PayloadType::NONE {
+/// Walks a chain of payloads by their generic payload headers (RFC 7296 §3.2), checking
+/// lengths, the payload limit and that SK/SKF comes last (and never in a plaintext), without
+/// decoding any body: the one walk both [`decode_chain`] and the SK/SKF locator use.
+pub(crate) struct ChainWalk<'a> {
+    r: Reader<'a>,
+    this: PayloadType,
+    count: usize,
+    chain: Chain,
+}
+
+impl<'a> ChainWalk<'a> {
+    /// A walk over `bytes`, the first payload of type `first`; `base` is the absolute offset
+    /// of `bytes` for error reports.
+    pub(crate) fn new(first: PayloadType, bytes: &'a [u8], base: usize, chain: Chain) -> Self {
+        ChainWalk {
+            r: Reader::new(bytes, base, PayloadType::NONE),
+            this: first,
+            count: 0,
+            chain,
+        }
+    }
+
+    /// The next payload, or `None` after the last one (Next Payload `NONE`, or SK/SKF).
+    pub(crate) fn next_payload(&mut self) -> Result<Option<RawPayload<'a>>, DecodeError> {
+        let this = self.this;
+        if this == PayloadType::NONE {
+            return Ok(None);
+        }
+        let r = &mut self.r;
         let offset = r.offset();
-        if payloads.len() >= MAX_PAYLOADS {
+        if self.count >= MAX_PAYLOADS {
             return Err(DecodeError::TooManyPayloads {
                 max: MAX_PAYLOADS,
                 offset,
             });
         }
+        self.count = self.count.saturating_add(1);
 
         // The generic payload header (RFC 7296 §3.2).
         r.set_payload(this);
@@ -277,12 +310,12 @@ pub(crate) fn decode_chain(
                 available,
             });
         }
-        let mut body = r.sub(body_len, "payload body")?;
+        let body = r.sub(body_len, "payload body")?;
 
         // RFC 7296 §3.14: SK ends the chain; its Next Payload names the first inner payload.
         let encrypted = this == PayloadType::SK || this == PayloadType::SKF;
         if encrypted {
-            if chain == Chain::Plaintext {
+            if self.chain == Chain::Plaintext {
                 return Err(DecodeError::NestedEncryptedPayload {
                     payload: this,
                     offset,
@@ -296,14 +329,47 @@ pub(crate) fn decode_chain(
                 });
             }
         }
-
-        let body = PayloadBody::decode(this, next, critical, offset, &mut body)?;
-        payloads.push(Payload { critical, body });
-        this = if encrypted { PayloadType::NONE } else { next };
+        self.this = if encrypted { PayloadType::NONE } else { next };
+        Ok(Some(RawPayload {
+            payload_type: this,
+            next,
+            critical,
+            offset,
+            body,
+        }))
     }
 
-    r.set_payload(PayloadType::NONE);
-    r.finish()?;
+    /// Checks that nothing follows the last payload.
+    pub(crate) fn finish(mut self) -> Result<(), DecodeError> {
+        self.r.set_payload(PayloadType::NONE);
+        self.r.finish()
+    }
+}
+
+/// Decodes the chain of payloads in `bytes`, the first of type `first`; `base` is the
+/// absolute offset of `bytes` for error reports.
+pub(crate) fn decode_chain(
+    first: PayloadType,
+    bytes: &[u8],
+    base: usize,
+    chain: Chain,
+) -> Result<Vec<Payload>, DecodeError> {
+    let mut walk = ChainWalk::new(first, bytes, base, chain);
+    let mut payloads = Vec::new();
+    while let Some(mut raw) = walk.next_payload()? {
+        let body = PayloadBody::decode(
+            raw.payload_type,
+            raw.next,
+            raw.critical,
+            raw.offset,
+            &mut raw.body,
+        )?;
+        payloads.push(Payload {
+            critical: raw.critical,
+            body,
+        });
+    }
+    walk.finish()?;
     Ok(payloads)
 }
 

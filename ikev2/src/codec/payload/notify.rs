@@ -80,7 +80,7 @@ impl Notify {
     pub fn signature_hash_algorithms(hashes: &[HashAlgorithm]) -> Self {
         Notify::new(
             NotifyType::SIGNATURE_HASH_ALGORITHMS,
-            hashes.iter().flat_map(|h| h.0.to_be_bytes()).collect(),
+            encode_hash_algorithm_list(hashes),
         )
     }
 
@@ -128,18 +128,11 @@ impl Notify {
                         .map_err(|_| invalid("20 bytes (SHA-1 hash)"))?,
                 )
             }
-            NotifyType::SIGNATURE_HASH_ALGORITHMS => {
-                let chunks = data.chunks_exact(2);
-                if !chunks.remainder().is_empty() {
-                    return Err(invalid("a list of 2-byte hash algorithm identifiers"));
-                }
-                NotifyData::SignatureHashAlgorithms(
-                    chunks
-                        .filter_map(|c| <[u8; 2]>::try_from(c).ok())
-                        .map(|c| HashAlgorithm(u16::from_be_bytes(c)))
-                        .collect(),
-                )
-            }
+            NotifyType::SIGNATURE_HASH_ALGORITHMS => NotifyData::SignatureHashAlgorithms(
+                hash_algorithm_list(data)
+                    .ok_or_else(|| invalid("a list of 2-byte hash algorithm identifiers"))?
+                    .collect(),
+            ),
             NotifyType::INVALID_KE_PAYLOAD => {
                 let group: [u8; 2] = data
                     .try_into()
@@ -201,4 +194,23 @@ impl Notify {
         w.bytes(&self.data);
         Ok(())
     }
+}
+
+/// SIGNATURE_HASH_ALGORITHMS Notification Data (RFC 7427 §4): each hash as a 16-bit value.
+pub(crate) fn encode_hash_algorithm_list(hashes: &[HashAlgorithm]) -> Vec<u8> {
+    hashes.iter().flat_map(|h| h.0.to_be_bytes()).collect()
+}
+
+/// The hashes of SIGNATURE_HASH_ALGORITHMS Notification Data, unknown values kept; `None`
+/// when the data is not a whole number of 2-octet identifiers.
+pub(crate) fn hash_algorithm_list(data: &[u8]) -> Option<impl Iterator<Item = HashAlgorithm> + '_> {
+    let chunks = data.chunks_exact(2);
+    if !chunks.remainder().is_empty() {
+        return None;
+    }
+    Some(
+        chunks
+            .filter_map(|c| <[u8; 2]>::try_from(c).ok())
+            .map(|c| HashAlgorithm(u16::from_be_bytes(c))),
+    )
 }

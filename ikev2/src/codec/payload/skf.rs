@@ -8,6 +8,24 @@ use crate::registry::PayloadType;
 /// Length of the Fragment Number and Total Fragments fields that precede the sealed body.
 pub(crate) const FRAGMENT_FIELDS_LEN: usize = 4;
 
+/// Reads the Fragment Number and Total Fragments fields of the SKF payload at `offset`
+/// (RFC 7383 §2.5), checking that the number is between 1 and the total.
+pub(crate) fn decode_fragment_fields(
+    offset: usize,
+    r: &mut Reader<'_>,
+) -> Result<(u16, u16), DecodeError> {
+    let number = r.u16("Fragment Number")?;
+    let total = r.u16("Total Fragments")?;
+    if number == 0 || number > total {
+        return Err(DecodeError::InvalidFragmentNumber {
+            offset,
+            number,
+            total,
+        });
+    }
+    Ok((number, total))
+}
+
 /// One SKF fragment: which piece of the SK plaintext it carries and the sealed body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncryptedFragment {
@@ -27,15 +45,7 @@ impl EncryptedFragment {
         offset: usize,
         r: &mut Reader<'_>,
     ) -> Result<Self, DecodeError> {
-        let fragment_number = r.u16("Fragment Number")?;
-        let total_fragments = r.u16("Total Fragments")?;
-        if fragment_number == 0 || fragment_number > total_fragments {
-            return Err(DecodeError::InvalidFragmentNumber {
-                offset,
-                number: fragment_number,
-                total: total_fragments,
-            });
-        }
+        let (fragment_number, total_fragments) = decode_fragment_fields(offset, r)?;
         Ok(EncryptedFragment {
             first_inner,
             fragment_number,
