@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod codec;
 pub mod crypto;
+pub mod engine;
 pub mod keys;
 pub mod protection;
 pub mod registry;

@@ -1,0 +1,50 @@
+//! The IKEv2 protocol engine: the sans-IO [`Endpoint`] that owns every IKE SA of a node, and
+//! the pieces of its state machines, one concern per file.
+//!
+//! - [`Endpoint`] (`endpoint.rs`): input, commands, output queues, dispatch by SPI.
+//! - [`config`]: endpoint and peer configuration.
+//! - [`event`]: what the endpoint reports (SA up/down, CHILD_SA install/delete, SPI requests).
+//! - [`datagram`]: the non-ESP marker and NAT keepalives of the NAT-T port.
+//! - `ike_sa.rs`: one IKE SA's SPIs, windows, timers and typed state.
+//! - `ike_sa_init.rs`: the IKE_SA_INIT exchange.
+//! - `ike_auth.rs`: the IKE_AUTH exchange with the first CHILD_SA.
+//! - `informational.rs`: Delete and liveness checks on established IKE SAs.
+//! - `create_child_sa.rs`: additional CHILD_SAs, with optional PFS.
+//! - [`nat`]: NAT detection hashes (RFC 7296 §2.23).
+//! - [`timers`]: the timer table of an IKE SA, retransmission backoff, lifetimes with jitter.
+//! - [`window`]: Message IDs, outstanding requests and cached responses (RFC 7296 §2.3).
+//! - [`proposal`]: proposal selection (RFC 7296 §2.7) and configured proposals.
+//! - [`traffic_selector`]: traffic selectors and their narrowing (RFC 7296 §2.9).
+//! - [`sim`] (feature `sim`, and in this crate's tests): a simulated network with virtual time.
+
+pub mod config;
+mod create_child_sa;
+pub mod datagram;
+mod endpoint;
+pub mod event;
+mod ike_auth;
+mod ike_sa;
+mod ike_sa_init;
+mod informational;
+pub mod nat;
+pub mod proposal;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+#[cfg(test)]
+mod tests;
+pub mod timers;
+pub mod traffic_selector;
+pub mod window;
+
+pub use config::{
+    ChildConfig, ConfigError, Credentials, EndpointConfig, Mode, PeerConfig, IKE_PORT, NAT_T_PORT,
+};
+pub use endpoint::{CommandError, Endpoint, IkeSaInfo, Transmit};
+pub use event::{
+    AuthFailure, DownReason, EspAlgorithms, EspKeys, Event, IkeAlgorithms, IkeSaId, PeerId,
+    Selectors, SpiRequestId, UdpEncap,
+};
+pub use ike_sa::Role;
+pub use ike_sa_init::{MAX_COOKIE_RETRIES, MAX_INVALID_KE_RETRIES, NONCE_LEN};
+pub use proposal::{Encryption, EspProposal, IkeProposal};
+pub use traffic_selector::TrafficSelector;
