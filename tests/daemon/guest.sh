@@ -1,0 +1,149 @@
+# shellcheck shell=dash
+# Guest half of tests/phases/daemon-guest.sh, under dash in the rig's guest with ovn-ipsecd,
+# udp-probe and the PKI fixtures beside it in the share. A real ovsdb-server with the OVN
+# Southbound schema; N chassis in network namespaces on a bridge, each with its own ovn-ipsecd
+# (flags only, no Open_vSwitch DB); checks IKE/CHILD_SAs, ESP on the wire, no plaintext 6081,
+# and that chassis-del removes the chassis's states and policies on the others.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+probe="$here/udp-probe"
+pki="$here/pki"
+n=${DAEMON_GUEST_CHASSIS:-3}
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok - $1"; }
+not_ok() { failed=$((failed + 1)); echo "not ok - $1"; }
+check() {
+    name=$1
+    shift
+    if "$@"; then ok "$name"; else not_ok "$name"; fi
+}
+sb="unix:/tmp/sb.sock"
+sbctl() { ovn-sbctl --db="$sb" "$@"; }
+ip_of() { echo "10.0.0.$1"; }
+counter() {
+    ip netns exec "ch$1" nft list counter inet wire "$2" | sed -n 's/.*packets \([0-9]*\) .*/\1/p'
+}
+# wait_for SECONDS CMD...: polls CMD every 0.5 s.
+wait_for() {
+    t=$(($1 * 2))
+    shift
+    i=0
+    until "$@"; do
+        i=$((i + 1))
+        [ "$i" -le "$t" ] || return 1
+        sleep 0.5
+    done
+}
+states() { ip -n "ch$1" xfrm state | grep -c '^src'; }
+states_with() { ip -n "ch$1" xfrm state | grep '^src' | grep -c "$2"; }
+policies_with() { ip -n "ch$1" xfrm policy | grep '^src' | grep -c "$2"; }
+# Every chassis has 4 states (2 CHILD_SAs, both directions) per peer.
+all_up() {
+    for c in $(seq 1 "$n"); do
+        [ "$(states "$c")" = $((4 * (n - 1))) ] || return 1
+    done
+}
+
+mkdir -p /run/openvswitch
+ovsdb-tool create /tmp/sb.db /usr/share/ovn/ovn-sb.ovsschema
+ovsdb-server --detach --no-chdir --pidfile=/tmp/sb.pid --log-file=/tmp/sb.log \
+    --remote=punix:/tmp/sb.sock --unixctl=/tmp/sb.ctl /tmp/sb.db
+check "ovsdb-server with the Southbound schema answers" sbctl init
+sbctl set SB_Global . ipsec=true
+
+ip link add br0 type bridge
+ip link set br0 up
+for c in $(seq 1 "$n"); do
+    ip netns add "ch$c"
+    ip link add "v$c" netns "ch$c" type veth peer name "b$c"
+    ip link set "b$c" master br0 up
+    ip -n "ch$c" addr add "$(ip_of "$c")/24" dev "v$c"
+    ip -n "ch$c" link set lo up
+    ip -n "ch$c" link set "v$c" up
+    ip netns exec "ch$c" nft -f - <<'NFT'
+table inet wire {
+    counter esp_in {}
+    counter plain_6081 {}
+    counter decrypted_6081 {}
+    chain input {
+        type filter hook input priority 0; policy accept;
+        meta l4proto esp counter name esp_in
+        udp dport 6081 meta secpath missing counter name plain_6081
+        udp dport 6081 meta secpath exists counter name decrypted_6081
+    }
+}
+NFT
+    sbctl chassis-add "chassis-$c" geneve "$(ip_of "$c")"
+done
+check "$n chassis registered in the Southbound DB" [ "$(sbctl --bare --columns=name list Chassis | grep -c chassis)" = "$n" ]
+
+for c in $(seq 1 "$n"); do
+    cert="$pki/chassis-$c-cert.pem"
+    [ -f "$pki/chassis-$c-chain.pem" ] && cert="$pki/chassis-$c-chain.pem"
+    OVN_IPSECD_LOG=info,controller=debug ip netns exec "ch$c" "$here/ovn-ipsecd" \
+        --chassis-name "chassis-$c" --ovn-remote "$sb" \
+        --certificate "$cert" --private-key "$pki/chassis-$c-privkey.pem" \
+        --ca-cert "$pki/ca-bundle.pem" --control-socket "/tmp/ch$c.ctl" \
+        >"/tmp/ch$c.log" 2>&1 &
+    echo $! >"/tmp/ch$c.pid"
+done
+
+# Before any SA: policies are in and block. Probes sent now must not reach the wire in
+# plaintext (the plaintext counters are checked below).
+check "policies programmed before SAs (ch1 has out/in policies towards ch2)" \
+    wait_for 30 sh -c "[ \$(ip -n ch1 xfrm policy | grep -c 'dst $(ip_of 2)') -ge 2 ]"
+for c in $(seq 2 "$n"); do
+    ip netns exec ch1 "$probe" send "$(ip_of "$c"):6081" 3 >/dev/null 2>&1
+done
+
+if wait_for 120 all_up; then
+    ok "every pair's two CHILD_SAs up: $((4 * (n - 1))) states in each of the $n chassis"
+else
+    not_ok "every pair's two CHILD_SAs up (states: $(for c in $(seq 1 "$n"); do printf '%s ' "$(states "$c")"; done))"
+fi
+
+for a in $(seq 1 "$n"); do
+    for b in $(seq 1 "$n"); do
+        [ "$a" = "$b" ] && continue
+        out=/tmp/recv.$a.$b
+        ip netns exec "ch$b" "$probe" recv "$(ip_of "$b"):6081" 5 8000 >"$out" 2>&1 &
+        pid=$!
+        wait_for 5 grep -q listening "$out" 2>/dev/null
+        ip netns exec "ch$a" "$probe" send "$(ip_of "$b"):6081" 5 >/dev/null
+        check "UDP to 6081 flows chassis-$a -> chassis-$b" wait "$pid"
+    done
+done
+for c in $(seq 1 "$n"); do
+    check "chassis-$c: ESP on the wire ($(counter "$c" esp_in) ESP packets in), decrypted to 6081 ($(counter "$c" decrypted_6081))" \
+        [ "$(counter "$c" esp_in)" -ge $((5 * (n - 1))) ]
+    check "chassis-$c: zero plaintext packets to 6081 on the wire" [ "$(counter "$c" plain_6081)" = 0 ]
+done
+
+gone=$n
+sbctl chassis-del "chassis-$gone"
+gone_ip=$(ip_of "$gone")
+no_trace_of_gone() {
+    [ "$(states_with 1 "$gone_ip")" = 0 ] && [ "$(policies_with 1 "$gone_ip")" = 0 ]
+}
+check "chassis-del chassis-$gone: its states and policies gone from chassis-1" wait_for 15 no_trace_of_gone
+if [ "$n" -gt 2 ]; then
+    check "chassis-1 <-> chassis-2 still has its 4 states" [ "$(states_with 1 "$(ip_of 2)")" = 4 ]
+fi
+
+for c in $(seq 1 "$n"); do kill -TERM "$(cat "/tmp/ch$c.pid")" 2>/dev/null; done
+sleep 1
+check "SIGTERM leaves the policies in place (chassis-1)" [ "$(policies_with 1 "$(ip_of 2)")" -ge 2 ]
+
+if [ "$failed" -gt 0 ]; then
+    for c in $(seq 1 "$n"); do
+        echo "--- ovn-ipsecd chassis-$c log (last 40 lines)"
+        tail -n 40 "/tmp/ch$c.log"
+        echo "--- ip xfrm state / policy in ch$c"
+        ip -n "ch$c" xfrm state | grep '^src'
+        ip -n "ch$c" xfrm policy | grep '^src'
+    done
+fi
+kill "$(cat /tmp/sb.pid)" 2>/dev/null
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
