@@ -66,11 +66,13 @@ table inet wire {
     counter esp_in {}
     counter plain_6081 {}
     counter decrypted_6081 {}
+    counter espinudp_in {}
     chain input {
         type filter hook input priority 0; policy accept;
         meta l4proto esp counter name esp_in
         udp dport 6081 meta secpath missing counter name plain_6081
         udp dport 6081 meta secpath exists counter name decrypted_6081
+        udp dport 4500 @th,64,32 != 0 counter name espinudp_in
     }
 }
 NFT
@@ -103,15 +105,30 @@ else
     not_ok "every pair's two CHILD_SAs up (states: $(for c in $(seq 1 "$n"); do printf '%s ' "$(states "$c")"; done))"
 fi
 
+# The control socket, as an operator sees it.
+sas_json=$("$here/ipsecctl" --socket /tmp/ch1.ctl sas --json 2>&1)
+ike_up=$(echo "$sas_json" | grep -o '"state": *"established"' | wc -l)
+children=$(echo "$sas_json" | grep -o '"spi_in"' | wc -l)
+check "ipsecctl sas --json on chassis-1: $ike_up IKE SAs established, $children CHILD_SAs" \
+    [ "$ike_up" = $((n - 1)) ] && [ "$children" = $((2 * (n - 1))) ]
+status_json=$("$here/ipsecctl" --socket /tmp/ch1.ctl status --json 2>&1)
+check "ipsecctl status --json on chassis-1: $((n - 1)) peers up" \
+    sh -c "echo '$status_json' | grep -q '\"peers_up\": *$((n - 1))'"
+
+# probe A B PORT: 5 probes from chassis-A to chassis-B's PORT; true when all arrive.
+probe() {
+    out=/tmp/recv.$1.$2.$3
+    ip netns exec "ch$2" "$probe" recv "$(ip_of "$2"):$3" 5 8000 >"$out" 2>&1 &
+    pid=$!
+    wait_for 5 grep -q listening "$out" 2>/dev/null
+    ip netns exec "ch$1" "$probe" send "$(ip_of "$2"):$3" 5 >/dev/null
+    wait "$pid"
+}
+
 for a in $(seq 1 "$n"); do
     for b in $(seq 1 "$n"); do
         [ "$a" = "$b" ] && continue
-        out=/tmp/recv.$a.$b
-        ip netns exec "ch$b" "$probe" recv "$(ip_of "$b"):6081" 5 8000 >"$out" 2>&1 &
-        pid=$!
-        wait_for 5 grep -q listening "$out" 2>/dev/null
-        ip netns exec "ch$a" "$probe" send "$(ip_of "$b"):6081" 5 >/dev/null
-        check "UDP to 6081 flows chassis-$a -> chassis-$b" wait "$pid"
+        check "UDP to 6081 flows chassis-$a -> chassis-$b" probe "$a" "$b" 6081
     done
 done
 for c in $(seq 1 "$n"); do
@@ -130,6 +147,24 @@ check "chassis-del chassis-$gone: its states and policies gone from chassis-1" w
 if [ "$n" -gt 2 ]; then
     check "chassis-1 <-> chassis-2 still has its 4 states" [ "$(states_with 1 "$(ip_of 2)")" = 4 ]
 fi
+
+# Forced UDP encapsulation from the Southbound: the remaining pairs are negotiated again with
+# ESP in UDP on port 4500, which the kernel decapsulates through the daemon's socket option.
+sbctl set SB_Global . options:ipsec_encapsulation=true
+encap_up() {
+    for c in 1 2; do
+        [ "$(states "$c")" = 4 ] || return 1
+        [ "$(ip -n "ch$c" xfrm state | grep -c 'encap type espinudp sport 4500 dport 4500')" = 4 ] || return 1
+    done
+}
+check "options:ipsec_encapsulation=true: chassis-1 <-> chassis-2 renegotiated with ESP-in-UDP states" \
+    wait_for 90 encap_up
+check "UDP to 6081 flows chassis-1 -> chassis-2 inside ESP-in-UDP" probe 1 2 6081
+check "chassis-2: ESP-in-UDP on the wire ($(counter 2 espinudp_in) datagrams to 4500 with an SPI, not the non-ESP marker)" \
+    [ "$(counter 2 espinudp_in)" -ge 5 ]
+for c in 1 2; do
+    check "chassis-$c: still zero plaintext packets to 6081 on the wire" [ "$(counter "$c" plain_6081)" = 0 ]
+done
 
 for c in $(seq 1 "$n"); do kill -TERM "$(cat "/tmp/ch$c.pid")" 2>/dev/null; done
 sleep 1

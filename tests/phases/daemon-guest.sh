@@ -12,10 +12,11 @@ need_rust
 start=$(date +%s.%N)
 cargo build --locked -q -p controller --bin ovn-ipsecd
 cargo build --locked -q -p ovn-ipsec-tests --bin udp-probe
+cargo build --locked -q -p ipsecctl --bin ipsecctl
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 share=$(mktemp -d "${TMPDIR:-/tmp}/daemon-guest.XXXXXX")
 trap 'rm -rf "$share"' EXIT
-cp "$target/debug/ovn-ipsecd" "$target/debug/udp-probe" tests/daemon/guest.sh "$share/"
+cp "$target/debug/ovn-ipsecd" "$target/debug/udp-probe" "$target/debug/ipsecctl" tests/daemon/guest.sh "$share/"
 mkdir "$share/pki"
 fx=ikev2/tests/fixtures/pki
 cp "$fx"/chassis-{1,2,3}-cert.pem "$fx"/chassis-{1,2,3}-privkey.pem "$fx/ca-bundle.pem" "$share/pki/"
