@@ -66,6 +66,10 @@ fn main() -> ExitCode {
             left.as_secs() / 3600
         );
     }
+    eprintln!(
+        "ovn-ipsecd: configuration and identity of chassis '{}' are valid; starting",
+        required.chassis_name
+    );
     init_tracing();
     match runtime.block_on(daemon::run(args_for_reload, config, identity)) {
         Ok(()) => ExitCode::SUCCESS,
