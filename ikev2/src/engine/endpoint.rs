@@ -620,8 +620,8 @@ impl Endpoint {
                 self.on_child_lifetime(now, id);
                 self.ike_sas.contains_key(&id)
             }
-            // Limitation: never armed, because IKE SA rekeying and reauthentication need
-            // CREATE_CHILD_SA, which is not implemented yet.
+            // Limitation: never armed, because IKE SA rekeying and reauthentication are not
+            // implemented yet.
             Timer::Rekey | Timer::Reauth => true,
         }
     }

@@ -634,6 +634,8 @@ impl Endpoint {
             ike_sa = own.0,
             "crossed initiation: the peer's attempt replaces ours"
         );
+        // Limitation: an inbound SPI the kernel already allocated for the abandoned attempt is
+        // not handed back; its late `spi_allocated` answer gets `UnknownSpiRequest`.
         self.remove_ike_sa(own, DownReason::Superseded);
         true
     }
