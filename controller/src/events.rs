@@ -145,6 +145,10 @@ impl Daemon {
                         new_spi_out = format_args!("{new_spi_out:08x}"),
                         "CHILD_SA rekeyed"
                     );
+                    self.metrics.rekey(
+                        crate::metrics::RekeyKind::Child,
+                        crate::metrics::RekeyResult::Success,
+                    );
                     self.reconcile_due = true;
                 }
             }
@@ -218,6 +222,7 @@ impl Daemon {
                     warn!(local_chassis = %local, expected_remote_chassis = %p.desired.remote_chassis, reason = %detail, "authentication failed");
                     p.ike = IkeState::Failed;
                     p.last_error = Some(detail);
+                    self.metrics.failure(crate::metrics::FailureReason::Auth);
                 }
             }
         }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::control::{ActionError, ControlHandler};
 use crate::daemon::Daemon;
 use crate::kernel::{ChildKind, SaDirection};
-use crate::metrics::PeerCount;
+use crate::metrics::{ChildSaState, PeerCount};
 use crate::peers::{IkeState, Peer};
 
 /// What the loop last published for the control API.
@@ -198,6 +198,22 @@ impl Daemon {
         self.metrics
             .set_peers(PeerCount::Exempt, status.peers_exempt);
         self.metrics.set_peers(PeerCount::Up, status.peers_up);
+        let connecting = self
+            .peers
+            .peers
+            .values()
+            .filter(|p| p.ike == IkeState::Connecting)
+            .count();
+        self.metrics
+            .set_ike_sas(IkeSaState::Established, status.peers_up);
+        self.metrics
+            .set_ike_sas(IkeSaState::Connecting, to_u32(connecting));
+        // Each CHILD_SA is two kernel states, one per direction.
+        self.metrics.set_child_sas(
+            ChildSaState::Installed,
+            to_u32(self.peers.child_sas().len() / 2),
+        );
+        self.metrics.set_southbound_state(status.southbound.state);
 
         let age = |p: &Peer| {
             p.up_since
