@@ -195,6 +195,8 @@ impl Daemon {
                         return;
                     }
                     info!(?reason, "peer down: IKE SA gone");
+                    // Limitation: a fixed retry delay, no backoff; an impostor or a peer with a
+                    // bad certificate is retried (and logged) every few seconds.
                     p.ike = IkeState::Idle;
                     p.up_since = None;
                     let retry = match p.desired.role {
