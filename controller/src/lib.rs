@@ -2,9 +2,14 @@
 
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod desired;
+pub mod events;
+pub mod handler;
 pub mod identity_check;
+pub mod io;
 pub mod kernel;
 pub mod metrics;
+pub mod peers;
 pub mod policy_plan;
 pub mod southbound;

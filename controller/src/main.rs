@@ -5,11 +5,13 @@ use std::time::SystemTime;
 
 use clap::Parser;
 use controller::config::{self, Args};
+use controller::daemon;
 use controller::identity_check::{check_local_identity, EXPIRY_WARNING};
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let print_only = args.print_config;
+    let args_for_reload = args.clone();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -65,9 +67,25 @@ fn main() -> ExitCode {
         );
     }
     eprintln!(
-        "ovn-ipsecd: configuration and identity of chassis '{}' are valid; the daemon loop is \
-         not implemented yet (see README.md for what works today)",
+        "ovn-ipsecd: configuration and identity of chassis '{}' are valid; starting",
         required.chassis_name
     );
-    ExitCode::from(2)
+    init_tracing();
+    match runtime.block_on(daemon::run(args_for_reload, config, identity)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ovn-ipsecd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG`-style filtering through `OVN_IPSECD_LOG` (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OVN_IPSECD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

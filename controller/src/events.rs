@@ -1,0 +1,232 @@
+//! Engine events into the kernel and the logs: SPI allocation, CHILD_SA install, rekey and
+//! delete into the desired set (then a reconcile), IKE SA up/down and authentication failures.
+
+use std::time::{Duration, Instant};
+
+use ikev2::engine::{AuthFailure, DownReason, EspAlgorithms, Event};
+use ikev2::registry::{EncrId, EsnId};
+use tracing::{info, warn};
+use xfrm::{Key, Lifetimes, Limits, Mode, SpiRange, SpiRequest};
+
+use crate::daemon::Daemon;
+use crate::desired::Role;
+use crate::kernel::{AeadAlgorithm, ChildKind, ChildSa, SaDirection, UdpEncap};
+use crate::peers::{child_kind, IkeState, RETRY_INITIATE};
+
+/// Anti-replay window of our inbound states, in packets.
+const REPLAY_WINDOW: u32 = 32;
+
+/// The kernel's AEAD transform for negotiated ESP algorithms, if we install it.
+fn aead(alg: &EspAlgorithms) -> Option<AeadAlgorithm> {
+    match (alg.encryption, alg.key_bits) {
+        (EncrId::ENCR_AES_GCM_16, Some(128)) => Some(AeadAlgorithm::AesGcm128),
+        (EncrId::ENCR_AES_GCM_16, Some(256)) => Some(AeadAlgorithm::AesGcm256),
+        (EncrId::ENCR_CHACHA20_POLY1305, _) => Some(AeadAlgorithm::ChaCha20Poly1305),
+        _ => None,
+    }
+}
+
+fn lifetimes(soft: Duration, hard: Duration) -> Lifetimes {
+    Lifetimes {
+        soft: Limits {
+            add_seconds: Some(soft.as_secs().max(1)),
+            ..Limits::default()
+        },
+        hard: Limits {
+            add_seconds: Some(hard.as_secs().max(1)),
+            ..Limits::default()
+        },
+    }
+}
+
+impl Daemon {
+    /// Acts on one engine event.
+    pub(crate) async fn on_engine_event(&mut self, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::AllocateSpi {
+                request,
+                peer,
+                local,
+                remote,
+                ..
+            } => {
+                let reqid = self
+                    .peers
+                    .by_engine_id(peer)
+                    .map(|p| p.index)
+                    .and_then(|i| self.kernel.config().reqid(i, ChildKind::Out).ok());
+                let Some(reqid) = reqid else {
+                    warn!(?peer, "SPI requested for an unknown peer");
+                    return;
+                };
+                let spi = self
+                    .kernel
+                    .kernel()
+                    .alloc_spi(SpiRequest {
+                        src: remote.ip(),
+                        dst: local.ip(),
+                        reqid,
+                        mode: Mode::Transport,
+                        mark: self.kernel.config().mark,
+                        range: SpiRange::full(),
+                    })
+                    .await;
+                match spi {
+                    Ok(spi) => {
+                        if let Err(error) = self.endpoint.spi_allocated(now, request, spi) {
+                            warn!(%error, "SPI answer refused by the engine");
+                        }
+                    }
+                    // Limitation: the exchange waiting for this SPI is left to time out.
+                    Err(error) => warn!(%error, %remote, "kernel SPI allocation failed"),
+                }
+            }
+            Event::ChildSaInstall {
+                peer,
+                name,
+                spi_in,
+                spi_out,
+                keys,
+                algorithms,
+                udp_encap,
+                soft_lifetime,
+                hard_lifetime,
+                ..
+            } => {
+                let Some(p) = self.peers.by_engine_id(peer) else {
+                    return;
+                };
+                let _span = p.span.clone().entered();
+                let (Some(kind), Some(algorithm)) = (child_kind(&name), aead(&algorithms)) else {
+                    warn!(child = %name, algorithms = ?algorithms, "CHILD_SA not installable");
+                    return;
+                };
+                let encap = udp_encap.map(|e| UdpEncap {
+                    local_port: e.local_port,
+                    remote_port: e.remote_port,
+                });
+                let sa = |dir, spi, key: &[u8]| ChildSa {
+                    pair: p.index,
+                    child: kind,
+                    dir,
+                    spi,
+                    algorithm,
+                    key: Key::new(key),
+                    selector: None,
+                    encap,
+                    lifetimes: lifetimes(soft_lifetime, hard_lifetime),
+                    replay_window: REPLAY_WINDOW,
+                    esn: algorithms.esn == EsnId::ESN,
+                };
+                p.child_sas
+                    .push(sa(SaDirection::Inbound, spi_in, keys.encr_in.as_bytes()));
+                p.child_sas
+                    .push(sa(SaDirection::Outbound, spi_out, keys.encr_out.as_bytes()));
+                info!(child = %name, spi_in = format_args!("{spi_in:08x}"), spi_out = format_args!("{spi_out:08x}"), encap = encap.is_some(), "CHILD_SA up");
+                self.reconcile_due = true;
+            }
+            Event::ChildSaRekeyed {
+                peer,
+                old_spi_in,
+                old_spi_out,
+                new_spi_in,
+                new_spi_out,
+            } => {
+                if let Some(p) = self.peers.by_engine_id(peer) {
+                    let _span = p.span.clone().entered();
+                    // The new outbound SA carries traffic from now on; the old inbound one stays
+                    // until the Delete, for packets still in flight.
+                    p.child_sas
+                        .retain(|s| !(s.dir == SaDirection::Outbound && s.spi == old_spi_out));
+                    info!(
+                        old_spi_in = format_args!("{old_spi_in:08x}"),
+                        new_spi_in = format_args!("{new_spi_in:08x}"),
+                        new_spi_out = format_args!("{new_spi_out:08x}"),
+                        "CHILD_SA rekeyed"
+                    );
+                    self.metrics.rekey(
+                        crate::metrics::RekeyKind::Child,
+                        crate::metrics::RekeyResult::Success,
+                    );
+                    self.reconcile_due = true;
+                }
+            }
+            Event::ChildSaDelete {
+                peer,
+                spi_in,
+                spi_out,
+            } => {
+                if let Some(p) = self.peers.by_engine_id(peer) {
+                    let _span = p.span.clone().entered();
+                    p.child_sas.retain(|s| match s.dir {
+                        SaDirection::Inbound => s.spi != spi_in,
+                        SaDirection::Outbound => s.spi != spi_out,
+                    });
+                    info!(
+                        spi_in = format_args!("{spi_in:08x}"),
+                        spi_out = format_args!("{spi_out:08x}"),
+                        "CHILD_SA deleted"
+                    );
+                    self.reconcile_due = true;
+                }
+            }
+            Event::IkeSaUp {
+                peer,
+                local,
+                remote,
+                algorithms,
+                ..
+            } => {
+                if let Some(p) = self.peers.by_engine_id(peer) {
+                    let _span = p.span.clone().entered();
+                    p.ike = IkeState::Up;
+                    p.up_since = Some(now);
+                    p.initiate_at = None;
+                    p.last_error = None;
+                    info!(%local, %remote, encryption = %algorithms.encryption, ke = %algorithms.ke, "peer up: IKE SA established");
+                }
+            }
+            Event::IkeSaDown { peer, reason, .. } => {
+                if let Some(p) = self.peers.by_engine_id(peer) {
+                    let _span = p.span.clone().entered();
+                    if reason == DownReason::Superseded {
+                        // The peer's crossed attempt is kept instead: nothing went down.
+                        return;
+                    }
+                    info!(?reason, "peer down: IKE SA gone");
+                    // Limitation: a fixed retry delay, no backoff; an impostor or a peer with a
+                    // bad certificate is retried (and logged) every few seconds.
+                    p.ike = IkeState::Idle;
+                    p.up_since = None;
+                    let retry = match p.desired.role {
+                        Role::Initiator => RETRY_INITIATE,
+                        Role::Responder { initiate_after } => initiate_after,
+                    };
+                    p.initiate_at = Some(now + retry);
+                }
+            }
+            Event::AuthFailed { peer, reason } => {
+                let local = self.chassis.clone();
+                if let Some(p) = self.peers.by_engine_id(peer) {
+                    let _span = p.span.clone().entered();
+                    let detail = match &reason {
+                        AuthFailure::PeerNotAuthenticated(s) => {
+                            format!("peer not authenticated: {s}")
+                        }
+                        AuthFailure::WrongIdentity(s) => {
+                            format!("peer proved another identity: {s}")
+                        }
+                        AuthFailure::RejectedByPeer => {
+                            "the peer rejected our authentication".into()
+                        }
+                    };
+                    warn!(local_chassis = %local, expected_remote_chassis = %p.desired.remote_chassis, reason = %detail, "authentication failed");
+                    p.ike = IkeState::Failed;
+                    p.last_error = Some(detail);
+                    self.metrics.failure(crate::metrics::FailureReason::Auth);
+                }
+            }
+        }
+    }
+}

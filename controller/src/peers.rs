@@ -1,0 +1,263 @@
+//! The daemon's table of protected peers: each desired (local, remote) encap pair with its
+//! stable pair index, its engine peer configuration and the CHILD_SAs negotiated for it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ikev2::auth::{Certificate, Identity, PrivateKey, TrustStore};
+use ikev2::engine::timers::Lifetime;
+use ikev2::engine::{
+    ChildConfig, Credentials, Encryption, EspProposal, IkeProposal, Mode, PeerConfig, PeerId,
+    TrafficSelector,
+};
+use ikev2::registry::{EncrId, EsnId, KeGroup, PrfId};
+
+use crate::desired::{DesiredPeer, PeerKey, Role};
+use crate::kernel::{ChildKind, ChildSa, ProtectedPair};
+
+/// Name of the CHILD_SA "local any → remote port" (the kernel layer's [`ChildKind::Out`]).
+pub const CHILD_OUT: &str = "out";
+/// Name of the CHILD_SA "local port → remote any" (the kernel layer's [`ChildKind::In`]).
+pub const CHILD_IN: &str = "in";
+
+/// IKE SA lifetime: ovs-monitor-ipsec leaves strongSwan's default (rekey after ~4 h); we use
+/// the same order of magnitude, with jitter so the chassis do not all rekey together.
+const IKE_LIFETIME: Lifetime = Lifetime {
+    soft: Duration::from_secs(4 * 3600),
+    hard: Duration::from_secs(4 * 3600 + 600),
+    jitter: Duration::from_secs(900),
+};
+
+/// CHILD_SA lifetime (strongSwan's default is 1 h with 10 % jitter).
+const CHILD_LIFETIME: Lifetime = Lifetime {
+    soft: Duration::from_secs(3600),
+    hard: Duration::from_secs(3600 + 300),
+    jitter: Duration::from_secs(360),
+};
+
+/// Liveness check after this long without hearing from the peer.
+const DPD_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long after an IKE SA went down (or an initiation failed) we try again.
+pub const RETRY_INITIATE: Duration = Duration::from_secs(5);
+
+/// Our identity material, shared by every peer configuration.
+#[derive(Clone)]
+pub struct LocalCredentials {
+    /// This chassis's name: our ID_FQDN.
+    pub chassis: String,
+    /// Our certificate chain and key.
+    pub credentials: Credentials,
+    /// The CA every peer's certificate must chain to.
+    pub trust: Arc<TrustStore>,
+}
+
+impl std::fmt::Debug for LocalCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCredentials")
+            .field("chassis", &self.chassis)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalCredentials {
+    /// Credentials from the checked local identity.
+    pub fn new(
+        chassis: String,
+        certificate: Certificate,
+        intermediates: Vec<Certificate>,
+        key: PrivateKey,
+        trust: TrustStore,
+    ) -> LocalCredentials {
+        let mut chain = vec![certificate];
+        chain.extend(intermediates);
+        LocalCredentials {
+            chassis,
+            credentials: Credentials {
+                chain,
+                key: Arc::new(key),
+            },
+            trust: Arc::new(trust),
+        }
+    }
+}
+
+/// IKE proposals: what ovs-monitor-ipsec configures strongSwan with first, then the same cipher
+/// with x25519 and P-256 for peers that prefer them.
+pub fn ike_proposals() -> Vec<IkeProposal> {
+    let mut first = IkeProposal::aes256gcm16_sha256_modp2048();
+    first.ke.extend([KeGroup::CURVE25519, KeGroup::ECP_256]);
+    let aes128 = IkeProposal {
+        encryption: vec![Encryption {
+            id: EncrId::ENCR_AES_GCM_16,
+            key_bits: Some(128),
+        }],
+        prf: vec![PrfId::PRF_HMAC_SHA2_256],
+        integrity: vec![],
+        ke: vec![KeGroup::CURVE25519, KeGroup::ECP_256, KeGroup::MODP_2048],
+    };
+    vec![first, aes128]
+}
+
+/// ESP proposals: ovs-monitor-ipsec's `aes256gcm16` first, then AES-128-GCM.
+pub fn esp_proposals() -> Vec<EspProposal> {
+    let mut aes128 = EspProposal::aes256gcm16();
+    aes128.encryption = vec![Encryption {
+        id: EncrId::ENCR_AES_GCM_16,
+        key_bits: Some(128),
+    }];
+    aes128.esn = vec![EsnId::NO_ESN];
+    vec![EspProposal::aes256gcm16(), aes128]
+}
+
+/// The engine configuration for one desired peer: two transport-mode CHILD_SAs with the
+/// Geneve selectors ovs-monitor-ipsec uses, authenticated as the remote chassis name.
+pub fn peer_config(desired: &DesiredPeer, local: &LocalCredentials) -> PeerConfig {
+    let proto = desired.protocol.ip_proto();
+    let (l, r) = (desired.key.local_ip, desired.key.remote_ip);
+    let child = |name: &str, local_ts, remote_ts| ChildConfig {
+        name: name.into(),
+        esp_proposals: esp_proposals(),
+        local_ts: vec![local_ts],
+        remote_ts: vec![remote_ts],
+        mode: Mode::Transport,
+        lifetime: CHILD_LIFETIME,
+    };
+    PeerConfig {
+        name: desired.remote_chassis.clone(),
+        local: SocketAddr::new(l, ikev2::engine::config::IKE_PORT),
+        remote: SocketAddr::new(r, ikev2::engine::config::IKE_PORT),
+        local_id: Identity::chassis(&local.chassis),
+        remote_id: Identity::chassis(&desired.remote_chassis),
+        credentials: local.credentials.clone(),
+        trusted_cas: local.trust.clone(),
+        ike_proposals: ike_proposals(),
+        ike_lifetime: IKE_LIFETIME,
+        reauth_interval: None,
+        dpd_interval: Some(DPD_INTERVAL),
+        force_udp_encap: desired.force_udp_encap,
+        // The same selectors as the kernel layer's policies (`ProtectedPair::selector`).
+        children: vec![
+            child(
+                CHILD_OUT,
+                TrafficSelector::host_protocol(l, proto),
+                TrafficSelector::host_port(r, proto, desired.remote_port),
+            ),
+            child(
+                CHILD_IN,
+                TrafficSelector::host_port(l, proto, desired.remote_port),
+                TrafficSelector::host_protocol(r, proto),
+            ),
+        ],
+    }
+}
+
+/// The kernel layer's CHILD_SA kind of an engine CHILD_SA name.
+pub fn child_kind(name: &str) -> Option<ChildKind> {
+    match name {
+        CHILD_OUT => Some(ChildKind::Out),
+        CHILD_IN => Some(ChildKind::In),
+        _ => None,
+    }
+}
+
+/// Where a peer's IKE SA stands, as the daemon last heard from the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IkeState {
+    /// Policies in place, no IKE SA yet (waiting for the peer or the grace period).
+    Idle,
+    /// IKE_SA_INIT / IKE_AUTH in progress.
+    Connecting,
+    /// Established.
+    Up,
+    /// Authentication failed; retried later.
+    Failed,
+}
+
+/// One protected peer.
+#[derive(Debug)]
+pub struct Peer {
+    /// What the Southbound view asks for.
+    pub desired: DesiredPeer,
+    /// The stable index its reqids derive from.
+    pub index: u32,
+    /// Its configuration in the engine, once the policies are in the kernel.
+    pub engine_id: Option<PeerId>,
+    /// When to initiate (at once for the initiator, after the grace period otherwise).
+    pub initiate_at: Option<Instant>,
+    /// IKE SA state.
+    pub ike: IkeState,
+    /// When the current IKE SA came up.
+    pub up_since: Option<Instant>,
+    /// The last problem, for status.
+    pub last_error: Option<String>,
+    /// CHILD_SAs (each direction one entry) to keep in the kernel.
+    pub child_sas: Vec<ChildSa>,
+    /// The tracing span of this peer.
+    pub span: tracing::Span,
+}
+
+impl Peer {
+    /// The kernel layer's view of this pair.
+    pub fn pair(&self) -> ProtectedPair {
+        self.desired.protected_pair(self.index)
+    }
+
+    /// When to first initiate, from the role.
+    pub fn first_initiation(role: Role, now: Instant) -> Instant {
+        match role {
+            Role::Initiator => now,
+            Role::Responder { initiate_after } => now + initiate_after,
+        }
+    }
+}
+
+/// Every protected peer, by endpoints, with index allocation.
+#[derive(Debug, Default)]
+pub struct PeerTable {
+    /// The peers.
+    pub peers: BTreeMap<PeerKey, Peer>,
+}
+
+impl PeerTable {
+    /// The smallest index no peer uses.
+    // Limitation: indices are handed out in order of appearance, so a restart with a
+    // different Southbound order renumbers pairs and adopted states are replaced, not kept.
+    pub fn free_index(&self) -> u32 {
+        let mut used: Vec<u32> = self.peers.values().map(|p| p.index).collect();
+        used.sort_unstable();
+        let mut next = 0u32;
+        for i in used {
+            if i == next {
+                next = next.saturating_add(1);
+            } else if i > next {
+                break;
+            }
+        }
+        next
+    }
+
+    /// The peer an engine peer id belongs to.
+    pub fn by_engine_id(&mut self, id: PeerId) -> Option<&mut Peer> {
+        self.peers.values_mut().find(|p| p.engine_id == Some(id))
+    }
+
+    /// Our encap IP towards `remote` (the sockets are bound to the wildcard address).
+    pub fn local_ip_for(&self, remote: IpAddr) -> Option<IpAddr> {
+        self.peers
+            .keys()
+            .find(|k| k.remote_ip == remote)
+            .map(|k| k.local_ip)
+    }
+
+    /// Every CHILD_SA of every peer.
+    pub fn child_sas(&self) -> Vec<ChildSa> {
+        self.peers
+            .values()
+            .flat_map(|p| p.child_sas.iter().cloned())
+            .collect()
+    }
+}
