@@ -123,6 +123,12 @@ status_json=$("$here/ipsecctl" --socket /tmp/ch1.ctl status --json 2>&1)
 check "ipsecctl status --json on chassis-1: $((n - 1)) peers up" \
     sh -c "echo '$status_json' | grep -q '\"peers_up\": *$((n - 1))'"
 
+# The same, as tables for a person reading the output (the demo shows them).
+echo "# ipsecctl status, peers and sas on chassis-1:"
+for cmd in status peers sas; do
+    "$here/ipsecctl" --socket /tmp/ch1.ctl "$cmd" 2>&1 | sed 's/^/#   /'
+done
+
 # probe A B PORT: 5 probes from chassis-A to chassis-B's PORT; true when all arrive.
 probe() {
     out=/tmp/recv.$1.$2.$3
