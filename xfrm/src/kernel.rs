@@ -175,18 +175,9 @@ impl Kernel {
 
     /// Every state of ours (others' states are filtered out).
     pub async fn dump_states(&self) -> Result<Vec<StateInfo>> {
-        let message = XfrmMessage::Other((XFRM_MSG_GETSA, Vec::new()));
-        let mut outcome = self
-            .one(Request {
-                message,
-                dump: true,
-            })
-            .await?;
-        if let Some(e) = outcome.error.take() {
-            return Err(map_error(ObjectKind::Dump, e, None));
-        }
-        Ok(outcome
-            .replies
+        Ok(self
+            .dump(XFRM_MSG_GETSA)
+            .await?
             .iter()
             .filter_map(|m| match m {
                 XfrmMessage::AddSa(m) | XfrmMessage::UpdateSa(m) => {
@@ -213,9 +204,9 @@ impl Kernel {
         self.apply_one(Change::DeletePolicy(*id)).await
     }
 
-    /// Every policy of ours (others' policies are filtered out).
-    pub async fn dump_policies(&self) -> Result<Vec<PolicyInfo>> {
-        let message = XfrmMessage::Other((XFRM_MSG_GETPOLICY, Vec::new()));
+    /// Sends one dump request of `message_type` and returns every reply, ours or not.
+    async fn dump(&self, message_type: u16) -> Result<Vec<XfrmMessage>> {
+        let message = XfrmMessage::Other((message_type, Vec::new()));
         let mut outcome = self
             .one(Request {
                 message,
@@ -225,8 +216,14 @@ impl Kernel {
         if let Some(e) = outcome.error.take() {
             return Err(map_error(ObjectKind::Dump, e, None));
         }
-        Ok(outcome
-            .replies
+        Ok(outcome.replies)
+    }
+
+    /// Every policy of ours (others' policies are filtered out).
+    pub async fn dump_policies(&self) -> Result<Vec<PolicyInfo>> {
+        Ok(self
+            .dump(XFRM_MSG_GETPOLICY)
+            .await?
             .iter()
             .filter_map(|m| match m {
                 XfrmMessage::AddPolicy(m) | XfrmMessage::UpdatePolicy(m) => {
