@@ -1,47 +1,13 @@
 # shellcheck shell=dash
-# Guest half of tests/phases/daemon-guest.sh, under dash in the rig's guest with ovn-ipsecd,
-# udp-probe and the PKI fixtures beside it in the share. A real ovsdb-server with the OVN
-# Southbound schema; N chassis in network namespaces on a bridge, each with its own ovn-ipsecd
-# (flags only, no Open_vSwitch DB); checks IKE/CHILD_SAs, ESP on the wire, no plaintext 6081,
-# and that chassis-del removes the chassis's states and policies on the others.
+# Guest half of tests/phases/daemon-guest.sh, under dash in the rig's guest (tests/daemon/lib.sh
+# sets up the pieces). A real ovsdb-server with the OVN Southbound schema; N chassis in network
+# namespaces on a bridge, each with its own ovn-ipsecd (flags only, no Open_vSwitch DB); checks
+# IKE/CHILD_SAs, ESP on the wire, no plaintext 6081, and that chassis-del removes the chassis's
+# states and policies on the others.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-probe="$here/udp-probe"
-pki="$here/pki"
+. "$here/lib.sh"
 n=${DAEMON_GUEST_CHASSIS:-3}
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $1"; }
-check() {
-    name=$1
-    shift
-    if "$@"; then ok "$name"; else not_ok "$name"; fi
-}
-sb="unix:/tmp/sb.sock"
-sbctl() { ovn-sbctl --db="$sb" "$@"; }
-ip_of() { echo "10.0.0.$1"; }
-counter() {
-    ip netns exec "ch$1" nft list counter inet wire "$2" | sed -n 's/.*packets \([0-9]*\) .*/\1/p'
-}
-# wait_for SECONDS CMD...: polls CMD every 0.5 s.
-wait_for() {
-    t=$(($1 * 2))
-    shift
-    i=0
-    until "$@"; do
-        i=$((i + 1))
-        [ "$i" -le "$t" ] || return 1
-        sleep 0.5
-    done
-}
-states() { ip -n "ch$1" xfrm state | grep -c '^src'; }
-states_with() { ip -n "ch$1" xfrm state | grep '^src' | grep -c "$2"; }
-# keyed_states_with C ADDR: states (not larval SPI reservations) from or to ADDR in chC.
-keyed_states_with() {
-    echo $(($(ip -n "ch$1" xfrm state src "$2" | grep -c aead) + $(ip -n "ch$1" xfrm state dst "$2" | grep -c aead)))
-}
-policies_with() { ip -n "ch$1" xfrm policy | grep '^src' | grep -c "$2"; }
 # Every chassis has 4 states (2 CHILD_SAs, both directions) per peer.
 all_up() {
     for c in $(seq 1 "$n"); do
@@ -49,62 +15,23 @@ all_up() {
     done
 }
 
-mkdir -p /run/openvswitch
-ovsdb-tool create /tmp/sb.db /usr/share/ovn/ovn-sb.ovsschema
-ovsdb-server --detach --no-chdir --pidfile=/tmp/sb.pid --log-file=/tmp/sb.log \
-    --remote=punix:/tmp/sb.sock --unixctl=/tmp/sb.ctl /tmp/sb.db
+start_sb
 check "ovsdb-server with the Southbound schema answers" sbctl init
 sbctl set SB_Global . ipsec=true
-
-ip link add br0 type bridge
-ip link set br0 up
 for c in $(seq 1 "$n"); do
-    ip netns add "ch$c"
-    ip link add "v$c" netns "ch$c" type veth peer name "b$c"
-    ip link set "b$c" master br0 up
-    ip -n "ch$c" addr add "$(ip_of "$c")/24" dev "v$c"
-    ip -n "ch$c" link set lo up
-    ip -n "ch$c" link set "v$c" up
-    ip netns exec "ch$c" nft -f - <<'NFT'
-table inet wire {
-    counter esp_in {}
-    counter plain_6081 {}
-    counter decrypted_6081 {}
-    counter espinudp_in {}
-    chain input {
-        type filter hook input priority 0; policy accept;
-        meta l4proto esp counter name esp_in
-        udp dport 6081 meta secpath missing counter name plain_6081
-        udp dport 6081 meta secpath exists counter name decrypted_6081
-        udp dport 4500 @th,64,32 != 0 counter name espinudp_in
-    }
-}
-NFT
+    add_netns "$c"
     sbctl chassis-add "chassis-$c" geneve "$(ip_of "$c")"
 done
 check "$n chassis registered in the Southbound DB" [ "$(sbctl --bare --columns=name list Chassis | grep -c chassis)" = "$n" ]
 
-# start_daemon NS NAME CERT KEY: ovn-ipsecd for chassis NAME in namespace NS, flags only.
-start_daemon() {
-    OVN_IPSECD_LOG=info,controller=debug ip netns exec "$1" "$here/ovn-ipsecd" \
-        --chassis-name "$2" --ovn-remote "$sb" \
-        --certificate "$3" --private-key "$4" \
-        --ca-cert "$pki/ca-bundle.pem" --control-socket "/tmp/$1.ctl" \
-        >>"/tmp/$1.log" 2>&1 &
-    echo $! >"/tmp/$1.pid"
-}
-for c in $(seq 1 "$n"); do
-    cert="$pki/chassis-$c-cert.pem"
-    [ -f "$pki/chassis-$c-chain.pem" ] && cert="$pki/chassis-$c-chain.pem"
-    start_daemon "ch$c" "chassis-$c" "$cert" "$pki/chassis-$c-privkey.pem"
-done
+for c in $(seq 1 "$n"); do start_chassis "$c"; done
 
 # Before any SA: policies are in and block. Probes sent now must not reach the wire in
 # plaintext (the plaintext counters are checked below).
 check "policies programmed before SAs (ch1 has out/in policies towards ch2)" \
     wait_for 30 sh -c "[ \$(ip -n ch1 xfrm policy | grep -c 'dst $(ip_of 2)') -ge 2 ]"
 for c in $(seq 2 "$n"); do
-    ip netns exec ch1 "$probe" send "$(ip_of "$c"):6081" 3 >/dev/null 2>&1
+    send_probes 1 "$(ip_of "$c"):6081" 3
 done
 
 if wait_for 120 all_up; then
@@ -114,30 +41,20 @@ else
 fi
 
 # The control socket, as an operator sees it.
-sas_json=$("$here/ipsecctl" --socket /tmp/ch1.ctl sas --json 2>&1)
+sas_json=$(ctl 1 sas --json 2>&1)
 ike_up=$(echo "$sas_json" | grep -o '"state": *"established"' | wc -l)
 children=$(echo "$sas_json" | grep -o '"spi_in"' | wc -l)
 check "ipsecctl sas --json on chassis-1: $ike_up IKE SAs established, $children CHILD_SAs" \
     [ "$ike_up" = $((n - 1)) ] && [ "$children" = $((2 * (n - 1))) ]
-status_json=$("$here/ipsecctl" --socket /tmp/ch1.ctl status --json 2>&1)
+status_json=$(ctl 1 status --json 2>&1)
 check "ipsecctl status --json on chassis-1: $((n - 1)) peers up" \
     sh -c "echo '$status_json' | grep -q '\"peers_up\": *$((n - 1))'"
 
 # The same, as tables for a person reading the output (the demo shows them).
 echo "# ipsecctl status, peers and sas on chassis-1:"
 for cmd in status peers sas; do
-    "$here/ipsecctl" --socket /tmp/ch1.ctl "$cmd" 2>&1 | sed 's/^/#   /'
+    ctl 1 "$cmd" 2>&1 | sed 's/^/#   /'
 done
-
-# probe A B PORT: 5 probes from chassis-A to chassis-B's PORT; true when all arrive.
-probe() {
-    out=/tmp/recv.$1.$2.$3
-    ip netns exec "ch$2" "$probe" recv "$(ip_of "$2"):$3" 5 8000 >"$out" 2>&1 &
-    pid=$!
-    wait_for 5 grep -q listening "$out" 2>/dev/null
-    ip netns exec "ch$1" "$probe" send "$(ip_of "$2"):$3" 5 >/dev/null
-    wait "$pid"
-}
 
 for a in $(seq 1 "$n"); do
     for b in $(seq 1 "$n"); do
@@ -187,28 +104,14 @@ check "SIGHUP on chassis-1: logged the reload and loaded the certificate again" 
 check "chassis-1 <-> chassis-2 keeps its 4 states through SIGHUP" [ "$(states_with 1 "$(ip_of 2)")" = 4 ]
 
 # Identity binding: a chassis-4 whose daemon presents chassis-2's valid certificate.
-ip netns add ch4
-ip link add v4 netns ch4 type veth peer name b4
-ip link set b4 master br0 up
-ip -n ch4 addr add "$(ip_of 4)/24" dev v4
-ip -n ch4 link set lo up
-ip -n ch4 link set v4 up
-ip netns exec ch4 nft -f - <<'NFT'
-table inet wire {
-    counter plain_6081 {}
-    chain input {
-        type filter hook input priority 0; policy accept;
-        udp dport 6081 meta secpath missing counter name plain_6081
-    }
-}
-NFT
+add_netns 4
 sbctl chassis-add chassis-4 geneve "$(ip_of 4)"
 start_daemon ch4 chassis-2 "$pki/chassis-2-cert.pem" "$pki/chassis-2-privkey.pem"
 check "chassis-1 rejects chassis-4 presenting chassis-2's certificate (warning names both)" \
     wait_for 60 sh -c "grep 'authentication failed' /tmp/ch1.log | grep -q 'chassis-4'"
 check "no SA with the impostor: chassis-1 has 0 keyed states and its policies for $(ip_of 4)" \
     [ "$(keyed_states_with 1 "$(ip_of 4)")" = 0 ] && [ "$(policies_with 1 "$(ip_of 4)")" -ge 2 ]
-ip netns exec ch1 "$probe" send "$(ip_of 4):6081" 5 >/dev/null 2>&1
+send_probes 1 "$(ip_of 4):6081" 5
 sleep 1
 check "traffic to the impostor stays blocked: 0 plaintext 6081 packets arrive in chassis-4" \
     [ "$(counter 4 plain_6081)" = 0 ]
@@ -224,7 +127,7 @@ check "after kill -9 of chassis-1's daemon its states and policies stay (traffic
 check "UDP to 6081 flows chassis-1 -> chassis-2 with no daemon on chassis-1" probe 1 2 6081
 start_daemon ch1 chassis-1 "$pki/chassis-1-cert.pem" "$pki/chassis-1-privkey.pem"
 restarted_up() {
-    sas=$("$here/ipsecctl" --socket /tmp/ch1.ctl sas --json 2>/dev/null) || return 1
+    sas=$(ctl 1 sas --json 2>/dev/null) || return 1
     [ "$(echo "$sas" | grep -o '"spi_in"' | wc -l)" = 2 ]
 }
 check "restarted chassis-1 negotiates fresh CHILD_SAs with chassis-2 (ipsecctl sas)" wait_for 90 restarted_up
@@ -248,16 +151,4 @@ for c in $(seq 1 "$n"); do kill -TERM "$(cat "/tmp/ch$c.pid")" 2>/dev/null; done
 sleep 1
 check "SIGTERM leaves the policies in place (chassis-1)" [ "$(policies_with 1 "$(ip_of 2)")" -ge 2 ]
 
-if [ "$failed" -gt 0 ]; then
-    for c in $(seq 1 "$n"); do
-        echo "--- ovn-ipsecd chassis-$c log (last 40 lines)"
-        grep -v DEBUG "/tmp/ch$c.log" | tail -n 40
-        echo "--- ip xfrm state / policy in ch$c"
-        ip -s -n "ch$c" xfrm state
-        ip -n "ch$c" xfrm policy | grep '^src'
-        ip netns exec "ch$c" nft list table inet wire
-    done
-fi
-kill "$(cat /tmp/sb.pid)" 2>/dev/null
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish $(seq 1 "$n")
