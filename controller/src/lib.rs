@@ -11,5 +11,4 @@ pub mod io;
 pub mod kernel;
 pub mod metrics;
 pub mod peers;
-pub mod policy_plan;
 pub mod southbound;

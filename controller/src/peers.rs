@@ -139,7 +139,8 @@ pub fn peer_config(desired: &DesiredPeer, local: &LocalCredentials) -> PeerConfi
         reauth_interval: None,
         dpd_interval: Some(DPD_INTERVAL),
         force_udp_encap: desired.force_udp_encap,
-        // The same selectors as the kernel layer's policies (`ProtectedPair::selector`).
+        // The same selectors as the kernel layer's policies (`ProtectedPair::selector`): the
+        // "out" child selects the peer's encap port, the "in" child ours.
         children: vec![
             child(
                 CHILD_OUT,
@@ -148,7 +149,7 @@ pub fn peer_config(desired: &DesiredPeer, local: &LocalCredentials) -> PeerConfi
             ),
             child(
                 CHILD_IN,
-                TrafficSelector::host_port(l, proto, desired.remote_port),
+                TrafficSelector::host_port(l, proto, desired.local_port),
                 TrafficSelector::host_protocol(r, proto),
             ),
         ],
