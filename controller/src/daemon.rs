@@ -185,6 +185,7 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
             },
             ev = next_xfrm_event(&mut xfrm_events) => match ev {
                 Ok(ev) => {
+                    daemon.on_acquire(&ev);
                     if crate::kernel::needs_reconcile(&ev, &daemon.kernel.config().ownership()) {
                         tracing::debug!(event = ?ev, "XFRM change of ours: reconciling");
                         daemon.reconcile_due = true;
@@ -293,7 +294,7 @@ impl Daemon {
                 continue;
             }
             peer.initiate_at = None;
-            let _span = peer.span.enter();
+            let _span = peer.span.clone().entered();
             match self.endpoint.initiate(now, id) {
                 Ok(_) => {
                     info!("initiating IKE SA");
@@ -301,8 +302,8 @@ impl Daemon {
                 }
                 Err(ikev2::engine::CommandError::AlreadyActive { .. }) => {}
                 Err(error) => {
-                    warn!(%error, "cannot initiate; retrying");
-                    peer.initiate_at = Some(now + crate::peers::RETRY_INITIATE);
+                    let delay = peer.retry_later(now, crate::retry::random_sample());
+                    warn!(%error, retry_in = ?delay, "cannot initiate; retrying");
                 }
             }
         }
@@ -361,20 +362,9 @@ impl Daemon {
             let index = self.peers.free_index();
             let span = info_span!("peer", chassis = %want.remote_chassis, local = %key.local_ip, remote = %key.remote_ip);
             span.in_scope(|| info!(index, role = ?want.role, "new peer: programming its policies"));
-            self.peers.peers.insert(
-                *key,
-                Peer {
-                    desired: want.clone(),
-                    index,
-                    engine_id: None,
-                    initiate_at: None,
-                    ike: IkeState::Idle,
-                    up_since: None,
-                    last_error: None,
-                    child_sas: Vec::new(),
-                    span,
-                },
-            );
+            self.peers
+                .peers
+                .insert(*key, Peer::new(want.clone(), index, span));
         }
         if desired.state != DesiredState::Protecting && !desired.excluded.is_empty() {
             tracing::debug!(excluded = desired.excluded.len(), "exclusions");

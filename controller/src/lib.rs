@@ -1,5 +1,6 @@
 //! The `ovn-ipsecd` daemon: Southbound watcher, reconciliation, IO driver.
 
+pub mod acquire;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -11,4 +12,5 @@ pub mod io;
 pub mod kernel;
 pub mod metrics;
 pub mod peers;
+pub mod retry;
 pub mod southbound;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use controller::desired::{DesiredPeer, PeerKey, Role, TunnelProtocol, GENEVE_PORT};
 use controller::identity_check::{check_local_identity, IdentityFiles};
 use controller::peers::{
-    ike_proposals, peer_config, IkeState, LocalCredentials, Peer, PeerTable, CHILD_IN, CHILD_OUT,
+    ike_proposals, peer_config, LocalCredentials, Peer, PeerTable, CHILD_IN, CHILD_OUT,
 };
 use controller::southbound::EncapType;
 use ikev2::auth::Identity;
@@ -126,15 +126,8 @@ fn pair_indices_reuse_the_lowest_free_one() {
         table.peers.insert(
             d.key,
             Peer {
-                desired: d,
-                index,
-                engine_id: None,
                 initiate_at: Some(Peer::first_initiation(Role::Initiator, Instant::now())),
-                ike: IkeState::Idle,
-                up_since: None,
-                last_error: None,
-                child_sas: Vec::new(),
-                span: tracing::Span::none(),
+                ..Peer::new(d, index, tracing::Span::none())
             },
         );
         index
@@ -152,4 +145,15 @@ fn pair_indices_reuse_the_lowest_free_one() {
         Some("192.0.2.1".parse().unwrap())
     );
     assert_eq!(table.local_ip_for("198.51.100.1".parse().unwrap()), None);
+}
+
+#[test]
+fn a_failing_responder_waits_its_grace_then_backs_off_and_is_reset_by_success() {
+    let mut peer = Peer::new(desired("192.0.2.2", false), 0, tracing::Span::none());
+    let now = Instant::now();
+    let delays: Vec<u64> = (0..5).map(|_| peer.retry_later(now, 0).as_secs()).collect();
+    assert_eq!(delays, vec![10, 10, 20, 40, 80]);
+    assert_eq!(peer.initiate_at, Some(now + Duration::from_secs(80)));
+    peer.retry.succeeded();
+    assert_eq!(peer.retry_later(now, 0), Duration::from_secs(10));
 }
