@@ -15,11 +15,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{info, info_span, warn};
 
+use crate::cert_watch::{CertWatch, CERT_POLL_INTERVAL};
 use crate::config::{self, Args, Config};
 use crate::control::{ControlServer, SocketConfig};
 use crate::desired::{desired_peers, DesiredPeers, DesiredState};
 use crate::handler::{Command, DaemonHandler, SharedView};
-use crate::identity_check::{check_local_identity, LocalIdentity};
+use crate::identity_check::LocalIdentity;
 use crate::io::{Sockets, MAX_DATAGRAM};
 use crate::kernel::{Desired, KernelConfig, KernelSync, ObjectRef};
 use crate::metrics::{Metrics, MetricsServer};
@@ -76,9 +77,12 @@ pub struct Daemon {
     pub(crate) reconcile_due: bool,
     pub(crate) kernel_retry: Option<Instant>,
     pub(crate) next_periodic: Instant,
+    pub(crate) cert_watch: CertWatch,
+    pub(crate) cert_poll_at: Instant,
 }
 
-fn credentials_of(
+/// The engine's credentials and the status view of the certificate, from a checked identity.
+pub(crate) fn credentials_of(
     chassis: &str,
     identity: LocalIdentity,
 ) -> (LocalCredentials, (String, SystemTime)) {
@@ -163,6 +167,8 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
         reconcile_due: true,
         kernel_retry: None,
         next_periodic: Instant::now() + PERIODIC_RECONCILE,
+        cert_watch: CertWatch::new(required.identity.clone()),
+        cert_poll_at: Instant::now() + CERT_POLL_INTERVAL,
     };
     info!(chassis = %daemon.chassis, "ovn-ipsecd running");
 
@@ -246,6 +252,7 @@ impl Daemon {
         let candidates = [
             self.endpoint.poll_timeout(),
             self.kernel_retry,
+            Some(self.cert_poll_at),
             self.peers
                 .peers
                 .values()
@@ -282,6 +289,7 @@ impl Daemon {
             self.next_periodic = now + PERIODIC_RECONCILE;
             self.reconcile_due = true;
         }
+        self.poll_certificates(now);
         self.initiate_due(now);
     }
 
@@ -439,8 +447,9 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: re-reads the configuration layers and our certificate and key. New peers use the
-    /// new credentials; changes of chassis name or Southbound remotes need a restart.
+    /// SIGHUP: re-reads the configuration layers and our certificate and key, which every peer
+    /// uses from its next IKE SA on; changes of chassis name or Southbound remotes need a
+    /// restart.
     pub(crate) async fn reload(&mut self) {
         info!("SIGHUP: reloading configuration and certificates");
         let config = match config::load(self.args.clone()).await {
@@ -461,17 +470,9 @@ impl Daemon {
             warn!(new = %required.chassis_name, running = %self.chassis, "reload: the chassis name changed; restart the daemon to use it");
             return;
         }
-        match check_local_identity(&required.identity, &self.chassis, SystemTime::now()) {
-            Ok(identity) => {
-                let (creds, cert) = credentials_of(&self.chassis, identity);
-                self.credentials = creds;
-                self.certificate = cert;
-                // Limitation: peers already in the endpoint keep the credentials they were
-                // added with until they are removed; the engine has no reauthentication yet.
-                info!(subject = %self.certificate.0, "reload: certificate and key loaded; new peers use them");
-            }
-            Err(error) => warn!(%error, "reload: identity not usable; keeping the running one"),
-        }
+        // The watcher follows the files just loaded (their paths may have changed).
+        self.cert_watch.rebase(required.identity.clone());
+        self.load_identity(&required.identity);
         self.endpoint
             .set_wall_clock(Instant::now(), SystemTime::now());
     }

@@ -1,6 +1,7 @@
 //! The `ovn-ipsecd` daemon: Southbound watcher, reconciliation, IO driver.
 
 pub mod acquire;
+pub mod cert_watch;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -13,4 +14,5 @@ pub mod kernel;
 pub mod metrics;
 pub mod peers;
 pub mod retry;
+mod rotation;
 pub mod southbound;
