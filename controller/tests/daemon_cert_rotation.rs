@@ -1,0 +1,325 @@
+//! Certificate rotation without SIGHUP: `ovn-ipsecd` runs in a network namespace of its own
+//! against a real ovsdb-server, its certificate, key and CA in a directory of the test's; the
+//! test replaces the files the way operators and tools do (rename over, write in place) and
+//! reads the daemon's status and log. A certificate for another chassis and a key that does
+//! not belong to the certificate are refused and the running ones stay; a valid new pair is
+//! taken by every peer in the engine, with no restart.
+//!
+//! Needs root, `ip` (iproute2), ovsdb-server/ovn-sbctl (ovn-central, ovn-common) and `openssl`
+//! (openvswitch-common depends on it), which makes a throw-away PKI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use controller::control::client::Client;
+use controller::control::protocol::{Request, Response};
+use ovn_ipsec_tests::ovsdb_server::{require_tools, OvsdbServer, TempDir};
+
+const LOCAL: &str = "10.98.0.1";
+const REMOTE: &str = "10.98.0.2";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e} (install it)"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace with our encap IP on its loopback device; deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("cert-rotation-{}", std::process::id());
+        run("ip", &["netns", "add", &name]);
+        let ns = Netns(name);
+        run("ip", &["-n", &ns.0, "link", "set", "lo", "up"]);
+        run(
+            "ip",
+            &[
+                "-n",
+                &ns.0,
+                "addr",
+                "add",
+                &format!("{LOCAL}/32"),
+                "dev",
+                "lo",
+            ],
+        );
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A CA and end-entity certificates from it (EC P-256, so that making them is quick).
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let dir = dir.join("pki");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = |n: &str| dir.join(n).display().to_string();
+        run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &p("ca-key.pem"),
+                "-out",
+                &p("ca.pem"),
+                "-days",
+                "90",
+                "-subj",
+                "/O=ovn-ipsec test/CN=rotation test CA",
+                "-addext",
+                "basicConstraints=critical,CA:true",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        Pki { dir }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// A certificate for `chassis` (CN and SAN) with organisation `generation`, and its new
+    /// key: (certificate, key).
+    fn issue(&self, chassis: &str, generation: &str) -> (PathBuf, PathBuf) {
+        let name = format!("{chassis}-{generation}");
+        let p = |suffix: &str| self.dir.join(format!("{name}{suffix}"));
+        let (cert, key, req, ext) = (p("-cert.pem"), p("-key.pem"), p(".csr"), p(".ext"));
+        std::fs::write(
+            &ext,
+            format!("basicConstraints=CA:false\nsubjectAltName=DNS:{chassis}\n"),
+        )
+        .unwrap();
+        let s = |p: &Path| p.display().to_string();
+        run(
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &s(&key),
+                "-out",
+                &s(&req),
+                "-subj",
+                &format!("/O={generation}/CN={chassis}"),
+            ],
+        );
+        run(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &s(&req),
+                "-CA",
+                &s(&self.ca()),
+                "-CAkey",
+                &s(&self.dir.join("ca-key.pem")),
+                "-CAcreateserial",
+                "-days",
+                "90",
+                "-extfile",
+                &s(&ext),
+                "-out",
+                &s(&cert),
+            ],
+        );
+        (cert, key)
+    }
+}
+
+/// Puts `from`'s contents at `to` by writing a temporary file and renaming it over `to`.
+fn replace_by_rename(from: &Path, to: &Path) {
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+/// A running ovn-ipsecd for chassis-1; killed on drop.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(ns: &Netns, sb: &OvsdbServer, dir: &Path) -> Daemon {
+        let log = dir.join("ovn-ipsecd.log");
+        let socket = dir.join("ctl.sock");
+        let arg = |k: &str, v: &Path| format!("--{k}={}", v.display());
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_ovn-ipsecd")])
+            .arg("--chassis-name=chassis-1")
+            .arg(format!("--ovn-remote={}", sb.unix_remote()))
+            .arg(arg("certificate", &dir.join("cert.pem")))
+            .arg(arg("private-key", &dir.join("key.pem")))
+            .arg(arg("ca-cert", &dir.join("ca.pem")))
+            .arg(arg("control-socket", &socket))
+            .arg(arg("config", &dir.join("ovn-ipsecd.toml")))
+            .env("OVN_IPSECD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log, socket }
+    }
+
+    /// The daemon's log, without the terminal colour codes of its fields.
+    fn log(&self) -> String {
+        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut out = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // CSI: ESC [ parameters final-byte.
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn wait_until(&self, what: &str, mut f: impl FnMut(&Daemon) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !f(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; daemon log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The subject of the certificate in use, from the control socket.
+    fn subject(&self) -> Option<String> {
+        let mut client = Client::connect(&self.socket, WAIT).ok()?;
+        match client.call(Request::Status).ok()? {
+            Response::Status(s) => s.certificate.map(|c| c.subject),
+            _ => None,
+        }
+    }
+
+    fn peers_desired(&self) -> usize {
+        let status = Client::connect(&self.socket, WAIT).and_then(|mut c| c.call(Request::Status));
+        match status {
+            Ok(Response::Status(s)) => s.peers_desired as usize,
+            _ => 0,
+        }
+    }
+
+    fn log_lines_with(&self, words: &[&str]) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| words.iter().all(|w| l.contains(w)))
+            .count()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn replaced_certificate_files_are_checked_and_taken_by_every_peer_without_sighup() {
+    require_tools();
+    let dir = TempDir::new("cert-rotation");
+    let d = dir.path();
+    std::fs::write(d.join("ovn-ipsecd.toml"), "").unwrap();
+    let pki = Pki::new(d);
+    let (gen1_cert, gen1_key) = pki.issue("chassis-1", "gen1");
+    let (gen2_cert, gen2_key) = pki.issue("chassis-1", "gen2");
+    let (other_cert, _) = pki.issue("chassis-2", "gen1");
+    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+    std::fs::copy(&gen1_cert, &cert).unwrap();
+    std::fs::copy(&gen1_key, &key).unwrap();
+    std::fs::copy(pki.ca(), d.join("ca.pem")).unwrap();
+
+    let sb = OvsdbServer::standalone();
+    sb.sbctl(&["init"]);
+    sb.sbctl(&["set", "SB_Global", ".", "ipsec=true"]);
+    sb.sbctl(&["chassis-add", "chassis-1", "geneve", LOCAL]);
+    sb.sbctl(&["chassis-add", "chassis-2", "geneve", REMOTE]);
+    let ns = Netns::new();
+    let daemon = Daemon::start(&ns, &sb, d);
+    daemon.wait_until("the first certificate in the status", |d| {
+        d.subject().is_some_and(|s| s.contains("gen1"))
+    });
+    daemon.wait_until("the peer chassis-2", |d| d.peers_desired() == 1);
+    daemon.wait_until("the peer in the engine", |d| {
+        d.log_lines_with(&["peer added to the IKE endpoint"]) == 1
+    });
+
+    // Another chassis's certificate, valid from the same CA: refused, naming both chassis.
+    replace_by_rename(&other_cert, &cert);
+    daemon.wait_until("the refusal of chassis-2's certificate", |d| {
+        d.log_lines_with(&["refused", "names chassis", "chassis-2", "chassis-1"]) == 1
+    });
+    assert!(daemon.subject().unwrap().contains("gen1"));
+
+    // The new certificate written in place while the key is still the old one: refused as a
+    // key that does not belong to it.
+    std::fs::copy(&gen2_cert, &cert).unwrap();
+    daemon.wait_until("the refusal of the mismatched key", |d| {
+        d.log_lines_with(&["refused", "does not belong to certificate"]) == 1
+    });
+    assert!(daemon.subject().unwrap().contains("gen1"));
+
+    // Its key too: taken, by the peer in the engine as well.
+    replace_by_rename(&gen2_key, &key);
+    daemon.wait_until("the new certificate in the status", |d| {
+        d.subject().is_some_and(|s| s.contains("gen2"))
+    });
+    assert_eq!(
+        daemon.log_lines_with(&["certificate and key in use", "peers=1"]),
+        1,
+        "{}",
+        daemon.log()
+    );
+    // Each refusal and the acceptance were reported once, not at every look.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(daemon.log_lines_with(&["refused"]), 2, "{}", daemon.log());
+    assert_eq!(daemon.log_lines_with(&["certificate and key in use"]), 1);
+}
