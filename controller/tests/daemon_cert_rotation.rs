@@ -8,61 +8,16 @@
 //! Needs root, `ip` (iproute2), ovsdb-server/ovn-sbctl (ovn-central, ovn-common) and `openssl`
 //! (openvswitch-common depends on it), which makes a throw-away PKI.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use controller::control::client::Client;
-use controller::control::protocol::{Request, Response};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{run, Daemon, Netns};
 use ovn_ipsec_tests::ovsdb_server::{require_tools, OvsdbServer, TempDir};
 
 const LOCAL: &str = "10.98.0.1";
 const REMOTE: &str = "10.98.0.2";
-const WAIT: Duration = Duration::from_secs(30);
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e} (install it)"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A network namespace with our encap IP on its loopback device; deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let name = format!("cert-rotation-{}", std::process::id());
-        run("ip", &["netns", "add", &name]);
-        let ns = Netns(name);
-        run("ip", &["-n", &ns.0, "link", "set", "lo", "up"]);
-        run(
-            "ip",
-            &[
-                "-n",
-                &ns.0,
-                "addr",
-                "add",
-                &format!("{LOCAL}/32"),
-                "dev",
-                "lo",
-            ],
-        );
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// A CA and end-entity certificates from it (EC P-256, so that making them is quick).
 struct Pki {
@@ -166,100 +121,8 @@ fn replace_by_rename(from: &Path, to: &Path) {
     std::fs::rename(&tmp, to).unwrap();
 }
 
-/// A running ovn-ipsecd for chassis-1; killed on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(ns: &Netns, sb: &OvsdbServer, dir: &Path) -> Daemon {
-        let log = dir.join("ovn-ipsecd.log");
-        let socket = dir.join("ctl.sock");
-        let arg = |k: &str, v: &Path| format!("--{k}={}", v.display());
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_ovn-ipsecd")])
-            .arg("--chassis-name=chassis-1")
-            .arg(format!("--ovn-remote={}", sb.unix_remote()))
-            .arg(arg("certificate", &dir.join("cert.pem")))
-            .arg(arg("private-key", &dir.join("key.pem")))
-            .arg(arg("ca-cert", &dir.join("ca.pem")))
-            .arg(arg("control-socket", &socket))
-            .arg(arg("config", &dir.join("ovn-ipsecd.toml")))
-            .env("OVN_IPSECD_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon { child, log, socket }
-    }
-
-    /// The daemon's log, without the terminal colour codes of its fields.
-    fn log(&self) -> String {
-        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let mut out = String::with_capacity(raw.len());
-        let mut chars = raw.chars();
-        while let Some(c) = chars.next() {
-            if c == '\x1b' {
-                // CSI: ESC [ parameters final-byte.
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    }
-
-    fn wait_until(&self, what: &str, mut f: impl FnMut(&Daemon) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        while !f(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; daemon log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// The subject of the certificate in use, from the control socket.
-    fn subject(&self) -> Option<String> {
-        let mut client = Client::connect(&self.socket, WAIT).ok()?;
-        match client.call(Request::Status).ok()? {
-            Response::Status(s) => s.certificate.map(|c| c.subject),
-            _ => None,
-        }
-    }
-
-    fn peers_desired(&self) -> usize {
-        let status = Client::connect(&self.socket, WAIT).and_then(|mut c| c.call(Request::Status));
-        match status {
-            Ok(Response::Status(s)) => s.peers_desired as usize,
-            _ => 0,
-        }
-    }
-
-    fn log_lines_with(&self, words: &[&str]) -> usize {
-        self.log()
-            .lines()
-            .filter(|l| words.iter().all(|w| l.contains(w)))
-            .count()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+fn subject(daemon: &Daemon) -> Option<String> {
+    daemon.status()?.certificate.map(|c| c.subject)
 }
 
 #[test]
@@ -267,7 +130,6 @@ fn replaced_certificate_files_are_checked_and_taken_by_every_peer_without_sighup
     require_tools();
     let dir = TempDir::new("cert-rotation");
     let d = dir.path();
-    std::fs::write(d.join("ovn-ipsecd.toml"), "").unwrap();
     let pki = Pki::new(d);
     let (gen1_cert, gen1_key) = pki.issue("chassis-1", "gen1");
     let (gen2_cert, gen2_key) = pki.issue("chassis-1", "gen2");
@@ -282,12 +144,15 @@ fn replaced_certificate_files_are_checked_and_taken_by_every_peer_without_sighup
     sb.sbctl(&["set", "SB_Global", ".", "ipsec=true"]);
     sb.sbctl(&["chassis-add", "chassis-1", "geneve", LOCAL]);
     sb.sbctl(&["chassis-add", "chassis-2", "geneve", REMOTE]);
-    let ns = Netns::new();
-    let daemon = Daemon::start(&ns, &sb, d);
+    let ns = Netns::new("cert-rotation");
+    ns.add_local(&format!("{LOCAL}/32"));
+    let daemon = Daemon::start(&ns, &sb, d, "chassis-1");
     daemon.wait_until("the first certificate in the status", |d| {
-        d.subject().is_some_and(|s| s.contains("gen1"))
+        subject(d).is_some_and(|s| s.contains("gen1"))
     });
-    daemon.wait_until("the peer chassis-2", |d| d.peers_desired() == 1);
+    daemon.wait_until("the peer chassis-2", |d| {
+        d.status().is_some_and(|s| s.peers_desired == 1)
+    });
     daemon.wait_until("the peer in the engine", |d| {
         d.log_lines_with(&["peer added to the IKE endpoint"]) == 1
     });
@@ -297,7 +162,7 @@ fn replaced_certificate_files_are_checked_and_taken_by_every_peer_without_sighup
     daemon.wait_until("the refusal of chassis-2's certificate", |d| {
         d.log_lines_with(&["refused", "names chassis", "chassis-2", "chassis-1"]) == 1
     });
-    assert!(daemon.subject().unwrap().contains("gen1"));
+    assert!(subject(&daemon).unwrap().contains("gen1"));
 
     // The new certificate written in place while the key is still the old one: refused as a
     // key that does not belong to it.
@@ -305,12 +170,12 @@ fn replaced_certificate_files_are_checked_and_taken_by_every_peer_without_sighup
     daemon.wait_until("the refusal of the mismatched key", |d| {
         d.log_lines_with(&["refused", "does not belong to certificate"]) == 1
     });
-    assert!(daemon.subject().unwrap().contains("gen1"));
+    assert!(subject(&daemon).unwrap().contains("gen1"));
 
     // Its key too: taken, by the peer in the engine as well.
     replace_by_rename(&gen2_key, &key);
     daemon.wait_until("the new certificate in the status", |d| {
-        d.subject().is_some_and(|s| s.contains("gen2"))
+        subject(d).is_some_and(|s| s.contains("gen2"))
     });
     assert_eq!(
         daemon.log_lines_with(&["certificate and key in use", "peers=1"]),
