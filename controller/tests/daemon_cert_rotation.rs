@@ -1,9 +1,10 @@
-//! Certificate rotation without SIGHUP: `ovn-ipsecd` runs in a network namespace of its own
+//! Certificate rotation: `ovn-ipsecd` runs in a network namespace of its own
 //! against a real ovsdb-server, its certificate, key and CA in a directory of the test's; the
 //! test replaces the files the way operators and tools do (rename over, write in place) and
 //! reads the daemon's status and log. A certificate for another chassis and a key that does
-//! not belong to the certificate are refused and the running ones stay; a valid new pair is
-//! taken by every peer in the engine, with no restart.
+//! not belong to the certificate are refused and the running ones stay, as is a CA file cut
+//! short; a valid new pair is taken by every peer in the engine, with no restart; SIGHUP
+//! loads the files as well.
 //!
 //! Needs root, `ip` (iproute2), ovsdb-server/ovn-sbctl (ovn-central, ovn-common) and `openssl`
 //! (openvswitch-common depends on it), which makes a throw-away PKI.
@@ -126,7 +127,7 @@ fn subject(daemon: &Daemon) -> Option<String> {
 }
 
 #[test]
-fn replaced_certificate_files_are_checked_and_taken_by_every_peer_without_sighup() {
+fn replaced_certificate_files_are_checked_then_taken_by_every_peer_with_or_without_sighup() {
     require_tools();
     let dir = TempDir::new("cert-rotation");
     let d = dir.path();
@@ -183,8 +184,29 @@ fn replaced_certificate_files_are_checked_and_taken_by_every_peer_without_sighup
         "{}",
         daemon.log()
     );
-    // Each refusal and the acceptance were reported once, not at every look.
+
+    // A CA file cut short (as by a writer that stopped half-way): refused, naming the file.
+    let ca = d.join("ca.pem");
+    let whole = std::fs::read(&ca).unwrap();
+    std::fs::write(&ca, &whole[..whole.len() / 2]).unwrap();
+    daemon.wait_until("the refusal of the truncated CA file", |d| {
+        d.log_lines_with(&["refused", "CA certificate", &ca.display().to_string()]) == 1
+    });
+    assert!(subject(&daemon).unwrap().contains("gen2"));
+    replace_by_rename(&pki.ca(), &ca);
+    daemon.wait_until("the repaired CA file taken", |d| {
+        d.log_lines_with(&["certificate and key in use"]) == 2
+    });
+
+    // SIGHUP loads them too.
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_until("the reload on SIGHUP", |d| {
+        d.log_lines_with(&["SIGHUP"]) == 1 && d.log_lines_with(&["certificate and key in use"]) == 3
+    });
+
+    // Each refusal and each acceptance was reported once, not at every look.
     std::thread::sleep(Duration::from_secs(7));
-    assert_eq!(daemon.log_lines_with(&["refused"]), 2, "{}", daemon.log());
-    assert_eq!(daemon.log_lines_with(&["certificate and key in use"]), 1);
+    assert_eq!(daemon.log_lines_with(&["refused"]), 3, "{}", daemon.log());
+    assert_eq!(daemon.log_lines_with(&["certificate and key in use"]), 3);
+    assert!(subject(&daemon).unwrap().contains("gen2"));
 }

@@ -147,6 +147,13 @@ impl Daemon {
         }
     }
 
+    /// Sends `signal` to the daemon (`ip netns exec` execs it, so the child is the daemon).
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on the pid of our own child.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    }
+
     /// Lines of the log that contain every one of `words`.
     pub fn log_lines_with(&self, words: &[&str]) -> usize {
         self.log()
