@@ -267,9 +267,9 @@ impl Daemon {
     }
 
     fn on_datagram(&mut self, rx: crate::io::Received, bytes: &[u8]) {
-        // Limitation: the sockets are bound to the wildcard address without IP_PKTINFO, so our
-        // address is taken from the peer table by the sender's address; a peer whose packets
-        // arrive from another address (behind a NAT) is not matched.
+        // Limitation: the destination address is not read on receive (IP_PKTINFO is only set
+        // on send), so our address is taken from the peer table by the sender's address; a
+        // peer whose packets arrive from another address (behind a NAT) is not matched.
         let Some(local_ip) = self.peers.local_ip_for(rx.remote.ip()) else {
             tracing::debug!(remote = %rx.remote, "datagram from an address that is no peer");
             return;

@@ -11,7 +11,10 @@ use std::os::fd::AsRawFd;
 
 use ikev2::engine::Transmit;
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
+
+use crate::udp_source::send_from;
 
 /// `UDP_ENCAP` from `<linux/udp.h>`: the socket option selecting UDP encapsulation.
 const UDP_ENCAP: libc::c_int = 100;
@@ -182,10 +185,8 @@ impl Sockets {
     }
 
     /// Sends one datagram of the engine from the socket of its local port and the remote's
-    /// address family; errors are logged, as IKE retransmits on its own.
-    // Limitation: no IP_PKTINFO/IPV6_PKTINFO, so the kernel picks the source address by route;
-    // on a host whose route to the peer prefers another address than our encap IP, the peer
-    // sees our messages come from that address.
+    /// address family, with its local address as the source (not the one the route would
+    /// pick); errors are logged, as IKE retransmits on its own.
     pub async fn send(&self, t: &Transmit) {
         let family = if t.remote.is_ipv4() {
             &self.v4
@@ -200,7 +201,12 @@ impl Sockets {
         } else {
             &family.ike
         };
-        if let Err(error) = socket.send_to(&t.bytes, t.remote).await {
+        let sent = socket
+            .async_io(Interest::WRITABLE, || {
+                send_from(socket, t.local.ip(), t.remote, &t.bytes)
+            })
+            .await;
+        if let Err(error) = sent {
             tracing::debug!(remote = %t.remote, %error, "sending an IKE datagram failed");
         }
     }

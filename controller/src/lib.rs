@@ -16,3 +16,4 @@ pub mod peers;
 pub mod retry;
 mod rotation;
 pub mod southbound;
+pub mod udp_source;

@@ -1,9 +1,10 @@
 //! The daemon's UDP sockets over IPv6, in a network namespace the test creates (unshare(2) on
 //! a thread of its own): IPv4 and IPv6 sockets hold ports 500 and 4500 side by side, the IPv6
 //! NAT-T socket has the ESP-in-UDP option as the IPv4 one does, datagrams are answered from
-//! the socket of the peer's family and port, and a whole IKE SA (IKE_SA_INIT and IKE_AUTH with
-//! the controller's own peer configuration, certificates from the test PKI) comes up over
-//! IPv6 through them. The host has no ESP, so the CHILD_SAs are negotiated but not installed.
+//! the socket of the peer's family and port and from our address (not the one the route would
+//! pick), and a whole IKE SA (IKE_SA_INIT and IKE_AUTH with the controller's own peer
+//! configuration, certificates from the test PKI) comes up over IPv6 through them. The host
+//! has no ESP, so the CHILD_SAs are negotiated but not installed.
 //!
 //! Needs root (unshare) and `ip` (iproute2).
 
@@ -24,15 +25,15 @@ use ikev2::engine::{Endpoint, EndpointConfig, Event, Transmit};
 use ovn_ipsec_tests::netns::in_fresh_netns;
 use tokio::net::UdpSocket;
 
-// Both ends on ::1, the peer on a port of its own: between two addresses of one host the
-// kernel would answer from the destination address itself (the sockets are wildcard-bound).
-const OURS: Ipv6Addr = Ipv6Addr::LOCALHOST;
-const THEIRS: Ipv6Addr = Ipv6Addr::LOCALHOST;
+// Two addresses on lo. Between them the route would answer from the destination address
+// itself; our sockets name their source, so answers come from OURS.
+const OURS: Ipv6Addr = Ipv6Addr::new(0xfd98, 0, 0, 0, 0, 0, 0, 1);
+const THEIRS: Ipv6Addr = Ipv6Addr::new(0xfd98, 0, 0, 0, 0, 0, 0, 2);
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Brings up the namespace's loopback device (with ::1). Runs `ip` from the namespace's
-/// thread: a child process starts in its parent thread's namespace.
-fn loopback_up() {
+/// Brings up the namespace's loopback device with both test addresses on it. Runs `ip` from
+/// the namespace's thread: a child process starts in its parent thread's namespace.
+fn loopback_with_test_addresses() {
     let ip = |args: &[&str]| {
         let out = Command::new("ip")
             .args(args)
@@ -45,6 +46,9 @@ fn loopback_up() {
         );
     };
     ip(&["link", "set", "lo", "up"]);
+    for a in [OURS, THEIRS] {
+        ip(&["addr", "add", &format!("{a}/128"), "dev", "lo", "nodad"]);
+    }
 }
 
 fn udp_encap_option(fd: i32) -> i32 {
@@ -67,7 +71,7 @@ fn udp_encap_option(fd: i32) -> i32 {
 #[test]
 fn ipv4_and_ipv6_sockets_share_the_ports_and_answer_from_the_peers_family() {
     in_fresh_netns(|| async {
-        loopback_up();
+        loopback_with_test_addresses();
         let sockets = Sockets::bind(500, 4500).await.unwrap();
         assert!(sockets.has_ipv6());
 
@@ -204,7 +208,7 @@ fn drain_events(e: &mut Endpoint, next_spi: &mut u32) -> bool {
 #[test]
 fn ike_sa_comes_up_over_ipv6_through_the_daemons_sockets() {
     in_fresh_netns(|| async {
-        loopback_up();
+        loopback_with_test_addresses();
         let sockets = Sockets::bind(500, 4500).await.unwrap();
         // The peer: an engine of chassis-2 on a socket of its own, initiating to our port 500.
         let theirs = UdpSocket::bind(SocketAddr::from((THEIRS, 0)))
