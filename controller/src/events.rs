@@ -190,8 +190,9 @@ impl Daemon {
             Event::IkeSaDown { peer, reason, .. } => {
                 if let Some(p) = self.peers.by_engine_id(peer) {
                     let _span = p.span.clone().entered();
-                    if reason == DownReason::Superseded {
-                        // The peer's crossed attempt is kept instead: nothing went down.
+                    if matches!(reason, DownReason::Superseded | DownReason::Rekeyed) {
+                        // The peer's crossed attempt is kept instead, or a new IKE SA replaced
+                        // this one: the peer did not go down, and no retry is due.
                         return;
                     }
                     p.ike = IkeState::Idle;
