@@ -206,6 +206,16 @@ impl Sockets {
                 send_from(socket, t.local.ip(), t.remote, &t.bytes)
             })
             .await;
+        // The kernel refuses a source that is not (or not usably) on this host, e.g. an encap
+        // IP the Southbound names but that is translated on the way: then the route's choice
+        // of source is the best there is. Other errors fail again and are logged below.
+        let sent = match sent {
+            Err(error) => {
+                tracing::debug!(local = %t.local.ip(), %error, "cannot send from our encap IP; sending from the route's source");
+                socket.send_to(&t.bytes, t.remote).await
+            }
+            ok => ok,
+        };
         if let Err(error) = sent {
             tracing::debug!(remote = %t.remote, %error, "sending an IKE datagram failed");
         }

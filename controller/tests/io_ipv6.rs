@@ -2,9 +2,10 @@
 //! a thread of its own): IPv4 and IPv6 sockets hold ports 500 and 4500 side by side, the IPv6
 //! NAT-T socket has the ESP-in-UDP option as the IPv4 one does, datagrams are answered from
 //! the socket of the peer's family and port and from our address (not the one the route would
-//! pick), and a whole IKE SA (IKE_SA_INIT and IKE_AUTH with the controller's own peer
-//! configuration, certificates from the test PKI) comes up over IPv6 through them. The host
-//! has no ESP, so the CHILD_SAs are negotiated but not installed.
+//! pick, unless that address is not on the host), and a whole IKE SA (IKE_SA_INIT and
+//! IKE_AUTH with the controller's own peer configuration, certificates from the test PKI)
+//! comes up over IPv6 through them. The host has no ESP, so the CHILD_SAs are negotiated but
+//! not installed.
 //!
 //! Needs root (unshare) and `ip` (iproute2).
 
@@ -132,6 +133,24 @@ fn ipv4_and_ipv6_sockets_share_the_ports_and_answer_from_the_peers_family() {
             assert_eq!(&buf[..len], &answer[..]);
             assert_eq!(source, to);
         }
+
+        // A local address that is not on this host: sent anyway, from the route's choice.
+        let foreign = SocketAddr::from((Ipv6Addr::new(0xfd98, 0, 0, 0, 0, 0, 0, 9), 500));
+        let to_v6 = v6.local_addr().unwrap();
+        sockets
+            .send(&Transmit {
+                local: foreign,
+                remote: to_v6,
+                bytes: b"from elsewhere".to_vec(),
+            })
+            .await;
+        let (len, source) = tokio::time::timeout(WAIT, v6.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..len], b"from elsewhere");
+        assert_eq!(source.port(), 500);
+        assert_ne!(source.ip(), foreign.ip());
     });
 }
 
