@@ -157,3 +157,30 @@ fn a_failing_responder_waits_its_grace_then_backs_off_and_is_reset_by_success() 
     peer.retry.succeeded();
     assert_eq!(peer.retry_later(now, 0), Duration::from_secs(10));
 }
+
+#[test]
+fn in_child_selects_our_encap_port_and_out_child_the_peers_like_the_kernel_policies() {
+    let creds = chassis_1();
+    let want = DesiredPeer {
+        local_port: 7081,
+        remote_port: 8081,
+        ..desired("192.0.2.2", false)
+    };
+    let config = peer_config(&want, &creds);
+    let port = |ts: &ikev2::engine::TrafficSelector| (ts.start_port(), ts.end_port());
+    let (out, inn) = (&config.children[0], &config.children[1]);
+    assert_eq!(port(&out.remote_ts[0]), (8081, 8081));
+    assert_eq!(port(&inn.local_ts[0]), (7081, 7081));
+
+    // The kernel layer's policies of the same pair select the same ports.
+    let pair = want.protected_pair(0);
+    use controller::kernel::{ChildKind, SaDirection};
+    assert_eq!(
+        pair.selector(ChildKind::Out, SaDirection::Outbound).dport,
+        Some(8081)
+    );
+    assert_eq!(
+        pair.selector(ChildKind::In, SaDirection::Inbound).dport,
+        Some(7081)
+    );
+}
