@@ -1,12 +1,12 @@
 //! Controller planning costs for a large mesh: the desired peers of one chassis among 10,000
 //! (two geneve encaps each, IPv4 and IPv6, some in transport zones and exempt groups), and
-//! the policy plan of all of them.
+//! the kernel layer's plan of all their policies.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use controller::desired::desired_peers;
-use controller::policy_plan::plan_all;
+use controller::kernel::{plan, Actual, Desired, KernelConfig};
 use controller::southbound::{Chassis, Encap, EncapType, Snapshot};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -65,8 +65,18 @@ fn bench(c: &mut Criterion) {
     c.bench_function("desired_peers of one chassis among 10k", |b| {
         b.iter(|| desired_peers(&s, "chassis-00001"))
     });
-    c.bench_function("policy plan of ~17k desired peers", |b| {
-        b.iter(|| plan_all(&d))
+    let pairs = Desired {
+        pairs: d
+            .peers
+            .values()
+            .zip(0u32..)
+            .map(|(p, i)| p.protected_pair(i))
+            .collect(),
+        child_sas: Vec::new(),
+    };
+    let config = KernelConfig::default();
+    c.bench_function("kernel plan of ~17k desired peers from empty", |b| {
+        b.iter(|| plan(&config, &pairs, &Actual::default(), &Default::default()))
     });
 }
 

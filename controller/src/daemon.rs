@@ -15,11 +15,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{info, info_span, warn};
 
+use crate::cert_watch::{CertWatch, CERT_POLL_INTERVAL};
 use crate::config::{self, Args, Config};
 use crate::control::{ControlServer, SocketConfig};
 use crate::desired::{desired_peers, DesiredPeers, DesiredState};
 use crate::handler::{Command, DaemonHandler, SharedView};
-use crate::identity_check::{check_local_identity, LocalIdentity};
+use crate::identity_check::LocalIdentity;
 use crate::io::{Sockets, MAX_DATAGRAM};
 use crate::kernel::{Desired, KernelConfig, KernelSync, ObjectRef};
 use crate::metrics::{Metrics, MetricsServer};
@@ -76,9 +77,12 @@ pub struct Daemon {
     pub(crate) reconcile_due: bool,
     pub(crate) kernel_retry: Option<Instant>,
     pub(crate) next_periodic: Instant,
+    pub(crate) cert_watch: CertWatch,
+    pub(crate) cert_poll_at: Instant,
 }
 
-fn credentials_of(
+/// The engine's credentials and the status view of the certificate, from a checked identity.
+pub(crate) fn credentials_of(
     chassis: &str,
     identity: LocalIdentity,
 ) -> (LocalCredentials, (String, SystemTime)) {
@@ -163,6 +167,8 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
         reconcile_due: true,
         kernel_retry: None,
         next_periodic: Instant::now() + PERIODIC_RECONCILE,
+        cert_watch: CertWatch::new(required.identity.clone()),
+        cert_poll_at: Instant::now() + CERT_POLL_INTERVAL,
     };
     info!(chassis = %daemon.chassis, "ovn-ipsecd running");
 
@@ -185,6 +191,7 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
             },
             ev = next_xfrm_event(&mut xfrm_events) => match ev {
                 Ok(ev) => {
+                    daemon.on_acquire(&ev);
                     if crate::kernel::needs_reconcile(&ev, &daemon.kernel.config().ownership()) {
                         tracing::debug!(event = ?ev, "XFRM change of ours: reconciling");
                         daemon.reconcile_due = true;
@@ -245,6 +252,7 @@ impl Daemon {
         let candidates = [
             self.endpoint.poll_timeout(),
             self.kernel_retry,
+            Some(self.cert_poll_at),
             self.peers
                 .peers
                 .values()
@@ -259,9 +267,9 @@ impl Daemon {
     }
 
     fn on_datagram(&mut self, rx: crate::io::Received, bytes: &[u8]) {
-        // Limitation: the sockets are bound to the wildcard address without IP_PKTINFO, so our
-        // address is taken from the peer table by the sender's address; a peer whose packets
-        // arrive from another address (behind a NAT) is not matched.
+        // Limitation: the destination address is not read on receive (IP_PKTINFO is only set
+        // on send), so our address is taken from the peer table by the sender's address; a
+        // peer whose packets arrive from another address (behind a NAT) is not matched.
         let Some(local_ip) = self.peers.local_ip_for(rx.remote.ip()) else {
             tracing::debug!(remote = %rx.remote, "datagram from an address that is no peer");
             return;
@@ -281,6 +289,7 @@ impl Daemon {
             self.next_periodic = now + PERIODIC_RECONCILE;
             self.reconcile_due = true;
         }
+        self.poll_certificates(now);
         self.initiate_due(now);
     }
 
@@ -293,7 +302,7 @@ impl Daemon {
                 continue;
             }
             peer.initiate_at = None;
-            let _span = peer.span.enter();
+            let _span = peer.span.clone().entered();
             match self.endpoint.initiate(now, id) {
                 Ok(_) => {
                     info!("initiating IKE SA");
@@ -301,8 +310,8 @@ impl Daemon {
                 }
                 Err(ikev2::engine::CommandError::AlreadyActive { .. }) => {}
                 Err(error) => {
-                    warn!(%error, "cannot initiate; retrying");
-                    peer.initiate_at = Some(now + crate::peers::RETRY_INITIATE);
+                    let delay = peer.retry_later(now, crate::retry::random_sample());
+                    warn!(%error, retry_in = ?delay, "cannot initiate; retrying");
                 }
             }
         }
@@ -361,20 +370,9 @@ impl Daemon {
             let index = self.peers.free_index();
             let span = info_span!("peer", chassis = %want.remote_chassis, local = %key.local_ip, remote = %key.remote_ip);
             span.in_scope(|| info!(index, role = ?want.role, "new peer: programming its policies"));
-            self.peers.peers.insert(
-                *key,
-                Peer {
-                    desired: want.clone(),
-                    index,
-                    engine_id: None,
-                    initiate_at: None,
-                    ike: IkeState::Idle,
-                    up_since: None,
-                    last_error: None,
-                    child_sas: Vec::new(),
-                    span,
-                },
-            );
+            self.peers
+                .peers
+                .insert(*key, Peer::new(want.clone(), index, span));
         }
         if desired.state != DesiredState::Protecting && !desired.excluded.is_empty() {
             tracing::debug!(excluded = desired.excluded.len(), "exclusions");
@@ -449,8 +447,9 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: re-reads the configuration layers and our certificate and key. New peers use the
-    /// new credentials; changes of chassis name or Southbound remotes need a restart.
+    /// SIGHUP: re-reads the configuration layers and our certificate and key, which every peer
+    /// uses from its next IKE SA on; changes of chassis name or Southbound remotes need a
+    /// restart.
     pub(crate) async fn reload(&mut self) {
         info!("SIGHUP: reloading configuration and certificates");
         let config = match config::load(self.args.clone()).await {
@@ -471,17 +470,9 @@ impl Daemon {
             warn!(new = %required.chassis_name, running = %self.chassis, "reload: the chassis name changed; restart the daemon to use it");
             return;
         }
-        match check_local_identity(&required.identity, &self.chassis, SystemTime::now()) {
-            Ok(identity) => {
-                let (creds, cert) = credentials_of(&self.chassis, identity);
-                self.credentials = creds;
-                self.certificate = cert;
-                // Limitation: peers already in the endpoint keep the credentials they were
-                // added with until they are removed; the engine has no reauthentication yet.
-                info!(subject = %self.certificate.0, "reload: certificate and key loaded; new peers use them");
-            }
-            Err(error) => warn!(%error, "reload: identity not usable; keeping the running one"),
-        }
+        // The watcher follows the files just loaded (their paths may have changed).
+        self.cert_watch.rebase(required.identity.clone());
+        self.load_identity(&required.identity);
         self.endpoint
             .set_wall_clock(Instant::now(), SystemTime::now());
     }

@@ -147,10 +147,8 @@ impl DesiredPeer {
                 TunnelProtocol::Udp => KernelTunnelProtocol::Udp,
                 TunnelProtocol::Tcp => KernelTunnelProtocol::Tcp,
             },
-            // Limitation: the kernel layer has one tunnel port per pair; when our encap's
-            // dst_port differs from the peer's, the "in" child selects the peer's port instead
-            // of ours (ovs-monitor-ipsec does the same). `policy_plan` keeps them apart.
-            port: self.remote_port,
+            local_port: self.local_port,
+            remote_port: self.remote_port,
             index,
         }
     }

@@ -9,9 +9,8 @@ use tracing::{info, warn};
 use xfrm::{Key, Lifetimes, Limits, Mode, SpiRange, SpiRequest};
 
 use crate::daemon::Daemon;
-use crate::desired::Role;
 use crate::kernel::{AeadAlgorithm, ChildKind, ChildSa, SaDirection, UdpEncap};
-use crate::peers::{child_kind, IkeState, RETRY_INITIATE};
+use crate::peers::{child_kind, IkeState};
 
 /// Anti-replay window of our inbound states, in packets.
 const REPLAY_WINDOW: u32 = 32;
@@ -184,26 +183,22 @@ impl Daemon {
                     p.up_since = Some(now);
                     p.initiate_at = None;
                     p.last_error = None;
+                    p.retry.succeeded();
                     info!(%local, %remote, encryption = %algorithms.encryption, ke = %algorithms.ke, "peer up: IKE SA established");
                 }
             }
             Event::IkeSaDown { peer, reason, .. } => {
                 if let Some(p) = self.peers.by_engine_id(peer) {
                     let _span = p.span.clone().entered();
-                    if reason == DownReason::Superseded {
-                        // The peer's crossed attempt is kept instead: nothing went down.
+                    if matches!(reason, DownReason::Superseded | DownReason::Rekeyed) {
+                        // The peer's crossed attempt is kept instead, or a new IKE SA replaced
+                        // this one: the peer did not go down, and no retry is due.
                         return;
                     }
-                    info!(?reason, "peer down: IKE SA gone");
-                    // Limitation: a fixed retry delay, no backoff; an impostor or a peer with a
-                    // bad certificate is retried (and logged) every few seconds.
                     p.ike = IkeState::Idle;
                     p.up_since = None;
-                    let retry = match p.desired.role {
-                        Role::Initiator => RETRY_INITIATE,
-                        Role::Responder { initiate_after } => initiate_after,
-                    };
-                    p.initiate_at = Some(now + retry);
+                    let delay = p.retry_later(now, crate::retry::random_sample());
+                    info!(?reason, retry_in = ?delay, failures = p.retry.failures(), "peer down: IKE SA gone");
                 }
             }
             Event::AuthFailed { peer, reason } => {

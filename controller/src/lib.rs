@@ -1,5 +1,7 @@
 //! The `ovn-ipsecd` daemon: Southbound watcher, reconciliation, IO driver.
 
+pub mod acquire;
+pub mod cert_watch;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -11,5 +13,7 @@ pub mod io;
 pub mod kernel;
 pub mod metrics;
 pub mod peers;
-pub mod policy_plan;
+pub mod retry;
+mod rotation;
 pub mod southbound;
+pub mod udp_source;

@@ -16,6 +16,7 @@ use ikev2::registry::{EncrId, EsnId, KeGroup, PrfId};
 
 use crate::desired::{DesiredPeer, PeerKey, Role};
 use crate::kernel::{ChildKind, ChildSa, ProtectedPair};
+use crate::retry::InitiateBackoff;
 
 /// Name of the CHILD_SA "local any → remote port" (the kernel layer's [`ChildKind::Out`]).
 pub const CHILD_OUT: &str = "out";
@@ -39,9 +40,6 @@ const CHILD_LIFETIME: Lifetime = Lifetime {
 
 /// Liveness check after this long without hearing from the peer.
 const DPD_INTERVAL: Duration = Duration::from_secs(30);
-
-/// How long after an IKE SA went down (or an initiation failed) we try again.
-pub const RETRY_INITIATE: Duration = Duration::from_secs(5);
 
 /// Our identity material, shared by every peer configuration.
 #[derive(Clone)]
@@ -139,7 +137,8 @@ pub fn peer_config(desired: &DesiredPeer, local: &LocalCredentials) -> PeerConfi
         reauth_interval: None,
         dpd_interval: Some(DPD_INTERVAL),
         force_udp_encap: desired.force_udp_encap,
-        // The same selectors as the kernel layer's policies (`ProtectedPair::selector`).
+        // The same selectors as the kernel layer's policies (`ProtectedPair::selector`): the
+        // "out" child selects the peer's encap port, the "in" child ours.
         children: vec![
             child(
                 CHILD_OUT,
@@ -148,7 +147,7 @@ pub fn peer_config(desired: &DesiredPeer, local: &LocalCredentials) -> PeerConfi
             ),
             child(
                 CHILD_IN,
-                TrafficSelector::host_port(l, proto, desired.remote_port),
+                TrafficSelector::host_port(l, proto, desired.local_port),
                 TrafficSelector::host_protocol(r, proto),
             ),
         ],
@@ -196,11 +195,41 @@ pub struct Peer {
     pub last_error: Option<String>,
     /// CHILD_SAs (each direction one entry) to keep in the kernel.
     pub child_sas: Vec<ChildSa>,
+    /// When to initiate again after failures.
+    pub retry: InitiateBackoff,
     /// The tracing span of this peer.
     pub span: tracing::Span,
 }
 
 impl Peer {
+    /// A peer just taken from the desired set: not yet in the engine, no IKE SA.
+    pub fn new(desired: DesiredPeer, index: u32, span: tracing::Span) -> Peer {
+        Peer {
+            desired,
+            index,
+            engine_id: None,
+            initiate_at: None,
+            ike: IkeState::Idle,
+            up_since: None,
+            last_error: None,
+            child_sas: Vec::new(),
+            retry: InitiateBackoff::default(),
+            span,
+        }
+    }
+
+    /// Records a failed or lost IKE SA and schedules the next initiation after the backoff
+    /// (for a responder never before its grace period); returns the delay.
+    pub fn retry_later(&mut self, now: Instant, random: u32) -> Duration {
+        let floor = match self.desired.role {
+            Role::Initiator => Duration::ZERO,
+            Role::Responder { initiate_after } => initiate_after,
+        };
+        let delay = self.retry.failed(floor, random);
+        self.initiate_at = Some(now + delay);
+        delay
+    }
+
     /// The kernel layer's view of this pair.
     pub fn pair(&self) -> ProtectedPair {
         self.desired.protected_pair(self.index)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use controller::desired::{DesiredPeer, PeerKey, Role, TunnelProtocol, GENEVE_PORT};
 use controller::identity_check::{check_local_identity, IdentityFiles};
 use controller::peers::{
-    ike_proposals, peer_config, IkeState, LocalCredentials, Peer, PeerTable, CHILD_IN, CHILD_OUT,
+    ike_proposals, peer_config, LocalCredentials, Peer, PeerTable, CHILD_IN, CHILD_OUT,
 };
 use controller::southbound::EncapType;
 use ikev2::auth::Identity;
@@ -126,15 +126,8 @@ fn pair_indices_reuse_the_lowest_free_one() {
         table.peers.insert(
             d.key,
             Peer {
-                desired: d,
-                index,
-                engine_id: None,
                 initiate_at: Some(Peer::first_initiation(Role::Initiator, Instant::now())),
-                ike: IkeState::Idle,
-                up_since: None,
-                last_error: None,
-                child_sas: Vec::new(),
-                span: tracing::Span::none(),
+                ..Peer::new(d, index, tracing::Span::none())
             },
         );
         index
@@ -152,4 +145,42 @@ fn pair_indices_reuse_the_lowest_free_one() {
         Some("192.0.2.1".parse().unwrap())
     );
     assert_eq!(table.local_ip_for("198.51.100.1".parse().unwrap()), None);
+}
+
+#[test]
+fn a_failing_responder_waits_its_grace_then_backs_off_and_is_reset_by_success() {
+    let mut peer = Peer::new(desired("192.0.2.2", false), 0, tracing::Span::none());
+    let now = Instant::now();
+    let delays: Vec<u64> = (0..5).map(|_| peer.retry_later(now, 0).as_secs()).collect();
+    assert_eq!(delays, vec![10, 10, 20, 40, 80]);
+    assert_eq!(peer.initiate_at, Some(now + Duration::from_secs(80)));
+    peer.retry.succeeded();
+    assert_eq!(peer.retry_later(now, 0), Duration::from_secs(10));
+}
+
+#[test]
+fn in_child_selects_our_encap_port_and_out_child_the_peers_like_the_kernel_policies() {
+    let creds = chassis_1();
+    let want = DesiredPeer {
+        local_port: 7081,
+        remote_port: 8081,
+        ..desired("192.0.2.2", false)
+    };
+    let config = peer_config(&want, &creds);
+    let port = |ts: &ikev2::engine::TrafficSelector| (ts.start_port(), ts.end_port());
+    let (out, inn) = (&config.children[0], &config.children[1]);
+    assert_eq!(port(&out.remote_ts[0]), (8081, 8081));
+    assert_eq!(port(&inn.local_ts[0]), (7081, 7081));
+
+    // The kernel layer's policies of the same pair select the same ports.
+    let pair = want.protected_pair(0);
+    use controller::kernel::{ChildKind, SaDirection};
+    assert_eq!(
+        pair.selector(ChildKind::Out, SaDirection::Outbound).dport,
+        Some(8081)
+    );
+    assert_eq!(
+        pair.selector(ChildKind::In, SaDirection::Inbound).dport,
+        Some(7081)
+    );
 }

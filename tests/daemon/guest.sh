@@ -100,7 +100,7 @@ done
 # SIGHUP: configuration and certificates are read again, nothing is torn down.
 kill -HUP "$(cat /tmp/ch1.pid)"
 check "SIGHUP on chassis-1: logged the reload and loaded the certificate again" \
-    wait_for 10 grep -q "reload: certificate and key loaded" /tmp/ch1.log
+    wait_for 10 grep -q "certificate and key in use" /tmp/ch1.log
 check "chassis-1 <-> chassis-2 keeps its 4 states through SIGHUP" [ "$(states_with 1 "$(ip_of 2)")" = 4 ]
 
 # Identity binding: a chassis-4 whose daemon presents chassis-2's valid certificate.

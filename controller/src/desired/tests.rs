@@ -5,7 +5,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::*;
-use crate::policy_plan::plan_peer;
+use crate::kernel::{ChildKind, KernelConfig, SaDirection};
 use crate::southbound::{Chassis, Encap, EncapType, Snapshot};
 
 fn encap(t: EncapType, ip: &str, options: &[(&str, &str)]) -> Encap {
@@ -607,18 +607,16 @@ proptest! {
                 prop_assert_eq!(pa.remote_port, pb.local_port);
                 prop_assert_eq!(pa.force_udp_encap, pb.force_udp_encap);
                 // And so are the CHILD_SAs and policies both plan for it.
-                let (plan_a, plan_b) = (plan_peer(pa), plan_peer(pb));
-                for ca in &plan_a.children {
-                    let cb = plan_b.children.iter().find(|c| c.kind == ca.kind.mirrored());
-                    prop_assert!(cb.is_some());
-                    let cb = cb.unwrap();
-                    prop_assert_eq!(ca.local_ts, cb.remote_ts);
-                    prop_assert_eq!(ca.remote_ts, cb.local_ts);
-                    let sels = |c: &crate::policy_plan::ChildPlan| {
-                        c.policies.iter().map(|p| p.selector).collect::<BTreeSet<_>>()
-                    };
-                    prop_assert_eq!(sels(ca), sels(cb));
+                // And so are the CHILD_SAs' selectors both program for it.
+                let (pair_a, pair_b) = (pa.protected_pair(0), pb.protected_pair(1));
+                prop_assert_eq!(pair_a.mirrored(1), pair_b);
+                for child in ChildKind::BOTH {
+                    prop_assert_eq!(
+                        pair_a.selector(child, SaDirection::Outbound),
+                        pair_b.selector(child.mirrored(), SaDirection::Inbound)
+                    );
                 }
+                prop_assert_eq!(pair_a.policies(&KernelConfig::default()).ok().map(|p| p.len()), Some(4));
                 let initiators = [pa.role, pb.role]
                     .iter()
                     .filter(|r| **r == Role::Initiator)
@@ -685,10 +683,11 @@ fn desired_peer_converts_to_the_kernel_layers_pair() {
             pair.local,
             pair.remote,
             pair.protocol,
-            pair.port,
+            pair.local_port,
+            pair.remote_port,
             pair.index
         ),
-        (ip("10.0.0.1"), ip("10.0.0.2"), K::Tcp, 7472, 7)
+        (ip("10.0.0.1"), ip("10.0.0.2"), K::Tcp, 7471, 7472, 7)
     );
     pair.validate().unwrap();
 }

@@ -2,7 +2,7 @@
 //! controller wants, level-triggered.
 //!
 //! The inputs are plain data: the [`ProtectedPair`]s of this chassis (local and remote encap
-//! IP, tunnel protocol and port, a stable index) and the [`ChildSa`]s the IKE layer negotiated.
+//! IP, tunnel protocol, each side's tunnel port, a stable index) and the [`ChildSa`]s the IKE layer negotiated.
 //! [`plan::plan`] turns them, together with a dump of what the kernel holds, into the minimal
 //! list of changes; [`KernelSync::reconcile`] dumps, plans and applies that list in one batch.
 //!
@@ -10,12 +10,13 @@
 //!
 //! Every protected pair gets four policies as soon as it is known, before any IKE message goes
 //! out, one per direction of each of the pair's two CHILD_SAs (as ovs-monitor-ipsec configures
-//! them for Geneve on port P):
+//! them for Geneve, where R is the remote encap's `dst_port` and L ours; both are 6081 unless
+//! an Encap sets another):
 //!
 //! | CHILD_SA | out policy | in policy |
 //! |---|---|---|
-//! | "out" child | local any → remote P | remote P → local any |
-//! | "in" child  | local P → remote any | remote any → local P |
+//! | "out" child | local any → remote R | remote R → local any |
+//! | "in" child  | local L → remote any | remote any → local L |
 //!
 //! Each is an *allow* policy with one required ESP transport template carrying the child's
 //! reqid. We choose this over a separate block policy because the one policy does everything

@@ -1,5 +1,11 @@
-//! A protected pair (local encap IP, remote encap IP, tunnel port) and the four policies that
-//! keep its tunnel traffic off the wire unless it is ESP.
+//! A protected pair (local and remote encap IP, the tunnel port of each side) and the four
+//! policies that keep its tunnel traffic off the wire unless it is ESP.
+//!
+//! Like ovs-monitor-ipsec, every tunnel gets two CHILD_SAs, so strongSwan and Libreswan peers
+//! it configured negotiate the same traffic selectors with us: the "out" child carries our
+//! tunnel packets (local, any port → remote, the remote encap's `dst_port`), the "in" child the
+//! peer's (remote, any port → local, our encap's `dst_port`). The two ends of a tunnel compute
+//! mirrored pairs from the same Southbound rows, so one side's "out" child is the other's "in".
 
 use std::net::IpAddr;
 
@@ -18,7 +24,8 @@ pub enum TunnelProtocol {
 }
 
 impl TunnelProtocol {
-    fn ip_proto(self) -> u8 {
+    /// The IP protocol number, as a selector carries it.
+    pub fn ip_proto(self) -> u8 {
         match self {
             TunnelProtocol::Udp => IPPROTO_UDP,
             TunnelProtocol::Tcp => IPPROTO_TCP,
@@ -38,6 +45,14 @@ pub enum ChildKind {
 impl ChildKind {
     /// Both children, in reqid order.
     pub const BOTH: [ChildKind; 2] = [ChildKind::Out, ChildKind::In];
+
+    /// The same CHILD_SA seen from the peer: our "out" child is its "in" child.
+    pub fn mirrored(self) -> ChildKind {
+        match self {
+            ChildKind::Out => ChildKind::In,
+            ChildKind::In => ChildKind::Out,
+        }
+    }
 
     pub(crate) fn offset(self) -> u32 {
         match self {
@@ -78,21 +93,45 @@ pub struct ProtectedPair {
     pub remote: IpAddr,
     /// The tunnel's transport protocol.
     pub protocol: TunnelProtocol,
-    /// The tunnel's well-known port (the Encap's `dst_port`, 6081 for Geneve).
-    pub port: u16,
+    /// The port the peer's tunnel packets arrive on: our Encap's `dst_port` (6081 for Geneve).
+    pub local_port: u16,
+    /// The port our tunnel packets go to: the remote Encap's `dst_port`.
+    pub remote_port: u16,
     /// A stable index, unique among this chassis' pairs, from which the reqids are derived
     /// ([`KernelConfig::reqid`]); it must survive restarts for adoption to work.
     pub index: u32,
 }
 
 impl ProtectedPair {
-    /// A Geneve pair on the standard port 6081.
+    /// A Geneve pair with both ends on the standard port 6081.
     pub fn geneve(local: IpAddr, remote: IpAddr, index: u32) -> ProtectedPair {
         ProtectedPair {
             local,
             remote,
             protocol: TunnelProtocol::Udp,
-            port: GENEVE_PORT,
+            local_port: GENEVE_PORT,
+            remote_port: GENEVE_PORT,
+            index,
+        }
+    }
+
+    /// The tunnel port a CHILD_SA selects: the remote encap's for the "out" child (our packets
+    /// go there), ours for the "in" child (the peer's packets arrive there).
+    pub fn tunnel_port(&self, child: ChildKind) -> u16 {
+        match child {
+            ChildKind::Out => self.remote_port,
+            ChildKind::In => self.local_port,
+        }
+    }
+
+    /// The same tunnel as the peer sees it (addresses and ports swapped), with `index`.
+    pub fn mirrored(&self, index: u32) -> ProtectedPair {
+        ProtectedPair {
+            local: self.remote,
+            remote: self.local,
+            protocol: self.protocol,
+            local_port: self.remote_port,
+            remote_port: self.local_port,
             index,
         }
     }
@@ -122,7 +161,7 @@ impl ProtectedPair {
     /// any → local port inbound and local port → remote any outbound.
     pub fn selector(&self, child: ChildKind, dir: SaDirection) -> Selector {
         let (src, dst) = self.endpoints(dir);
-        let port = Some(self.port);
+        let port = Some(self.tunnel_port(child));
         // The tunnel port is on the remote side for the "out" child, on ours for the "in" one.
         let (sport, dport) = match (child, dir) {
             (ChildKind::Out, SaDirection::Outbound) | (ChildKind::In, SaDirection::Inbound) => {
@@ -223,5 +262,80 @@ mod tests {
             p.policies(&KernelConfig::default()),
             Err(PlanError::MixedFamilies { index: 3, .. })
         ));
+    }
+
+    /// A policy as (direction, source, source port, destination, destination port).
+    type Seen = (Direction, IpAddr, Option<u16>, IpAddr, Option<u16>);
+
+    fn summary(p: &[Policy]) -> Vec<Seen> {
+        p.iter()
+            .map(|p| {
+                let s = p.id.selector;
+                (p.id.dir, s.src.addr, s.sport, s.dst.addr, s.dport)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn out_child_selects_the_remote_port_and_in_child_ours() {
+        let l: IpAddr = "10.0.0.1".parse().unwrap();
+        let r: IpAddr = "10.0.0.2".parse().unwrap();
+        let p = ProtectedPair {
+            local_port: 7081,
+            remote_port: 6081,
+            ..ProtectedPair::geneve(l, r, 0)
+        };
+        let policies = p.policies(&KernelConfig::default()).unwrap();
+        assert_eq!(
+            summary(&policies),
+            vec![
+                // Our Geneve packets to the peer's port 6081, and that child's reverse.
+                (Direction::Out, l, None, r, Some(6081)),
+                (Direction::In, r, Some(6081), l, None),
+                // The peer's packets to our port 7081, and that child's reverse.
+                (Direction::Out, l, Some(7081), r, None),
+                (Direction::In, r, None, l, Some(7081)),
+            ]
+        );
+    }
+
+    #[test]
+    fn stt_pair_selects_tcp_and_ipv6_pair_uses_full_prefixes() {
+        let p = ProtectedPair {
+            protocol: TunnelProtocol::Tcp,
+            local_port: 7471,
+            remote_port: 7471,
+            ..ProtectedPair::geneve("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), 0)
+        };
+        for policy in p.policies(&KernelConfig::default()).unwrap() {
+            let s = policy.id.selector;
+            assert_eq!(s.proto, Some(IPPROTO_TCP));
+            assert_eq!((s.src.len, s.dst.len), (128, 128));
+        }
+    }
+
+    #[test]
+    fn both_ends_select_the_same_traffic_for_each_child_sa() {
+        let a = ProtectedPair {
+            local_port: 7081,
+            remote_port: 8081,
+            ..pair()
+        };
+        let b = a.mirrored(9);
+        assert_eq!(b.mirrored(a.index), a);
+        for child in ChildKind::BOTH {
+            for dir in SaDirection::BOTH {
+                // What one end sends under a CHILD_SA, the other receives under its mirror.
+                let other = match dir {
+                    SaDirection::Inbound => SaDirection::Outbound,
+                    SaDirection::Outbound => SaDirection::Inbound,
+                };
+                assert_eq!(
+                    a.selector(child, dir),
+                    b.selector(child.mirrored(), other),
+                    "{child:?} {dir:?}"
+                );
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! - `ike_auth.rs`: the IKE_AUTH exchange with the first CHILD_SA.
 //! - `informational.rs`: Delete and liveness checks on established IKE SAs.
 //! - `create_child_sa.rs`: additional CHILD_SAs, with optional PFS.
+//! - `credentials_update.rs`: new credentials for a peer (certificate rotation).
 //! - [`nat`]: NAT detection hashes (RFC 7296 §2.23).
 //! - [`timers`]: the timer table of an IKE SA, retransmission backoff, lifetimes with jitter.
 //! - [`window`]: Message IDs, outstanding requests and cached responses (RFC 7296 §2.3).
@@ -19,6 +20,7 @@
 
 pub mod config;
 mod create_child_sa;
+mod credentials_update;
 pub mod datagram;
 mod endpoint;
 pub mod event;
@@ -39,6 +41,7 @@ pub mod window;
 pub use config::{
     ChildConfig, ConfigError, Credentials, EndpointConfig, Mode, PeerConfig, IKE_PORT, NAT_T_PORT,
 };
+pub use credentials_update::CredentialsUpdateError;
 pub use endpoint::{CommandError, Endpoint, IkeSaInfo, Transmit};
 pub use event::{
     AuthFailure, DownReason, EspAlgorithms, EspKeys, Event, IkeAlgorithms, IkeSaId, PeerId,

@@ -2,6 +2,7 @@
 //! endpoint against arbitrary input.
 
 mod commands;
+mod credentials_update;
 mod ike_auth;
 mod ike_sa_init;
 mod informational;
