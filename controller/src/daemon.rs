@@ -370,6 +370,7 @@ impl Daemon {
                     initiate_at: None,
                     ike: IkeState::Idle,
                     up_since: None,
+                    ike_sa: None,
                     last_error: None,
                     child_sas: Vec::new(),
                     span,

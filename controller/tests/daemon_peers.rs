@@ -132,6 +132,7 @@ fn pair_indices_reuse_the_lowest_free_one() {
                 initiate_at: Some(Peer::first_initiation(Role::Initiator, Instant::now())),
                 ike: IkeState::Idle,
                 up_since: None,
+                ike_sa: None,
                 last_error: None,
                 child_sas: Vec::new(),
                 span: tracing::Span::none(),
