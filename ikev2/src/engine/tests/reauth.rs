@@ -1,0 +1,1 @@
+//! Reauthentication (RFC 7296 §2.8.3).
