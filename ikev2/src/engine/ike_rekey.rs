@@ -625,7 +625,11 @@ impl Endpoint {
         };
         let config = self.peers.get(&sa.peer)?.clone();
         let (peer, local, remote, nat_t) = (sa.peer, sa.local, sa.remote, sa.nat_t);
-        let (nat, fragments, next_child) = (e.nat, e.peer_supports_fragmentation, e.next_child);
+        let (nat, fragments) = (e.nat, e.peer_supports_fragmentation);
+        // The configured CHILD_SAs were all tried on the first IKE SA (its initiator creates
+        // them, one exchange at a time, before any rekey can start); whoever is the new
+        // initiator creates none.
+        let next_child = config.children.len();
         let reauth_at = sa.timers.get(Timer::Reauth);
         let keepalive = sa.timers.is_set(Timer::NatKeepalive);
         let id = self.allocate_ike_sa_id();

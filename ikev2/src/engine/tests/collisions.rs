@@ -20,7 +20,7 @@ fn nonce(first: u8) -> Vec<u8> {
 }
 
 /// Inbound SPIs of the CHILD_SAs installed in `events`, in order.
-fn installed(events: &[Event]) -> Vec<u32> {
+pub(super) fn installed(events: &[Event]) -> Vec<u32> {
     events
         .iter()
         .filter_map(|e| match e {
@@ -30,7 +30,7 @@ fn installed(events: &[Event]) -> Vec<u32> {
         .collect()
 }
 
-fn deleted(events: &[Event]) -> Vec<u32> {
+pub(super) fn deleted(events: &[Event]) -> Vec<u32> {
     events
         .iter()
         .filter_map(|e| match e {
@@ -42,7 +42,7 @@ fn deleted(events: &[Event]) -> Vec<u32> {
 
 /// Which nonce of the four is the lowest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lowest {
+pub(super) enum Lowest {
     /// Ni of a's exchange: a's exchange loses.
     NiA,
     /// Nr of a's exchange (b's answer): a's exchange loses.
@@ -55,7 +55,7 @@ enum Lowest {
 
 /// Nonces in the order each chassis draws them: its own request's Ni first, then the Nr of
 /// its answer to the peer's request.
-fn nonces(lowest: Lowest) -> ([Vec<u8>; 2], [Vec<u8>; 2]) {
+pub(super) fn nonces(lowest: Lowest) -> ([Vec<u8>; 2], [Vec<u8>; 2]) {
     let (mut a, mut b) = ([nonce(0x80), nonce(0x90)], [nonce(0xa0), nonce(0xb0)]);
     match lowest {
         Lowest::NiA => a[0] = nonce(0x10),
