@@ -44,6 +44,11 @@ pub const REKEY_RETRY: Duration = Duration::from_secs(2);
 /// the group the responder asked for.
 pub const MAX_CHILD_KE_RETRIES: u32 = 1;
 
+/// How long after we installed a CHILD_SA a CHILD_SA_NOT_FOUND for it is taken as the peer
+/// having deleted it: longer than the peer's retransmissions of the exchange that made it
+/// (47.5 s), whose answer may still be on its way to the peer.
+pub const NOT_FOUND_SETTLE: Duration = Duration::from_secs(60);
+
 /// What the responder does with a CREATE_CHILD_SA request.
 pub(crate) enum CreateChildReply {
     /// Answer at once with these payloads.
@@ -1008,7 +1013,18 @@ impl Endpoint {
             });
             return;
         }
-        if reason == NotifyType::CHILD_SA_NOT_FOUND {
+        let (index, expire_at) = (c.index, c.expire_at);
+        let installed_at = self
+            .ike_sas
+            .get(&id)
+            .and_then(|sa| self.peers.get(&sa.peer))
+            .and_then(|config| config.children.get(index))
+            .and_then(|child| expire_at.checked_sub(child.lifetime.hard));
+        // A CHILD_SA we made as responder may not be known to the peer yet (our answer lost,
+        // retransmitted for up to this long); not finding it then proves nothing.
+        let settled =
+            installed_at.is_none_or(|at| now.saturating_duration_since(at) > NOT_FOUND_SETTLE);
+        if reason == NotifyType::CHILD_SA_NOT_FOUND && settled {
             // The peer has no such CHILD_SA (it deleted it; its Delete may still be on the way):
             // keeping ours would leave it installed on one side only.
             if let Some(sa) = self.ike_sas.get_mut(&id) {

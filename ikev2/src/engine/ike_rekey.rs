@@ -317,6 +317,11 @@ impl Endpoint {
         if e.rekey.peer_ike_rekey.is_some() || e.rekey.redundant {
             return refuse(NotifyType::TEMPORARY_FAILURE);
         }
+        if !collision && sa.requests.pending_len() > 0 {
+            // A request of ours (a CHILD_SA's Delete, a liveness check) is outstanding on this
+            // IKE SA; once the CHILD_SAs move, its answer could no longer be matched to them.
+            return refuse(NotifyType::TEMPORARY_FAILURE);
+        }
         let (Some(sa_payload), Some(ke), Some(ni)) = (
             p.sa,
             p.ke,

@@ -129,7 +129,13 @@ impl Endpoint {
         if deletes.ike {
             return Some(Vec::new());
         }
-        let sa = self.ike_sas.get_mut(&id)?;
+        // A Delete that crossed an IKE SA rekey arrives on the old IKE SA: its CHILD_SAs are
+        // on the new one now (the answer still goes out on the old one).
+        let successor = match &self.ike_sas.get(&id)?.state {
+            State::Established(e) => e.rekey.replaced_by.filter(|n| self.ike_sas.contains_key(n)),
+            _ => None,
+        };
+        let sa = self.ike_sas.get_mut(&successor.unwrap_or(id))?;
         let peer = sa.peer;
         let State::Established(established) = &mut sa.state else {
             return None;
@@ -314,6 +320,10 @@ impl Endpoint {
             return;
         }
         established.deleting = true;
+        let reason = established
+            .rekey
+            .delete_reason
+            .unwrap_or(DownReason::Terminated);
         let children = std::mem::take(&mut established.children);
         for child in children {
             self.push_event(Event::ChildSaDelete {
@@ -324,7 +334,9 @@ impl Endpoint {
         }
         let sent = self.send_informational(now, id, &[Payload::new(Delete::ike_sa())]);
         if !sent || !wait {
-            self.remove_ike_sa(id, DownReason::Terminated);
+            // Limitation: with the peer's window full the Delete is not sent; the peer's
+            // liveness check or lifetime removes its copy.
+            self.remove_ike_sa(id, reason);
         }
     }
 }

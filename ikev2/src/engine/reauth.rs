@@ -80,10 +80,12 @@ impl Endpoint {
         if e.deleting || e.rekey.replaced_by.is_some() || e.rekey.redundant {
             return;
         }
-        let in_progress = e
-            .rekey
-            .reauth
-            .is_some_and(|new| self.ike_sas.contains_key(&new));
+        // Our earlier attempt is still on its way, or the peer is reauthenticating (its new
+        // IKE SA exists here already and it deletes this one when done): not a second one.
+        let in_progress = self
+            .ike_sas
+            .values()
+            .any(|other| other.peer == peer && other.id != id);
         if let Some(sa) = self.ike_sas.get_mut(&id) {
             sa.timers.set(Timer::Reauth, now + REAUTH_RETRY);
         }
