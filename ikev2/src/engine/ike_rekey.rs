@@ -656,6 +656,8 @@ impl Endpoint {
             nat_t,
             next_iv: 0,
             // RFC 7296 §2.18: the new IKE SA's Message IDs start at 0.
+            // Limitation: windows restart at size 1; a SET_WINDOW_SIZE the peer sent on the
+            // old IKE SA is not carried over.
             requests: RequestWindow::new(),
             responses: ResponseWindow::new(),
             timers,

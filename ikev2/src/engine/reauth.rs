@@ -107,6 +107,9 @@ impl Endpoint {
         }
     }
 
+    // Limitation: as the responder of the peer's reauthentication we report the new
+    // CHILD_SAs installed and the old ones deleted (when the peer deletes the old IKE SA),
+    // without ChildSaRekeyed between them.
     /// Initiator: new IKE SA `id` has tried every configured CHILD_SA. If it reauthenticates
     /// an older IKE SA, that one's CHILD_SAs are reported replaced by their namesakes and it
     /// is deleted (RFC 7296 §2.8.3).
