@@ -237,7 +237,12 @@ impl Endpoint {
         if !self.peers.contains_key(&peer) {
             return Err(CommandError::UnknownPeer(peer));
         }
-        if let Some(sa) = self.ike_sas.values().find(|sa| sa.peer == peer) {
+        // An IKE SA that only waits for its Delete (replaced by a rekey) does not count.
+        let active = self
+            .ike_sas
+            .values()
+            .find(|sa| sa.peer == peer && !super::ike_rekey::is_leaving(sa));
+        if let Some(sa) = active {
             return Err(CommandError::AlreadyActive {
                 peer,
                 ike_sa: sa.id,

@@ -134,6 +134,14 @@ fn offers_group(lists: &[Vec<TransformSpec>], group: KeGroup) -> bool {
         .any(|t| t.transform_type == TransformType::KE && t.id == group.0)
 }
 
+/// Whether `sa` only waits to be deleted: replaced by a rekey or reauthentication, the
+/// redundant result of a simultaneous rekey, or being deleted. Such an IKE SA does not count
+/// as the peer's IKE SA.
+pub(crate) fn is_leaving(sa: &IkeSa) -> bool {
+    matches!(&sa.state, State::Established(e)
+        if e.deleting || e.rekey.replaced_by.is_some() || e.rekey.redundant)
+}
+
 impl Endpoint {
     /// Rekeys the IKE SA with `peer` now (RFC 7296 §2.18): the rekey starts at the next
     /// `handle_timeout`, or as soon as the exchange in progress on the IKE SA is done.

@@ -13,6 +13,7 @@ use tracing::{debug, info};
 use super::config::{ConfigError, PeerConfig};
 use super::endpoint::{CommandError, Endpoint};
 use super::event::{DownReason, Event, IkeSaId, PeerId};
+use super::ike_rekey::is_leaving;
 use super::ike_sa::State;
 use super::timers::Timer;
 
@@ -85,7 +86,7 @@ impl Endpoint {
         let in_progress = self
             .ike_sas
             .values()
-            .any(|other| other.peer == peer && other.id != id);
+            .any(|other| other.peer == peer && other.id != id && !is_leaving(other));
         if let Some(sa) = self.ike_sas.get_mut(&id) {
             sa.timers.set(Timer::Reauth, now + REAUTH_RETRY);
         }

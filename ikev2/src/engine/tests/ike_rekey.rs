@@ -330,3 +330,33 @@ fn rekey_ike_without_an_established_ike_sa_is_refused() {
         Err(crate::engine::CommandError::NotEstablished(peer))
     );
 }
+
+#[test]
+fn an_ike_sa_waiting_for_its_delete_after_a_rekey_does_not_block_a_new_initiation() {
+    let (mut mesh, _, _) = established(83);
+    // b never answers a's Delete of the old IKE SA, so it lingers on a.
+    mesh.net.set_filter(|d| {
+        d.src.ip() == B
+            && d.bytes.len() > 19
+            && d.bytes[18] == crate::registry::ExchangeType::INFORMATIONAL.0
+            && d.bytes[19] & 0x20 != 0
+    });
+    let now = mesh.net.now();
+    let peer = mesh.a_to_b;
+    mesh.net
+        .node_mut(mesh.a)
+        .endpoint
+        .rekey_ike(now, peer)
+        .unwrap();
+    mesh.run(Duration::from_secs(2));
+    let na = mesh.events(mesh.a);
+    let [(_, new)] = ike_rekeys(&na)[..] else {
+        panic!("{na:?}")
+    };
+    assert_eq!(mesh.net.node(mesh.a).endpoint.ike_sas().count(), 2);
+    // The new IKE SA dies; the lingering old one must not make `initiate` refuse.
+    let now = mesh.net.now();
+    let endpoint = &mut mesh.net.node_mut(mesh.a).endpoint;
+    endpoint.remove_ike_sa(new, DownReason::PeerUnreachable);
+    assert!(endpoint.initiate(now, peer).is_ok());
+}
