@@ -131,3 +131,45 @@ fn pluto_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
     eprintln!("pluto rekeys, then we do:\n{}", dump(&ours.events()));
     assert_still_up(&ours, &pluto);
 }
+
+#[test]
+fn we_reauthenticate_with_pluto_make_before_break_and_the_new_ike_sa_carries_a_rekey() {
+    let pair = NetnsPair::create("rk-lw3").unwrap();
+    let (c1, c2) = chassis_pair(&pair, false);
+    let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
+    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    let first = first_up(&ours, &pluto);
+
+    ours.reauthenticate("ch2").unwrap();
+    // A second IKE SA comes up; the first goes (deleted by us once the new one's CHILD_SA
+    // exchanges are done, or by pluto when it sees the same identities again).
+    let fail = |e: ovn_ipsec_tests::peers::PeerError| -> ! {
+        panic!(
+            "{e}\nour events:\n{}\npluto log:\n{}",
+            dump(&ours.events()),
+            pluto.log()
+        )
+    };
+    wait_for("a second IKE SA and the first gone", UP, || {
+        let events = ours.events();
+        let ups = events
+            .iter()
+            .filter(|r| matches!(r.event, Event::IkeSaUp { .. }))
+            .count();
+        Ok(ups == 2 && downs(&events).iter().any(|(id, _)| *id == first))
+    })
+    .unwrap_or_else(|e| fail(e));
+    assert!(pluto.ike_sa_established("ch1").unwrap(), "{}", pluto.log());
+    let events = ours.events();
+    assert!(!events
+        .iter()
+        .any(|r| matches!(r.event, Event::AuthFailed { .. })));
+    // The new IKE SA works: a rekey of it goes through.
+    ours.rekey_ike("ch2").unwrap();
+    wait_for("the IKE SA rekey", UP, || {
+        Ok(!rekeys(&ours.events()).is_empty())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", dump(&ours.events()), pluto.log()));
+    assert!(pluto.ike_sa_established("ch1").unwrap(), "{}", pluto.log());
+    eprintln!("we reauthenticate with pluto:\n{}", dump(&ours.events()));
+}

@@ -51,6 +51,7 @@ enum Input {
     },
     Initiate(PeerId),
     RekeyIke(PeerId),
+    Reauthenticate(PeerId),
     Stop,
 }
 
@@ -302,6 +303,15 @@ impl OurEndpoint {
             .map_err(|e| engine_error(peer, e))
     }
 
+    /// Reauthenticates with the remote chassis `peer` (RFC 7296 §2.8.3): a new IKE SA, then
+    /// the old one deleted.
+    pub fn reauthenticate(&self, peer: &str) -> Result<(), PeerError> {
+        let id = self.peer_id(peer)?;
+        self.inputs
+            .send(Input::Reauthenticate(id))
+            .map_err(|e| engine_error(peer, e))
+    }
+
     /// Every event the engine emitted so far.
     pub fn events(&self) -> Vec<Recorded> {
         self.events.lock().map(|e| e.clone()).unwrap_or_default()
@@ -468,6 +478,11 @@ fn drive(
             Ok(Input::RekeyIke(peer)) => {
                 if let Err(error) = endpoint.rekey_ike(Instant::now(), peer) {
                     tracing::warn!(%error, "IKE SA rekey refused");
+                }
+            }
+            Ok(Input::Reauthenticate(peer)) => {
+                if let Err(error) = endpoint.reauthenticate(Instant::now(), peer) {
+                    tracing::warn!(%error, "reauthentication refused");
                 }
             }
             Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
