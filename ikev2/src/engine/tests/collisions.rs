@@ -172,14 +172,16 @@ fn informational_request_from_b(d: &Datagram) -> bool {
 }
 
 #[test]
-fn child_sa_deleted_by_the_peer_before_our_rekey_arrives_is_answered_not_found_and_removed() {
+fn child_sa_deleted_by_the_peer_before_our_rekey_arrives_is_answered_not_found_and_goes_with_the_peers_delete(
+) {
     let (mut mesh, mut ea, mut eb) = established(64);
     let (a_old, install) = live(&ea).into_iter().next().unwrap();
     let Event::ChildSaInstall { spi_out, .. } = install else {
         unreachable!()
     };
     // b's copy expires now (b deletes it) as a starts rekeying it; b's first Delete is lost,
-    // so a hears CHILD_SA_NOT_FOUND before the retransmitted Delete.
+    // so a hears CHILD_SA_NOT_FOUND before the retransmitted Delete. The CHILD_SA is young
+    // (b might not know it yet), so a keeps it until the Delete comes.
     expire_on_b(&mut mesh, a_old, Duration::ZERO);
     let dropped = Rc::new(Cell::new(0));
     let counter = dropped.clone();
@@ -332,4 +334,35 @@ fn create_child_sa_waits_for_a_full_window_instead_of_being_skipped() {
     let (ea, eb) = (mesh.events(mesh.a), mesh.events(mesh.b));
     assert_eq!(installed(&ea), vec![0xa000_0002], "{ea:?}");
     assert_eq!(installed(&eb).len(), 2);
+}
+
+#[test]
+fn settled_child_sa_the_peer_answers_not_found_for_is_removed_even_without_its_delete() {
+    let (mut mesh, mut ea, mut eb) = established(69);
+    // Well past the time our answer creating it could still be on its way to the peer.
+    mesh.net
+        .advance(crate::engine::create_child_sa::NOT_FOUND_SETTLE * 2, STEPS);
+    ea.extend(mesh.events(mesh.a));
+    eb.extend(mesh.events(mesh.b));
+    let (a_old, install) = live(&ea).into_iter().next().unwrap();
+    let Event::ChildSaInstall { spi_out, .. } = install else {
+        unreachable!()
+    };
+    // b deletes its copy, and every Delete b sends is lost.
+    expire_on_b(&mut mesh, a_old, Duration::ZERO);
+    mesh.net.set_filter(informational_request_from_b);
+    let now = mesh.net.now();
+    let peer = mesh.a_to_b;
+    mesh.net
+        .node_mut(mesh.a)
+        .endpoint
+        .rekey_child(now, peer, a_old)
+        .unwrap();
+    mesh.run(Duration::from_secs(2));
+    let (new_a, new_b) = (mesh.events(mesh.a), mesh.events(mesh.b));
+    assert_eq!(deleted(&new_a), vec![a_old]);
+    assert_eq!(deleted(&new_b), vec![spi_out]);
+    ea.extend(new_a);
+    eb.extend(new_b);
+    assert_agree(&ea, &eb, 1);
 }
