@@ -1,8 +1,8 @@
-//! IKE SA rekeying (RFC 7296 §2.18) between our engine and Libreswan 4.10 pluto, configured
-//! as ovs-monitor-ipsec configures it, in two network namespaces on the host kernel: we rekey
-//! twice, and pluto rekeys (`whack --rekey-ike`) before we do; each new IKE SA carries the
-//! next exchange. The host kernel has no ESP, so only IKE SAs exist. Needs root and
-//! `bash tests/setup/peers.sh`.
+//! IKE SA rekeying (RFC 7296 §2.18) and reauthentication (§2.8.3) between our engine and
+//! Libreswan 4.10 pluto, configured as ovs-monitor-ipsec configures it, in two network
+//! namespaces on the host kernel: we rekey twice, pluto rekeys (`whack --rekey-ike`) before we
+//! do, we reauthenticate; each new IKE SA carries the next exchange. The host kernel has no
+//! ESP, so only IKE SAs exist. Needs root and `bash tests/setup/peers.sh`.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,8 +1,9 @@
-//! IKE SA rekeying (RFC 7296 §2.18) between our engine and strongSwan 5.9.8 charon in two
-//! network namespaces on the host kernel: charon rekeys (a short IKE `rekey_time`), then we
-//! do, and each new IKE SA carries the next exchange (so both sides derived the same keys
-//! from the old SK_d). The host kernel has no ESP, so there are no CHILD_SAs, only IKE SAs.
-//! Needs root and `bash tests/setup/peers.sh`.
+//! IKE SA rekeying (RFC 7296 §2.18) and reauthentication (§2.8.3) between our engine and
+//! strongSwan 5.9.8 charon in two network namespaces on the host kernel: charon rekeys (a
+//! short IKE `rekey_time`), we rekey, we reauthenticate, charon reauthenticates (a short
+//! `reauth_time`); each new IKE SA carries the next exchange (so both sides derived the same
+//! keys). The host kernel has no ESP, so there are no CHILD_SAs, only IKE SAs. Needs root and
+//! `bash tests/setup/peers.sh`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -85,16 +86,28 @@ fn assert_charon_has_one_established(charon: &StrongSwan) {
 /// charon with `rekey_time = CHARON_REKEY` on its IKE SA (no jitter), loaded over the
 /// configuration the harness wrote.
 fn charon_that_rekeys(charon: &StrongSwan) {
+    charon_with(
+        charon,
+        "rekey_time = 0",
+        &format!("rekey_time = {CHARON_REKEY}"),
+    );
+}
+
+/// charon with the IKE SA's line `from` replaced by `to` and no jitter, loaded over the
+/// configuration the harness wrote.
+fn charon_with(charon: &StrongSwan, from: &str, to: &str) {
     // swanctl resolves relative certificate names against the file's folder: name it whole.
     let cert = pki().chassis("ch2").unwrap().cert.display().to_string();
     let conf = render_swanctl_conf(charon.config(), &cert)
-        .replace(
-            "\n        rekey_time = 0\n",
-            &format!("\n        rekey_time = {CHARON_REKEY}\n"),
-        )
+        .replace(&format!("\n        {from}\n"), &format!("\n        {to}\n"))
         .replace("\n        rand_time = 9m\n", "\n        rand_time = 0\n");
-    assert!(conf.contains(CHARON_REKEY), "{conf}");
-    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-rekey-swanctl.conf");
+    assert!(conf.contains(to), "{conf}");
+    // One file per setting: the tests run in parallel.
+    let tag: String = to
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("swanctl-{tag}.conf"));
     std::fs::write(&file, conf).unwrap();
     let file = file.display().to_string();
     charon
@@ -236,4 +249,47 @@ fn we_reauthenticate_with_charon_make_before_break_and_the_new_ike_sa_carries_a_
     wait_for_rekeys(&ours, &charon, 1, UP);
     assert_charon_has_one_established(&charon);
     eprintln!("we reauthenticate with charon:\n{}", dump(&ours.events()));
+}
+
+#[test]
+fn charon_reauthenticating_without_child_sas_deletes_the_ike_sa_and_we_can_initiate_again() {
+    let pair = NetnsPair::create("rk-sw4").unwrap();
+    let (c1, c2) = chassis_pair(&pair, false);
+    let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
+    charon_with(&charon, "reauth_time = 171m", "reauth_time = 8s");
+    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    ours.initiate("ch2").unwrap();
+    let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap();
+    let Event::IkeSaUp { ike_sa: first, .. } = up.event else {
+        unreachable!()
+    };
+    // charon 5.9.8 reauthenticates break-before-make: it deletes the IKE SA first, then,
+    // with no CHILD_SA to recreate (the host kernel has no ESP), builds none.
+    wait_for(
+        "charon's Delete of the IKE SA",
+        Duration::from_secs(30),
+        || Ok(downs(&ours.events()).contains(&(first, DownReason::DeletedByPeer))),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\nour events:\n{}\ncharon log:\n{}",
+            dump(&ours.events()),
+            charon.log()
+        )
+    });
+    let log = charon.log();
+    assert!(log.contains("reauthenticating IKE_SA"), "{log}");
+    // Nothing of the old IKE SA is left on our side: a new initiation is accepted and works.
+    ours.initiate("ch2").unwrap();
+    wait_for("a second IKE SA", UP, || {
+        Ok(ours
+            .events()
+            .iter()
+            .filter(|r| matches!(r.event, Event::IkeSaUp { .. }))
+            .count()
+            == 2)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", dump(&ours.events()), charon.log()));
+    assert_charon_has_one_established(&charon);
+    eprintln!("charon reauthenticates:\n{}", dump(&ours.events()));
 }
