@@ -172,13 +172,20 @@ impl Daemon {
             }
             Event::IkeSaUp {
                 peer,
+                ike_sa,
                 local,
                 remote,
                 algorithms,
-                ..
             } => {
                 if let Some(p) = self.peers.by_engine_id(peer) {
                     let _span = p.span.clone().entered();
+                    if p.ike == IkeState::Up && p.ike_sa.is_some() {
+                        // A reauthentication: the new IKE SA takes over, the old one goes later.
+                        info!(old = ?p.ike_sa, new = ?ike_sa, "IKE SA reauthenticated");
+                        p.ike_sa = Some(ike_sa);
+                        return;
+                    }
+                    p.ike_sa = Some(ike_sa);
                     p.ike = IkeState::Up;
                     p.up_since = Some(now);
                     p.initiate_at = None;
@@ -187,14 +194,41 @@ impl Daemon {
                     info!(%local, %remote, encryption = %algorithms.encryption, ke = %algorithms.ke, "peer up: IKE SA established");
                 }
             }
-            Event::IkeSaDown { peer, reason, .. } => {
+            Event::IkeSaRekeyed {
+                peer,
+                old_ike_sa,
+                new_ike_sa,
+                algorithms,
+            } => {
+                if let Some(p) = self.peers.by_engine_id(peer) {
+                    let _span = p.span.clone().entered();
+                    p.ike_sa = Some(new_ike_sa);
+                    info!(old = ?old_ike_sa, new = ?new_ike_sa, encryption = %algorithms.encryption, ke = %algorithms.ke, "IKE SA rekeyed");
+                    self.metrics.rekey(
+                        crate::metrics::RekeyKind::Ike,
+                        crate::metrics::RekeyResult::Success,
+                    );
+                }
+            }
+            Event::IkeSaDown {
+                peer,
+                ike_sa,
+                reason,
+            } => {
                 if let Some(p) = self.peers.by_engine_id(peer) {
                     let _span = p.span.clone().entered();
                     if matches!(reason, DownReason::Superseded | DownReason::Rekeyed) {
-                        // The peer's crossed attempt is kept instead, or a new IKE SA replaced
-                        // this one: the peer did not go down, and no retry is due.
+                        // The peer's crossed attempt is kept instead, or a rekey replaced it:
+                        // nothing went down.
                         return;
                     }
+                    if p.ike_sa.is_some_and(|current| current != ike_sa) {
+                        // Not the current IKE SA (a failed reauthentication, or the old one
+                        // the peer deleted after reauthenticating).
+                        info!(?reason, ?ike_sa, "older IKE SA gone");
+                        return;
+                    }
+                    p.ike_sa = None;
                     p.ike = IkeState::Idle;
                     p.up_since = None;
                     let delay = p.retry_later(now, crate::retry::random_sample());
@@ -217,7 +251,10 @@ impl Daemon {
                         }
                     };
                     warn!(local_chassis = %local, expected_remote_chassis = %p.desired.remote_chassis, reason = %detail, "authentication failed");
-                    p.ike = IkeState::Failed;
+                    if p.ike != IkeState::Up {
+                        // With an IKE SA up this was a reauthentication; the old one stays.
+                        p.ike = IkeState::Failed;
+                    }
                     p.last_error = Some(detail);
                     self.metrics.failure(crate::metrics::FailureReason::Auth);
                 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use ikev2::auth::{Certificate, Identity, PrivateKey, TrustStore};
 use ikev2::engine::timers::Lifetime;
 use ikev2::engine::{
-    ChildConfig, Credentials, Encryption, EspProposal, IkeProposal, Mode, PeerConfig, PeerId,
-    TrafficSelector,
+    ChildConfig, Credentials, Encryption, EspProposal, IkeProposal, IkeSaId, Mode, PeerConfig,
+    PeerId, TrafficSelector,
 };
 use ikev2::registry::{EncrId, EsnId, KeGroup, PrfId};
 
@@ -191,6 +191,9 @@ pub struct Peer {
     pub ike: IkeState,
     /// When the current IKE SA came up.
     pub up_since: Option<Instant>,
+    /// The engine's current IKE SA with this peer; it changes when the IKE SA is rekeyed or
+    /// reauthenticated, and only its going down takes the peer down.
+    pub ike_sa: Option<IkeSaId>,
     /// The last problem, for status.
     pub last_error: Option<String>,
     /// CHILD_SAs (each direction one entry) to keep in the kernel.
@@ -211,6 +214,7 @@ impl Peer {
             initiate_at: None,
             ike: IkeState::Idle,
             up_since: None,
+            ike_sa: None,
             last_error: None,
             child_sas: Vec::new(),
             retry: InitiateBackoff::default(),

@@ -52,9 +52,6 @@ pub enum CommandError {
     /// The command needs an established IKE SA with the peer.
     #[error("peer {0:?} has no established IKE SA")]
     NotEstablished(PeerId),
-    /// IKE SA rekeying is not implemented yet.
-    #[error("IKE SA rekeying is not implemented yet")]
-    RekeyNotImplemented,
     /// No CHILD_SA of the peer has this inbound SPI.
     #[error("no CHILD_SA with inbound SPI {0:#010x}")]
     UnknownChildSa(u32),
@@ -154,6 +151,9 @@ pub struct Endpoint {
     pub(crate) wall_clock: Option<(Instant, SystemTime)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// Tests: nonces for the next CREATE_CHILD_SA exchanges, to force a collision's order.
+    #[cfg(test)]
+    pub(crate) forced_nonces: VecDeque<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -190,6 +190,8 @@ impl Endpoint {
             wall_clock: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            #[cfg(test)]
+            forced_nonces: VecDeque::new(),
         }
     }
 
@@ -235,7 +237,12 @@ impl Endpoint {
         if !self.peers.contains_key(&peer) {
             return Err(CommandError::UnknownPeer(peer));
         }
-        if let Some(sa) = self.ike_sas.values().find(|sa| sa.peer == peer) {
+        // An IKE SA that only waits for its Delete (replaced by a rekey) does not count.
+        let active = self
+            .ike_sas
+            .values()
+            .find(|sa| sa.peer == peer && !super::ike_rekey::is_leaving(sa));
+        if let Some(sa) = active {
             return Err(CommandError::AlreadyActive {
                 peer,
                 ike_sa: sa.id,
@@ -309,13 +316,6 @@ impl Endpoint {
         }
     }
 
-    /// Rekeys the IKE SA with `peer`.
-    // Limitation: IKE SA rekeying is not implemented; with an established IKE SA this reports
-    // `RekeyNotImplemented`.
-    pub fn rekey_ike(&mut self, _now: Instant, peer: PeerId) -> Result<(), CommandError> {
-        self.require_established(peer)
-    }
-
     /// Answers an [`Event::AllocateSpi`] with the SPI the kernel allocated; the exchange that
     /// waited for it continues.
     pub fn spi_allocated(
@@ -351,20 +351,6 @@ impl Endpoint {
             remote,
         });
         request
-    }
-
-    fn require_established(&self, peer: PeerId) -> Result<(), CommandError> {
-        if !self.peers.contains_key(&peer) {
-            return Err(CommandError::UnknownPeer(peer));
-        }
-        let established = self
-            .ike_sas
-            .values()
-            .any(|sa| sa.peer == peer && matches!(sa.state, State::Established(_)));
-        if established {
-            return Err(CommandError::RekeyNotImplemented);
-        }
-        Err(CommandError::NotEstablished(peer))
     }
 
     pub(crate) fn push_event(&mut self, event: Event) {
@@ -597,7 +583,7 @@ impl Endpoint {
                 true
             }
             Timer::Delete => {
-                self.remove_ike_sa(id, DownReason::Expired);
+                self.on_ike_delete_timer(id);
                 false
             }
             Timer::NatKeepalive => {
@@ -620,9 +606,14 @@ impl Endpoint {
                 self.on_child_lifetime(now, id);
                 self.ike_sas.contains_key(&id)
             }
-            // Limitation: never armed, because IKE SA rekeying and reauthentication are not
-            // implemented yet.
-            Timer::Rekey | Timer::Reauth => true,
+            Timer::Rekey => {
+                self.on_ike_rekey_timer(now, id);
+                self.ike_sas.contains_key(&id)
+            }
+            Timer::Reauth => {
+                self.on_reauth_timer(now, id);
+                self.ike_sas.contains_key(&id)
+            }
         }
     }
 

@@ -106,7 +106,8 @@ pub enum DownReason {
     AuthFailed,
     /// The peer answered with an error notify of this type.
     PeerError(crate::registry::NotifyType),
-    /// A rekey replaced it with a new IKE SA.
+    /// A rekey or a reauthentication replaced it with a new IKE SA (whose CHILD_SAs are
+    /// installed already).
     Rekeyed,
     /// Both chassis initiated at once and the peer's attempt was kept instead of this one.
     Superseded,
@@ -137,6 +138,19 @@ pub enum Event {
         /// The peer's address as the IKE SA uses it now.
         remote: SocketAddr,
         /// The negotiated algorithms.
+        algorithms: IkeAlgorithms,
+    },
+    /// An IKE SA was rekeyed (RFC 7296 §2.18): `new_ike_sa` replaces `old_ike_sa` and took
+    /// over its CHILD_SAs, which stay installed. The old one is reported down later with
+    /// [`DownReason::Rekeyed`].
+    IkeSaRekeyed {
+        /// The peer configuration.
+        peer: PeerId,
+        /// The IKE SA replaced.
+        old_ike_sa: IkeSaId,
+        /// The IKE SA replacing it.
+        new_ike_sa: IkeSaId,
+        /// The algorithms the new IKE SA negotiated.
         algorithms: IkeAlgorithms,
     },
     /// An IKE SA is gone, with every CHILD_SA it had (each also reported by

@@ -511,8 +511,11 @@ impl Endpoint {
             data: config.trusted_cas.certreq_data(),
         }));
         inner.push(Payload::new(auth));
-        // RFC 7296 §2.4: we hold no other IKE SA with this peer.
-        inner.push(Payload::new(Notify::status(NotifyType::INITIAL_CONTACT)));
+        // RFC 7296 §2.4: only when we hold no other IKE SA with this peer (a reauthentication
+        // keeps the old one until the new one is up, §2.8.3).
+        if !self.has_other_ike_sa(id) {
+            inner.push(Payload::new(Notify::status(NotifyType::INITIAL_CONTACT)));
+        }
         if child.mode == Mode::Transport {
             inner.push(Payload::new(Notify::status(NotifyType::USE_TRANSPORT_MODE)));
         }
@@ -908,6 +911,7 @@ impl Endpoint {
             next_child: 1,
             ni,
             nr,
+            rekey: Default::default(),
         }));
         let mut install = None;
         if let (Some(child), Some(child_keys)) = (child, child_keys) {
@@ -927,9 +931,7 @@ impl Endpoint {
         }
         sa.timers.stop(Timer::HalfOpen);
         sa.sync_child_timer();
-        // Limitation: the Rekey and Reauth timers are not armed, because rekeying is not
-        // implemented; the hard lifetime still deletes the IKE SA.
-        sa.timers.set(Timer::Delete, now + config.ike_lifetime.hard);
+        self.arm_ike_lifetime(now, &mut sa, config);
         if let Some(interval) = config.dpd_interval {
             sa.timers.set(Timer::Dpd, now + interval);
         }
@@ -948,7 +950,7 @@ impl Endpoint {
             self.push_event(install);
         }
         if initiator {
-            self.next_child(id);
+            self.next_child(now, id);
         }
     }
 }
@@ -1053,6 +1055,7 @@ pub(crate) fn child_install(
         rekey_at: deadlines.rekey,
         expire_at: deadlines.expire,
         rekeying: false,
+        peer_rekey: None,
     };
     let event = Event::ChildSaInstall {
         peer: sa.peer,

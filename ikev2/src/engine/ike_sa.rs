@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::event::{IkeAlgorithms, IkeSaId, PeerId, SpiRequestId};
+use super::event::{DownReason, IkeAlgorithms, IkeSaId, PeerId, SpiRequestId};
 use super::nat::NatDetection;
 use super::proposal::{OfferedProposal, Selected};
 use super::timers::{Timer, TimerTable};
@@ -138,8 +138,85 @@ pub(crate) struct ChildSa {
     pub rekey_at: std::time::Instant,
     /// When it expires (hard lifetime).
     pub expire_at: std::time::Instant,
-    /// A rekey of it is in progress.
+    /// A rekey of it is in progress (ours, or the peer's that we answered), or it has been
+    /// replaced and waits for the peer's Delete: no rekey of it is started.
     pub rekeying: bool,
+    /// The peer's rekey of it that we answered while ours was outstanding (RFC 7296 §2.8.1).
+    pub peer_rekey: Option<Box<PeerChildRekey>>,
+}
+
+/// A CHILD_SA the peer made by rekeying one of ours while we were rekeying it too: which of
+/// the two new CHILD_SAs survives depends on all four nonces (RFC 7296 §2.8.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PeerChildRekey {
+    /// Our inbound SPI of the CHILD_SA the peer's exchange made.
+    pub spi_in: u32,
+    /// Our outbound SPI of it.
+    pub spi_out: u32,
+    /// The lower of the two nonces of the peer's exchange.
+    pub lowest_nonce: Vec<u8>,
+}
+
+/// The peer's IKE SA rekey that we answered while ours was outstanding (RFC 7296 §2.8.1).
+pub(crate) struct PeerIkeRekey {
+    /// The IKE SA the peer's exchange made.
+    pub new: IkeSaId,
+    /// The lower of the two nonces of the peer's exchange.
+    pub lowest_nonce: Vec<u8>,
+}
+
+/// What an established IKE SA tracks about replacing itself and answering CREATE_CHILD_SA
+/// requests (RFC 7296 §2.8, §2.8.1, §2.8.3, §2.18).
+#[derive(Default)]
+pub(crate) struct Rekeying {
+    /// Responder: a CREATE_CHILD_SA request of the peer we accepted, waiting for our SPI.
+    pub answering: Option<Box<Answering>>,
+    /// The peer's IKE SA rekey answered while ours was outstanding.
+    pub peer_ike_rekey: Option<PeerIkeRekey>,
+    /// This IKE SA was replaced (rekey or reauthentication) by this one; it only waits to be
+    /// deleted, by us or by the peer.
+    pub replaced_by: Option<IkeSaId>,
+    /// Initiator of a reauthentication: the new IKE SA being set up to replace this one.
+    pub reauth: Option<IkeSaId>,
+    /// Why the IKE SA is reported down when the peer answers our Delete of it.
+    pub delete_reason: Option<DownReason>,
+    /// A redundant IKE SA of a simultaneous rekey: it is deleted without ever being reported.
+    pub redundant: bool,
+    /// The peer deleted a CHILD_SA (inbound SPI here) while both of us were rekeying it: the
+    /// peer's rekey it recorded, so our own answer can still be judged by the nonces.
+    pub collided: Option<(u32, Box<PeerChildRekey>)>,
+}
+
+/// Responder: an accepted CREATE_CHILD_SA request waiting for our inbound SPI.
+pub(crate) struct Answering {
+    /// The SPI request.
+    pub request: SpiRequestId,
+    /// Message ID of the request.
+    pub message_id: u32,
+    /// What was agreed.
+    pub answer: ChildAnswer,
+    /// The initiator's nonce.
+    pub ni: Vec<u8>,
+    /// The initiator's KE payload (group and data), for PFS.
+    pub ke: Option<(crate::registry::KeGroup, Vec<u8>)>,
+    /// SPIs (in, out) of the CHILD_SA this one replaces, for a rekey.
+    pub rekey_of: Option<(u32, u32)>,
+    /// We are rekeying that CHILD_SA ourselves: a collision (RFC 7296 §2.8.1).
+    pub collision: bool,
+}
+
+/// Our IKE SA rekey request (RFC 7296 §1.3.2), sent on the old IKE SA.
+pub(crate) struct IkeRekeySent {
+    /// Our SPI of the new IKE SA, sent in the proposal.
+    pub spi: [u8; 8],
+    /// Our nonce.
+    pub ni: Vec<u8>,
+    /// Our key exchange.
+    pub ke: KeyExchange,
+    /// The proposals sent.
+    pub offered: Vec<OfferedProposal>,
+    /// INVALID_KE_PAYLOAD answers followed so far.
+    pub invalid_ke_retries: u32,
 }
 
 /// IKE_AUTH completed: the IKE SA and its CHILD_SAs are up.
@@ -173,6 +250,8 @@ pub(crate) struct Established {
     pub ni: Vec<u8>,
     /// Nr of IKE_SA_INIT.
     pub nr: Vec<u8>,
+    /// Rekey, reauthentication and collision bookkeeping.
+    pub rekey: Rekeying,
 }
 
 /// A CREATE_CHILD_SA exchange for an additional CHILD_SA (RFC 7296 §1.3.1).
@@ -196,22 +275,20 @@ pub(crate) enum Creating {
         ke: Option<Box<KeyExchange>>,
         /// Inbound SPI of the CHILD_SA this one replaces, for a rekey.
         rekey: Option<u32>,
+        /// INVALID_KE_PAYLOAD answers followed so far (RFC 7296 §1.3), bounded.
+        ke_retries: u32,
     },
-    /// Responder: the request is accepted; the answer waits for the inbound SPI.
-    Answering {
-        /// The SPI request.
-        request: SpiRequestId,
-        /// Message ID of the request.
-        message_id: u32,
-        /// What was agreed.
-        answer: ChildAnswer,
-        /// The initiator's nonce.
-        ni: Vec<u8>,
-        /// The initiator's KE payload (group and data), for PFS.
-        ke: Option<(crate::registry::KeGroup, Vec<u8>)>,
-        /// SPIs (in, out) of the CHILD_SA this one replaces, for a rekey.
-        rekey_of: Option<(u32, u32)>,
+    /// Initiator: the SPI is there but the peer's window is full; sent once it has room.
+    Queued {
+        /// Index in the peer's `children`.
+        child: usize,
+        /// Inbound SPI of the CHILD_SA this one replaces, for a rekey.
+        rekey: Option<u32>,
+        /// Our inbound SPI of the new CHILD_SA.
+        spi_in: u32,
     },
+    /// Initiator: IKE SA rekey request sent (RFC 7296 §1.3.2).
+    IkeRekey(Box<IkeRekeySent>),
 }
 
 /// Where the IKE SA is in its life: `InitSent` (initiator only) → `InitDone` → `Established`.

@@ -10,7 +10,7 @@ use tracing::{debug, info};
 use super::create_child_sa::CreateChildReply;
 use super::endpoint::Endpoint;
 use super::event::{DownReason, Event, IkeSaId};
-use super::ike_sa::State;
+use super::ike_sa::{ChildSa, Creating, State};
 use super::timers::Timer;
 use crate::codec::{Delete, Header, Payload, PayloadBody};
 use crate::registry::{ExchangeType, ProtocolId};
@@ -86,11 +86,13 @@ impl Endpoint {
 
         let response = match header.exchange_type {
             ExchangeType::INFORMATIONAL => self.answer_informational(id, &inner),
-            ExchangeType::CREATE_CHILD_SA => match self.create_child_request(id, mid, &inner) {
-                CreateChildReply::Now(payloads) => Some(payloads),
-                // Answered once the inbound SPI is there; the request stays in progress.
-                CreateChildReply::Later => return,
-            },
+            ExchangeType::CREATE_CHILD_SA => {
+                match self.create_child_request(now, id, mid, &inner) {
+                    CreateChildReply::Now(payloads) => Some(payloads),
+                    // Answered once the inbound SPI is there; the request stays in progress.
+                    CreateChildReply::Later => return,
+                }
+            }
             _ => None,
         };
         let Some(response) = response else {
@@ -113,8 +115,9 @@ impl Endpoint {
         let (local, remote) = (sa.local, sa.remote);
         self.queue_datagrams(local, remote, datagrams);
         if deleted_ike {
-            info!(ike_sa = id.0, "IKE SA deleted by the peer");
-            self.remove_ike_sa(id, DownReason::DeletedByPeer);
+            let reason = self.ike_sa_deleted_by_peer(now, id);
+            info!(ike_sa = id.0, ?reason, "IKE SA deleted by the peer");
+            self.remove_ike_sa(id, reason);
         }
     }
 
@@ -126,15 +129,54 @@ impl Endpoint {
         if deletes.ike {
             return Some(Vec::new());
         }
-        let sa = self.ike_sas.get_mut(&id)?;
+        // A Delete that crossed an IKE SA rekey arrives on the old IKE SA: its CHILD_SAs are
+        // on the new one now (the answer still goes out on the old one).
+        let successor = match &self.ike_sas.get(&id)?.state {
+            State::Established(e) => e.rekey.replaced_by.filter(|n| self.ike_sas.contains_key(n)),
+            _ => None,
+        };
+        let sa = self.ike_sas.get_mut(&successor.unwrap_or(id))?;
         let peer = sa.peer;
         let State::Established(established) = &mut sa.state else {
             return None;
         };
+        let rekeying_ours = match established.creating.as_deref() {
+            Some(Creating::Sent { rekey, .. }) => *rekey,
+            _ => None,
+        };
         let mut ours = Vec::new();
         let mut events = Vec::new();
-        established.children.retain(|child| {
-            // The peer names its inbound SPI, which is our outbound one.
+        let mut collided = None;
+        let (deleted, kept): (Vec<ChildSa>, Vec<ChildSa>) =
+            std::mem::take(&mut established.children)
+                .into_iter()
+                // The peer names its inbound SPI, which is our outbound one.
+                .partition(|child| deletes.esp.contains(&child.spi_out));
+        established.children = kept;
+        for mut child in deleted {
+            ours.push(child.spi_in);
+            if let Some(theirs) = child.peer_rekey.take() {
+                // Both of us rekeyed it and the peer's rekey won (RFC 7296 §2.8.1).
+                events.push(Event::ChildSaRekeyed {
+                    peer,
+                    old_spi_in: child.spi_in,
+                    old_spi_out: child.spi_out,
+                    new_spi_in: theirs.spi_in,
+                    new_spi_out: theirs.spi_out,
+                });
+                if rekeying_ours == Some(child.spi_in) {
+                    collided = Some((child.spi_in, theirs));
+                }
+            }
+            events.push(Event::ChildSaDelete {
+                peer,
+                spi_in: child.spi_in,
+                spi_out: child.spi_out,
+            });
+        }
+        // CHILD_SAs we are deleting ourselves (replaced by a rekey): the peer's Delete crossed
+        // ours; they are gone now.
+        established.replaced.retain(|(_, child)| {
             if deletes.esp.contains(&child.spi_out) {
                 ours.push(child.spi_in);
                 events.push(Event::ChildSaDelete {
@@ -147,6 +189,10 @@ impl Endpoint {
                 true
             }
         });
+        if collided.is_some() {
+            established.rekey.collided = collided;
+        }
+        sa.sync_child_timer();
         for event in events {
             self.push_event(event);
         }
@@ -177,6 +223,7 @@ impl Endpoint {
         if header.exchange_type == ExchangeType::CREATE_CHILD_SA {
             self.peer_alive(now, id);
             self.handle_create_child_response(now, id, &inner);
+            self.send_queued(now, id);
             return;
         }
         // The answer to the Delete of a CHILD_SA replaced by a rekey: now it is gone.
@@ -200,12 +247,18 @@ impl Endpoint {
         let Some(sa) = self.ike_sas.get(&id) else {
             return;
         };
-        let deleting = matches!(&sa.state, State::Established(e) if e.deleting);
-        if deleting {
-            self.remove_ike_sa(id, DownReason::Terminated);
+        let deleting = match &sa.state {
+            State::Established(e) if e.deleting => {
+                Some(e.rekey.delete_reason.unwrap_or(DownReason::Terminated))
+            }
+            _ => None,
+        };
+        if let Some(reason) = deleting {
+            self.remove_ike_sa(id, reason);
             return;
         }
         self.peer_alive(now, id);
+        self.send_queued(now, id);
     }
 
     /// Sends an INFORMATIONAL request with `inner` on IKE SA `id`; false when the peer's
@@ -238,10 +291,11 @@ impl Endpoint {
     /// The DPD timer fired: nothing was heard for the interval, so ask the peer whether it is
     /// alive with an empty INFORMATIONAL request; the retransmission schedule decides.
     pub(crate) fn on_dpd(&mut self, now: Instant, id: IkeSaId) {
-        let busy = self
-            .ike_sas
-            .get(&id)
-            .is_none_or(|sa| !sa.requests.can_send() || !matches!(sa.state, State::Established(_)));
+        let busy = self.ike_sas.get(&id).is_none_or(|sa| {
+            !sa.requests.can_send()
+                || !matches!(&sa.state, State::Established(e)
+                    if e.rekey.replaced_by.is_none() && !e.rekey.redundant)
+        });
         if busy {
             // A request is outstanding already; its retransmissions check liveness.
             self.peer_alive(now, id);
@@ -266,6 +320,10 @@ impl Endpoint {
             return;
         }
         established.deleting = true;
+        let reason = established
+            .rekey
+            .delete_reason
+            .unwrap_or(DownReason::Terminated);
         let children = std::mem::take(&mut established.children);
         for child in children {
             self.push_event(Event::ChildSaDelete {
@@ -276,7 +334,9 @@ impl Endpoint {
         }
         let sent = self.send_informational(now, id, &[Payload::new(Delete::ike_sa())]);
         if !sent || !wait {
-            self.remove_ike_sa(id, DownReason::Terminated);
+            // Limitation: with the peer's window full the Delete is not sent; the peer's
+            // liveness check or lifetime removes its copy.
+            self.remove_ike_sa(id, reason);
         }
     }
 }

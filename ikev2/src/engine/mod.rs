@@ -9,7 +9,10 @@
 //! - `ike_sa_init.rs`: the IKE_SA_INIT exchange.
 //! - `ike_auth.rs`: the IKE_AUTH exchange with the first CHILD_SA.
 //! - `informational.rs`: Delete and liveness checks on established IKE SAs.
-//! - `create_child_sa.rs`: additional CHILD_SAs, with optional PFS.
+//! - `create_child_sa.rs`: additional CHILD_SAs, with optional PFS; CHILD_SA rekeys and their
+//!   collisions (RFC 7296 §2.8.1).
+//! - `ike_rekey.rs`: IKE SA rekeying (§2.18) and its collisions.
+//! - `reauth.rs`: reauthentication as make-before-break of a whole new IKE SA (§2.8.3).
 //! - `credentials_update.rs`: new credentials for a peer (certificate rotation).
 //! - [`nat`]: NAT detection hashes (RFC 7296 §2.23).
 //! - [`timers`]: the timer table of an IKE SA, retransmission backoff, lifetimes with jitter.
@@ -25,11 +28,13 @@ pub mod datagram;
 mod endpoint;
 pub mod event;
 mod ike_auth;
+mod ike_rekey;
 mod ike_sa;
 mod ike_sa_init;
 mod informational;
 pub mod nat;
 pub mod proposal;
+mod reauth;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 #[cfg(test)]
@@ -47,7 +52,9 @@ pub use event::{
     AuthFailure, DownReason, EspAlgorithms, EspKeys, Event, IkeAlgorithms, IkeSaId, PeerId,
     Selectors, SpiRequestId, UdpEncap,
 };
+pub use ike_rekey::REKEYED_IKE_SA_GRACE;
 pub use ike_sa::Role;
 pub use ike_sa_init::{MAX_COOKIE_RETRIES, MAX_INVALID_KE_RETRIES, NONCE_LEN};
 pub use proposal::{Encryption, EspProposal, IkeProposal};
+pub use reauth::{UpdatePeerError, REAUTH_RETRY};
 pub use traffic_selector::TrafficSelector;

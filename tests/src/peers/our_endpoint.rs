@@ -50,6 +50,8 @@ enum Input {
         bytes: Vec<u8>,
     },
     Initiate(PeerId),
+    RekeyIke(PeerId),
+    Reauthenticate(PeerId),
     Stop,
 }
 
@@ -293,6 +295,23 @@ impl OurEndpoint {
             .map_err(|e| engine_error(peer, e))
     }
 
+    /// Rekeys the IKE SA with the remote chassis `peer` (RFC 7296 §2.18).
+    pub fn rekey_ike(&self, peer: &str) -> Result<(), PeerError> {
+        let id = self.peer_id(peer)?;
+        self.inputs
+            .send(Input::RekeyIke(id))
+            .map_err(|e| engine_error(peer, e))
+    }
+
+    /// Reauthenticates with the remote chassis `peer` (RFC 7296 §2.8.3): a new IKE SA, then
+    /// the old one deleted.
+    pub fn reauthenticate(&self, peer: &str) -> Result<(), PeerError> {
+        let id = self.peer_id(peer)?;
+        self.inputs
+            .send(Input::Reauthenticate(id))
+            .map_err(|e| engine_error(peer, e))
+    }
+
     /// Every event the engine emitted so far.
     pub fn events(&self) -> Vec<Recorded> {
         self.events.lock().map(|e| e.clone()).unwrap_or_default()
@@ -454,6 +473,16 @@ fn drive(
             Ok(Input::Initiate(peer)) => {
                 if let Err(error) = endpoint.initiate(Instant::now(), peer) {
                     tracing::warn!(%error, "initiate refused");
+                }
+            }
+            Ok(Input::RekeyIke(peer)) => {
+                if let Err(error) = endpoint.rekey_ike(Instant::now(), peer) {
+                    tracing::warn!(%error, "IKE SA rekey refused");
+                }
+            }
+            Ok(Input::Reauthenticate(peer)) => {
+                if let Err(error) = endpoint.reauthenticate(Instant::now(), peer) {
+                    tracing::warn!(%error, "reauthentication refused");
                 }
             }
             Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,

@@ -210,7 +210,9 @@ fn rekey_of_an_unknown_child_sa_is_answered_child_sa_not_found() {
 }
 
 #[test]
-fn ike_sa_rekey_is_refused_with_no_additional_sas_and_the_ike_sa_stays() {
+fn rekey_sa_notify_naming_no_esp_sa_is_answered_child_sa_not_found() {
+    // An IKE SA rekey carries no REKEY_SA (RFC 7296 §1.3.2); one naming protocol IKE names
+    // no CHILD_SA we have.
     let mut mesh = established(28);
     let rekey = Notify::rekey_sa(ProtocolId::IKE, Vec::new());
     let response = request_from_b(
@@ -218,7 +220,7 @@ fn ike_sa_rekey_is_refused_with_no_additional_sas_and_the_ike_sa_stays() {
         ExchangeType::CREATE_CHILD_SA,
         &[Payload::new(rekey)],
     );
-    assert_eq!(only_notify(&response), NotifyType::NO_ADDITIONAL_SAS);
+    assert_eq!(only_notify(&response), NotifyType::CHILD_SA_NOT_FOUND);
     assert_eq!(mesh.net.node(mesh.a).endpoint.ike_sas().count(), 1);
 }
 

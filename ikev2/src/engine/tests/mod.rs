@@ -1,12 +1,15 @@
 //! Narratives of exchanges between endpoints in the simulated network, and robustness of one
 //! endpoint against arbitrary input.
 
+mod collisions;
 mod commands;
 mod credentials_update;
 mod ike_auth;
+mod ike_rekey;
 mod ike_sa_init;
 mod informational;
 mod properties;
+mod reauth;
 mod rekey;
 mod robustness;
 

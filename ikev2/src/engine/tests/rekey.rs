@@ -8,7 +8,7 @@ use super::ike_auth::{installed_pairs_match, ups, Mesh};
 use super::*;
 
 /// Replays `events` into the CHILD_SAs still installed, by inbound SPI.
-fn live(events: &[Event]) -> BTreeMap<u32, Event> {
+pub(super) fn live(events: &[Event]) -> BTreeMap<u32, Event> {
     let mut live = BTreeMap::new();
     for e in events {
         match e {
@@ -24,7 +24,7 @@ fn live(events: &[Event]) -> BTreeMap<u32, Event> {
     live
 }
 
-fn rekeys(events: &[Event]) -> Vec<(u32, u32)> {
+pub(super) fn rekeys(events: &[Event]) -> Vec<(u32, u32)> {
     events
         .iter()
         .filter_map(|e| match e {
@@ -39,7 +39,7 @@ fn rekeys(events: &[Event]) -> Vec<(u32, u32)> {
 }
 
 /// Every live CHILD_SA of `a` has its other end live on `b`, and there are `n` of each.
-fn assert_agree(ea: &[Event], eb: &[Event], n: usize) {
+pub(super) fn assert_agree(ea: &[Event], eb: &[Event], n: usize) {
     let (la, lb) = (live(ea), live(eb));
     assert_eq!((la.len(), lb.len()), (n, n), "a {la:?}\nb {lb:?}");
     for install in la.values() {
@@ -50,7 +50,7 @@ fn assert_agree(ea: &[Event], eb: &[Event], n: usize) {
     }
 }
 
-fn established(seed: u64) -> (Mesh, Vec<Event>, Vec<Event>) {
+pub(super) fn established(seed: u64) -> (Mesh, Vec<Event>, Vec<Event>) {
     let mut mesh = Mesh::new(seed);
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(2));
@@ -153,8 +153,7 @@ fn simultaneous_rekeys_of_one_child_sa_settle_on_one_replacement() {
 
         ea.extend(mesh.events(mesh.a));
         eb.extend(mesh.events(mesh.b));
-        // Limitation: the collision is resolved by TEMPORARY_FAILURE and a random retry, not
-        // by nonces (RFC 7296 §2.8.1); either way one replacement results.
+        // Both rekeys are answered; the nonce rule of RFC 7296 §2.8.1 keeps one replacement.
         assert_eq!(rekeys(&ea).len(), 1, "seed {seed}: {:?}", rekeys(&ea));
         assert_eq!(rekeys(&eb).len(), 1);
         assert_agree(&ea, &eb, 2);
