@@ -512,7 +512,13 @@ impl Endpoint {
         }));
         inner.push(Payload::new(auth));
         // RFC 7296 §2.4: we hold no other IKE SA with this peer.
-        inner.push(Payload::new(Notify::status(NotifyType::INITIAL_CONTACT)));
+        #[cfg(test)]
+        let initial_contact = !self.omit_initial_contact;
+        #[cfg(not(test))]
+        let initial_contact = true;
+        if initial_contact {
+            inner.push(Payload::new(Notify::status(NotifyType::INITIAL_CONTACT)));
+        }
         if child.mode == Mode::Transport {
             inner.push(Payload::new(Notify::status(NotifyType::USE_TRANSPORT_MODE)));
         }
@@ -942,11 +948,13 @@ impl Endpoint {
         };
         info!(ike_sa = id.0, peer = %config.name, child = install.is_some(), "IKE SA established");
         let initiator = sa.role == Role::Initiator;
+        let config_peer = sa.peer;
         self.ike_sas.insert(id, sa);
         self.push_event(event);
         if let Some(install) = install {
             self.push_event(install);
         }
+        self.replace_older_ike_sas(now, id, config_peer);
         if initiator {
             self.next_child(id);
         }

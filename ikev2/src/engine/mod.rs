@@ -10,6 +10,10 @@
 //! - `ike_auth.rs`: the IKE_AUTH exchange with the first CHILD_SA.
 //! - `informational.rs`: Delete and liveness checks on established IKE SAs.
 //! - `create_child_sa.rs`: additional CHILD_SAs, with optional PFS.
+//! - [`cookie`]: stateless COOKIEs of a responder under load (RFC 7296 §2.6).
+//! - [`unknown_spi`]: INVALID_IKE_SPI answers and hints outside any IKE SA (RFC 7296 §1.5).
+//! - `unique.rs`: a newly authenticated IKE SA replaces older ones with the same peer.
+//! - `stats.rs`: [`EndpointStats`], counters outside any one IKE SA.
 //! - [`nat`]: NAT detection hashes (RFC 7296 §2.23).
 //! - [`timers`]: the timer table of an IKE SA, retransmission backoff, lifetimes with jitter.
 //! - [`window`]: Message IDs, outstanding requests and cached responses (RFC 7296 §2.3).
@@ -18,6 +22,7 @@
 //! - [`sim`] (feature `sim`, and in this crate's tests): a simulated network with virtual time.
 
 pub mod config;
+pub mod cookie;
 mod create_child_sa;
 pub mod datagram;
 mod endpoint;
@@ -30,10 +35,13 @@ pub mod nat;
 pub mod proposal;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+mod stats;
 #[cfg(test)]
 mod tests;
 pub mod timers;
 pub mod traffic_selector;
+mod unique;
+pub mod unknown_spi;
 pub mod window;
 
 pub use config::{
@@ -47,4 +55,5 @@ pub use event::{
 pub use ike_sa::Role;
 pub use ike_sa_init::{MAX_COOKIE_RETRIES, MAX_INVALID_KE_RETRIES, NONCE_LEN};
 pub use proposal::{Encryption, EspProposal, IkeProposal};
+pub use stats::EndpointStats;
 pub use traffic_selector::TrafficSelector;

@@ -2,12 +2,16 @@
 //! endpoint against arbitrary input.
 
 mod commands;
+mod cookie;
+mod fragments;
 mod ike_auth;
 mod ike_sa_init;
 mod informational;
 mod properties;
 mod rekey;
 mod robustness;
+mod unique;
+mod unknown_spi;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
