@@ -639,6 +639,8 @@ impl Endpoint {
         header: &Header,
         p: &InitPayloads<'_>,
     ) -> bool {
+        // Limitation: the threshold counts the half-open IKE SAs of all sources together (a
+        // linear scan per request); one busy source is not singled out.
         if self.half_open_count() < self.config().cookie_threshold {
             return true;
         }

@@ -91,6 +91,8 @@ impl Endpoint {
             trace!(%remote, "dropping unencrypted request of unknown IKE SA");
             return;
         }
+        // Limitation: one budget for all sources, so forged requests can use up the answers a
+        // genuine restarted peer would have got; its retransmissions get them a second later.
         if !self.invalid_spi_answers.allow(now) {
             self.stats.invalid_ike_spi_suppressed += 1;
             trace!(%remote, "INVALID_IKE_SPI rate limit reached");
