@@ -287,3 +287,67 @@ fn skf_payload_type_is_what_the_sender_uses() {
     let location = locate_encrypted_payload(&fragments[0]).unwrap().unwrap();
     assert_eq!(location.payload_type, PayloadType::SKF);
 }
+
+/// Fragment 1 of `total` of an INFORMATIONAL request, sealed with `a`'s real keys: a
+/// genuine peer claiming that many fragments.
+fn first_of(mesh: &Mesh, total: u16) -> Vec<u8> {
+    use crate::codec::{encode_encrypted_prefix, EncryptedPayloadHeader, Flags, Fragment};
+    use crate::crypto::sk::{seal_padded, sealed_body_len};
+    use crate::engine::ike_sa::State;
+
+    let endpoint = &mesh.net.node(mesh.a).endpoint;
+    let id = endpoint.ike_sas().next().unwrap();
+    let sa = &endpoint.ike_sas[&id];
+    let State::Established(e) = &sa.state else {
+        panic!("established")
+    };
+    let mid = sa.requests.next_message_id().unwrap();
+    let header = Header::new(
+        sa.spi_i,
+        sa.spi_r,
+        ExchangeType::INFORMATIONAL,
+        Flags::INITIATOR,
+        mid,
+    );
+    let encrypted = EncryptedPayloadHeader {
+        first_inner: PayloadType::NONCE,
+        fragment: Some(Fragment { number: 1, total }),
+    };
+    let plaintext = [0u8; 16];
+    let mut message =
+        encode_encrypted_prefix(&header, &[], encrypted, sealed_body_len(plaintext.len(), 0))
+            .unwrap();
+    let iv = [0xee; crate::crypto::aead::IV_LEN];
+    let sk_ei = e.keys.sk_ei.as_bytes();
+    let body = seal_padded(
+        &crate::crypto::RingProvider,
+        e.cipher,
+        sk_ei,
+        &iv,
+        &message,
+        &plaintext,
+        0,
+    )
+    .unwrap();
+    message.extend_from_slice(&body);
+    message
+}
+
+#[test]
+fn message_of_more_than_the_most_fragments_is_not_held() {
+    use crate::protection::MAX_FRAGMENTS_PER_MESSAGE;
+
+    let mut mesh = established(8);
+    let now = mesh.net.now();
+    let too_many = first_of(&mesh, MAX_FRAGMENTS_PER_MESSAGE + 1);
+    assert_eq!(to_b(&mut mesh, &[too_many], now), 0);
+    assert_eq!(held_by_b(&mesh), 0, "nothing is held for it");
+
+    let most = first_of(&mesh, MAX_FRAGMENTS_PER_MESSAGE);
+    assert_eq!(to_b(&mut mesh, &[most], now), 0);
+    assert_eq!(
+        held_by_b(&mesh),
+        1,
+        "the most fragments allowed are waited for"
+    );
+}
