@@ -9,6 +9,7 @@ mod ike_sa_init;
 mod informational;
 mod properties;
 mod rekey;
+mod replay;
 mod robustness;
 mod unique;
 mod unknown_spi;
