@@ -167,6 +167,8 @@ pub struct Endpoint {
     /// INVALID_IKE_SPI notifications acted on (RFC 7296 §2.21.4).
     pub(crate) invalid_spi_hints: RateLimiter,
     pub(crate) stats: EndpointStats,
+    /// When IKE SAs came up, for replacing older ones (`unique.rs`).
+    pub(crate) established_at: super::unique::EstablishedAt,
     /// Tests play Libreswan's pluto, which re-initiates after a restart without
     /// INITIAL_CONTACT.
     #[cfg(test)]
@@ -211,6 +213,7 @@ impl Endpoint {
             invalid_spi_answers: RateLimiter::per_second(MAX_INVALID_SPI_ANSWERS_PER_SECOND),
             invalid_spi_hints: RateLimiter::per_second(MAX_INVALID_SPI_HINTS_PER_SECOND),
             stats: EndpointStats::default(),
+            established_at: Default::default(),
             #[cfg(test)]
             omit_initial_contact: false,
         }

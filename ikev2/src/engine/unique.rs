@@ -13,8 +13,15 @@
 //! answers it with INVALID_IKE_SPI at most, a peer that still holds it (it set up a second
 //! IKE SA on purpose) learns that it is gone. Half-open IKE SAs are left to crossed
 //! initiation (`ike_sa_init.rs`) and the half-open timer.
+//!
+//! An IKE SA established less than [`REPLACE_MIN_AGE`] before the new one is kept: two IKE
+//! SAs completing that close together come from a crossed initiation with a peer that does
+//! not follow our lower-address rule, and each side may see them complete in the other
+//! order; replacing on both sides would delete both. The peer's own uniqueness rule, or its
+//! Delete, settles which one stays.
 
-use std::time::Instant;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use tracing::info;
 
@@ -22,14 +29,34 @@ use super::endpoint::Endpoint;
 use super::event::{DownReason, IkeSaId, PeerId};
 use super::ike_sa::State;
 
+/// How long an IKE SA must have been established before a newer one replaces it: longer
+/// than the few round trips in which crossed initiations complete, shorter than a peer's
+/// restart.
+pub const REPLACE_MIN_AGE: Duration = Duration::from_secs(5);
+
+/// When each IKE SA established by IKE_AUTH came up.
+#[derive(Debug, Default)]
+pub(crate) struct EstablishedAt(HashMap<IkeSaId, Instant>);
+
 impl Endpoint {
     /// IKE SA `new` with `peer` was just established by IKE_AUTH: replaces every other
     /// established IKE SA with `peer`.
     pub(crate) fn replace_older_ike_sas(&mut self, now: Instant, new: IkeSaId, peer: PeerId) {
+        let ike_sas = &self.ike_sas;
+        self.established_at
+            .0
+            .retain(|id, _| ike_sas.contains_key(id));
+        self.established_at.0.insert(new, now);
+        let established_at = &self.established_at.0;
+        let old_enough = |id: &IkeSaId| {
+            established_at
+                .get(id)
+                .is_none_or(|&at| now.saturating_duration_since(at) >= REPLACE_MIN_AGE)
+        };
         let older: Vec<IkeSaId> = self
             .ike_sas
             .values()
-            .filter(|sa| sa.peer == peer && sa.id != new)
+            .filter(|sa| sa.peer == peer && sa.id != new && old_enough(&sa.id))
             .filter(|sa| matches!(&sa.state, State::Established(e) if !e.deleting))
             .map(|sa| sa.id)
             .collect();

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::ike_auth::{fixture_time, installs, Mesh};
 use super::*;
 use crate::engine::event::DownReason;
+use crate::engine::unique::REPLACE_MIN_AGE;
 
 /// `a` restarts as pluto does: a fresh endpoint that initiates again without INITIAL_CONTACT.
 fn restart_a_as_pluto(mesh: &mut Mesh, seed: u64) -> IkeSaId {
@@ -31,6 +32,8 @@ fn peer_restarting_without_initial_contact_replaces_the_old_ike_sa_after_the_new
     assert_eq!(old_children.len(), 2);
     mesh.events(mesh.a);
 
+    // Some time later, a restarts.
+    mesh.net.advance(REPLACE_MIN_AGE, STEPS);
     restart_a_as_pluto(&mut mesh, 77);
     mesh.run(Duration::from_secs(5));
 
@@ -71,6 +74,23 @@ fn peer_restarting_without_initial_contact_replaces_the_old_ike_sa_after_the_new
         !ea.iter().any(|e| matches!(e, Event::IkeSaDown { .. })),
         "{ea:?}"
     );
+}
+
+#[test]
+fn ike_sa_established_moments_before_the_new_one_is_kept() {
+    // Two IKE SAs completing within REPLACE_MIN_AGE look like a crossed initiation by a peer
+    // that does not follow our rule; replacing could delete both on the two sides.
+    let mut mesh = Mesh::new(3);
+    mesh.initiate_from_a();
+    mesh.run(Duration::from_secs(1));
+    let old = mesh.only_ike_sa_of_b();
+    restart_a_as_pluto(&mut mesh, 79);
+    mesh.run(Duration::from_secs(1));
+
+    let ids: Vec<IkeSaId> = mesh.net.node(mesh.b).endpoint.ike_sas().collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&old));
+    assert_eq!(mesh.net.node(mesh.b).endpoint.stats().ike_sas_replaced, 0);
 }
 
 #[test]
