@@ -420,6 +420,15 @@ impl Metrics {
         self.cookies_sent.inc();
     }
 
+    /// Brings the COOKIE counter up to `total`, the endpoint's own count of COOKIEs sent
+    /// (`ikev2::engine::EndpointStats::cookies_sent`); a smaller total changes nothing.
+    pub fn cookies_sent_total(&self, total: u64) {
+        let counted = self.cookies_sent.get();
+        if total > counted {
+            self.cookies_sent.inc_by(total - counted);
+        }
+    }
+
     /// Sets the Southbound connection's current state.
     pub fn set_southbound_state(&self, current: ConnectionState) {
         for s in [
@@ -731,4 +740,19 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> Respon
         hyper::header::HeaderValue::from_static(content_type),
     );
     response
+}
+
+#[cfg(test)]
+mod cookie_tests {
+    use super::*;
+
+    #[test]
+    fn cookies_sent_follows_the_endpoint_total_and_never_goes_back() {
+        let m = Metrics::with_xfrm_stat(|| None);
+        m.cookies_sent_total(5);
+        m.cookies_sent_total(3);
+        m.cookies_sent_total(7);
+        let text = m.encode().unwrap();
+        assert!(text.contains("ovn_ipsec_cookies_sent_total 7"), "{text}");
+    }
 }

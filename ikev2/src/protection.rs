@@ -12,6 +12,7 @@
 //! messages with the I flag, SK_er otherwise; see [`sender_sk_e`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use crate::codec::{
     decode_payloads, encode_encrypted_prefix, encode_payloads, locate_encrypted_payload,
@@ -32,6 +33,12 @@ pub const MAX_REASSEMBLED_LEN: usize = 128 * 1024;
 /// The most fragmented messages held at once by a [`FragmentReassembler`]; more evict the
 /// oldest.
 pub const MAX_MESSAGES_IN_REASSEMBLY: usize = 16;
+
+/// How long the fragments of one message are held, from the first one's arrival, before the
+/// incomplete message is dropped (RFC 7383 §2.6.2 leaves the time to us). Longer than a few
+/// retransmissions, whose fragments combine with the ones held, shorter than the whole
+/// retransmission schedule.
+pub const MAX_REASSEMBLY_TIME: Duration = Duration::from_secs(30);
 
 /// Why a message could not be opened or protected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -382,6 +389,8 @@ pub enum FragmentProgress {
 
 #[derive(Debug)]
 struct PendingMessage {
+    /// The time the reassembler knew when the first fragment arrived.
+    started: Option<Instant>,
     total: u16,
     first_inner: PayloadType,
     pieces: Vec<Option<Vec<u8>>>,
@@ -389,17 +398,39 @@ struct PendingMessage {
 }
 
 /// Joins the decrypted SKF fragments of messages (RFC 7383 §2.6), bounded by
-/// [`MAX_FRAGMENTS_PER_MESSAGE`], [`MAX_REASSEMBLED_LEN`] and [`MAX_MESSAGES_IN_REASSEMBLY`].
+/// [`MAX_FRAGMENTS_PER_MESSAGE`], [`MAX_REASSEMBLED_LEN`] and [`MAX_MESSAGES_IN_REASSEMBLY`],
+/// and in time by [`MAX_REASSEMBLY_TIME`] once the caller tells it the time with
+/// [`FragmentReassembler::observe`].
 #[derive(Debug, Default)]
 pub struct FragmentReassembler {
     pending: HashMap<FragmentedMessageKey, PendingMessage>,
     arrival: VecDeque<FragmentedMessageKey>,
+    now: Option<Instant>,
 }
 
 impl FragmentReassembler {
     /// An empty reassembler.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Tells the reassembler the caller's time: messages begun more than
+    /// [`MAX_REASSEMBLY_TIME`] before `now` are dropped, and messages begun from now on are
+    /// stamped with `now`. Call it before [`Self::add`] with each received message's time.
+    pub fn observe(&mut self, now: Instant) {
+        self.now = Some(now);
+        let expired: Vec<FragmentedMessageKey> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                p.started
+                    .is_some_and(|t| now.saturating_duration_since(t) > MAX_REASSEMBLY_TIME)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            self.remove(&key);
+        }
     }
 
     /// Adds a decrypted fragment of the message `key`. Fragments are only added after their
@@ -452,6 +483,7 @@ impl FragmentReassembler {
             self.pending.insert(
                 key,
                 PendingMessage {
+                    started: self.now,
                     total,
                     first_inner: PayloadType::NONE,
                     pieces: vec![None; usize::from(total)],
@@ -726,6 +758,28 @@ mod tests {
                 number: 2,
                 ..
             }))
+        ));
+    }
+
+    #[test]
+    fn incomplete_message_is_dropped_after_the_reassembly_time() {
+        let messages = fragments(100);
+        let start = Instant::now();
+        let mut r = FragmentReassembler::new();
+        r.observe(start);
+        let (key, f) = open_fragment(&messages[0]);
+        r.add(key, f).unwrap();
+
+        r.observe(start + MAX_REASSEMBLY_TIME);
+        assert_eq!(r.incomplete().len(), 1, "still within the time");
+        r.observe(start + MAX_REASSEMBLY_TIME + Duration::from_millis(1));
+        assert!(r.incomplete().is_empty());
+
+        // The rest alone no longer completes the message.
+        let (key, f) = open_fragment(&messages[1]);
+        assert!(matches!(
+            r.add(key, f).unwrap(),
+            FragmentProgress::Held { have: 1, total: 3 }
         ));
     }
 

@@ -21,6 +21,11 @@ pub const NAT_T_PORT: u16 = 4500;
 /// Default ceiling of IKE SAs that have not completed IKE_AUTH (RFC 7296 §2.6).
 pub const DEFAULT_MAX_HALF_OPEN: usize = 1024;
 
+/// Default number of half-open IKE SAs from which IKE_SA_INIT requests must carry a valid
+/// COOKIE (RFC 7296 §2.6): a whole mesh restarting at once stays below it on a node with a few
+/// hundred peers, a flood of spoofed requests does not.
+pub const DEFAULT_COOKIE_THRESHOLD: usize = 256;
+
 /// Default ceiling of IKE SAs one endpoint holds.
 pub const DEFAULT_MAX_IKE_SAS: usize = 65_536;
 
@@ -43,7 +48,11 @@ pub struct EndpointConfig {
     pub ike_port: u16,
     /// Port of NAT-T, where datagrams carry the non-ESP marker (normally [`NAT_T_PORT`]).
     pub nat_t_port: u16,
-    /// Half-open IKE SAs kept before new IKE_SA_INIT requests are refused.
+    /// From this many half-open IKE SAs on, IKE_SA_INIT requests are answered statelessly with
+    /// a COOKIE unless they echo a valid one (RFC 7296 §2.6); 0 demands COOKIEs always.
+    pub cookie_threshold: usize,
+    /// Half-open IKE SAs kept before new IKE_SA_INIT requests are dropped, even with a valid
+    /// COOKIE.
     pub max_half_open: usize,
     /// IKE SAs kept in total.
     pub max_ike_sas: usize,
@@ -60,6 +69,7 @@ impl Default for EndpointConfig {
         EndpointConfig {
             ike_port: IKE_PORT,
             nat_t_port: NAT_T_PORT,
+            cookie_threshold: DEFAULT_COOKIE_THRESHOLD,
             max_half_open: DEFAULT_MAX_HALF_OPEN,
             max_ike_sas: DEFAULT_MAX_IKE_SAS,
             fragmentation: true,

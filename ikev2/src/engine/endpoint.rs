@@ -10,11 +10,17 @@ use thiserror::Error;
 use tracing::{debug, trace};
 
 use super::config::{ConfigError, EndpointConfig, PeerConfig};
+use super::cookie::CookieJar;
 use super::datagram::{self, Inbound, NAT_KEEPALIVE};
 use super::event::{DownReason, Event, IkeAlgorithms, IkeSaId, PeerId, SpiRequestId};
 use super::ike_sa::{AuthProgress, IkeSa, Role, State};
 use super::nat::NatDetection;
+use super::stats::EndpointStats;
 use super::timers::{Timer, NAT_KEEPALIVE_INTERVAL};
+use super::unknown_spi::{
+    RateLimiter, MAX_INVALID_SPI_ANSWERS_PER_SECOND, MAX_INVALID_SPI_HINTS_PER_SECOND,
+    UNPROTECTED_FIRST_PAYLOAD,
+};
 use super::window::{RequestDisposition, RetransmitOutcome};
 use crate::codec::Header;
 use crate::crypto::{CryptoProvider, Random, UnsupportedAlgorithm};
@@ -154,6 +160,19 @@ pub struct Endpoint {
     /// Tests: nonces for the next CREATE_CHILD_SA exchanges, to force a collision's order.
     #[cfg(test)]
     pub(crate) forced_nonces: VecDeque<Vec<u8>>,
+    /// Stateless COOKIE secrets (RFC 7296 §2.6).
+    pub(crate) cookies: CookieJar,
+    /// INVALID_IKE_SPI answers to unknown IKE SAs (RFC 7296 §1.5).
+    pub(crate) invalid_spi_answers: RateLimiter,
+    /// INVALID_IKE_SPI notifications acted on (RFC 7296 §2.21.4).
+    pub(crate) invalid_spi_hints: RateLimiter,
+    pub(crate) stats: EndpointStats,
+    /// When IKE SAs came up, for replacing older ones (`unique.rs`).
+    pub(crate) established_at: super::unique::EstablishedAt,
+    /// Tests play Libreswan's pluto, which re-initiates after a restart without
+    /// INITIAL_CONTACT.
+    #[cfg(test)]
+    pub(crate) omit_initial_contact: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -192,6 +211,13 @@ impl Endpoint {
             events: VecDeque::new(),
             #[cfg(test)]
             forced_nonces: VecDeque::new(),
+            cookies: CookieJar::default(),
+            invalid_spi_answers: RateLimiter::per_second(MAX_INVALID_SPI_ANSWERS_PER_SECOND),
+            invalid_spi_hints: RateLimiter::per_second(MAX_INVALID_SPI_HINTS_PER_SECOND),
+            stats: EndpointStats::default(),
+            established_at: Default::default(),
+            #[cfg(test)]
+            omit_initial_contact: false,
         }
     }
 
@@ -206,6 +232,11 @@ impl Endpoint {
     /// The endpoint's settings.
     pub fn config(&self) -> &EndpointConfig {
         &self.config
+    }
+
+    /// Counters of COOKIEs, INVALID_IKE_SPI and other answers outside any IKE SA.
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
     }
 
     /// Adds a peer configuration after checking it; the peer can then initiate to us, and
@@ -415,6 +446,14 @@ impl Endpoint {
             return;
         }
 
+        // RFC 7296 §2.21.4: an unprotected notification (INVALID_IKE_SPI) belongs to no IKE SA.
+        if header.exchange_type == ExchangeType::INFORMATIONAL
+            && header.next_payload == UNPROTECTED_FIRST_PAYLOAD
+        {
+            self.handle_unprotected_informational(now, remote, message);
+            return;
+        }
+
         // The I flag says the sender is the original initiator, so our SPI is the other one.
         let our_spi = if header.flags.is_initiator() {
             header.spi_r
@@ -422,8 +461,7 @@ impl Endpoint {
             header.spi_i
         };
         let Some(&id) = self.by_spi.get(&our_spi) else {
-            // Limitation: RFC 7296 §1.5 allows an unprotected INVALID_IKE_SPI answer; we drop.
-            debug!(%remote, exchange = %header.exchange_type, "message for unknown IKE SA");
+            self.handle_unknown_spi(now, local, remote, nat_t, &header, message);
             return;
         };
 
@@ -452,6 +490,7 @@ impl Endpoint {
         if header.spi_i != sa.spi_i || header.spi_r != sa.spi_r {
             return;
         }
+        sa.reassembler.observe(now);
         match sa.responses.on_request(header.message_id) {
             // RFC 7383 §2.6.1: a fragmented request is retransmitted whole; answer its first
             // fragment only, not every one.
@@ -506,6 +545,7 @@ impl Endpoint {
         let Some(sa) = self.ike_sas.get_mut(&id) else {
             return;
         };
+        sa.reassembler.observe(now);
         if !sa.requests.is_pending(header.message_id) {
             trace!(
                 mid = header.message_id,
@@ -537,6 +577,7 @@ impl Endpoint {
 
     /// Deadlines have passed: retransmit, give up on dead peers, expire half-open IKE SAs.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.cookies.on_timeout(now);
         let ids: Vec<IkeSaId> = self.ike_sas.keys().copied().collect();
         for id in ids {
             while let Some(timer) = self
@@ -633,6 +674,7 @@ impl Endpoint {
         self.ike_sas
             .values()
             .filter_map(|sa| sa.timers.next_timeout())
+            .chain(self.cookies.next_timeout())
             .min()
     }
 

@@ -111,6 +111,8 @@ pub enum DownReason {
     Rekeyed,
     /// Both chassis initiated at once and the peer's attempt was kept instead of this one.
     Superseded,
+    /// A newer IKE SA with the same peer was authenticated and replaced it.
+    Replaced,
 }
 
 /// Why authentication failed; the detail is in the logs.

@@ -513,7 +513,11 @@ impl Endpoint {
         inner.push(Payload::new(auth));
         // RFC 7296 §2.4: only when we hold no other IKE SA with this peer (a reauthentication
         // keeps the old one until the new one is up, §2.8.3).
-        if !self.has_other_ike_sa(id) {
+        #[cfg(test)]
+        let initial_contact = !self.omit_initial_contact;
+        #[cfg(not(test))]
+        let initial_contact = true;
+        if initial_contact && !self.has_other_ike_sa(id) {
             inner.push(Payload::new(Notify::status(NotifyType::INITIAL_CONTACT)));
         }
         if child.mode == Mode::Transport {
@@ -944,11 +948,13 @@ impl Endpoint {
         };
         info!(ike_sa = id.0, peer = %config.name, child = install.is_some(), "IKE SA established");
         let initiator = sa.role == Role::Initiator;
+        let config_peer = sa.peer;
         self.ike_sas.insert(id, sa);
         self.push_event(event);
         if let Some(install) = install {
             self.push_event(install);
         }
+        self.replace_older_ike_sas(now, id, config_peer);
         if initiator {
             self.next_child(now, id);
         }

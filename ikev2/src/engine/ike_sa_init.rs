@@ -415,28 +415,6 @@ impl Endpoint {
             return;
         }
 
-        let Some(peer) = self
-            .peers
-            .iter()
-            .find(|(_, c)| c.remote.ip() == remote.ip())
-            .map(|(&id, _)| id)
-        else {
-            // Limitation: no answer to peers we have no configuration for.
-            debug!(%remote, "IKE_SA_INIT from an unconfigured peer");
-            return;
-        };
-        if !self.resolve_crossed_initiation(peer) {
-            return;
-        }
-        if self.half_open_count() >= self.config().max_half_open
-            || self.ike_sas.len() >= self.config().max_ike_sas
-        {
-            // Limitation: stateless COOKIEs (RFC 7296 §2.6) are not implemented; above the
-            // half-open limit new requests are dropped.
-            debug!(%remote, "too many half-open IKE SAs; dropping IKE_SA_INIT");
-            return;
-        }
-
         let message = match Message::decode(bytes) {
             Ok(m) => m,
             Err(error) => {
@@ -445,6 +423,38 @@ impl Endpoint {
             }
         };
         let p = InitPayloads::of(&message);
+
+        // RFC 7296 §2.6: under load, only an initiator that proved its address with our
+        // COOKIE gets state; the others get a COOKIE and are forgotten.
+        if !self.cookie_admits(now, local, remote, nat_t, header, &p) {
+            return;
+        }
+        if self.half_open_count() >= self.config().max_half_open
+            || self.ike_sas.len() >= self.config().max_ike_sas
+        {
+            self.stats.half_open_dropped += 1;
+            debug!(%remote, "too many half-open IKE SAs; dropping IKE_SA_INIT");
+            return;
+        }
+
+        let Some(peer) = self
+            .peers
+            .iter()
+            .find(|(_, c)| c.remote.ip() == remote.ip())
+            .map(|(&id, _)| id)
+        else {
+            // Unconfigured peers get no answer, on purpose: a chassis the Southbound DB just
+            // added reaches us before our own copy of the DB names it, and its retransmissions
+            // are answered as soon as it does; an error notify would end its attempt instead.
+            // Silence also keeps us from answering spoofed sources.
+            self.stats.unconfigured_dropped += 1;
+            debug!(%remote, "IKE_SA_INIT from an unconfigured peer; not answered");
+            return;
+        };
+        if !self.resolve_crossed_initiation(peer) {
+            return;
+        }
+
         let (Some(sa_payload), Some(ke), Some(ni)) = (p.sa, p.ke, p.nonce_ok()) else {
             debug!(%remote, "IKE_SA_INIT request without SA, KE or a valid nonce");
             self.send_init_error(
@@ -614,6 +624,60 @@ impl Endpoint {
         info!(ike_sa = id.0, spi_i = %hex(&spi_i), spi_r = %hex(&spi_r), %remote,
             nat = nat.nat_detected(), "IKE_SA_INIT answered");
         self.queue_datagram(local, remote, datagram);
+    }
+
+    /// Whether an IKE_SA_INIT request may create state: always below the COOKIE threshold,
+    /// above it only with a valid COOKIE (RFC 7296 §2.6). A request without one, or with a
+    /// wrong or expired one, is answered with a fresh COOKIE (the initiator bounds how often
+    /// it follows them) and no state is kept.
+    fn cookie_admits(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        nat_t: bool,
+        header: &Header,
+        p: &InitPayloads<'_>,
+    ) -> bool {
+        // Limitation: the threshold counts the half-open IKE SAs of all sources together (a
+        // linear scan per request); one busy source is not singled out.
+        if self.half_open_count() < self.config().cookie_threshold {
+            return true;
+        }
+        // RFC 7296 §2.10: the COOKIE binds Ni; without a usable one the request is refused
+        // later anyway, so it may as well be refused here without state.
+        let Some(ni) = p.nonce_ok() else {
+            return true;
+        };
+        let echoed = match p.notify(NotifyType::COOKIE).map(Notify::typed_data) {
+            Some(Ok(NotifyData::Cookie(cookie))) => Some(cookie),
+            _ => None,
+        };
+        if let Some(cookie) = echoed {
+            let provider = self.provider.clone();
+            if self
+                .cookies
+                .verify(provider.as_ref(), cookie, ni, remote.ip(), &header.spi_i)
+            {
+                self.stats.cookies_accepted += 1;
+                return true;
+            }
+            self.stats.cookies_rejected += 1;
+            debug!(%remote, "IKE_SA_INIT with a wrong or expired COOKIE");
+        }
+        let provider = self.provider.clone();
+        let cookie = self.cookies.issue(
+            now,
+            &mut *self.rng,
+            provider.as_ref(),
+            ni,
+            remote.ip(),
+            &header.spi_i,
+        );
+        self.stats.cookies_sent += 1;
+        debug!(%remote, "under load: answering IKE_SA_INIT with a COOKIE");
+        self.send_init_notify(local, remote, nat_t, header.spi_i, Notify::cookie(cookie));
+        false
     }
 
     /// Both chassis initiated at once (RFC 7296 leaves this to us): the attempt of the one

@@ -14,6 +14,10 @@
 //! - `ike_rekey.rs`: IKE SA rekeying (§2.18) and its collisions.
 //! - `reauth.rs`: reauthentication as make-before-break of a whole new IKE SA (§2.8.3).
 //! - `credentials_update.rs`: new credentials for a peer (certificate rotation).
+//! - [`cookie`]: stateless COOKIEs of a responder under load (RFC 7296 §2.6).
+//! - [`unknown_spi`]: INVALID_IKE_SPI answers and hints outside any IKE SA (RFC 7296 §1.5).
+//! - `unique.rs`: a newly authenticated IKE SA replaces older ones with the same peer.
+//! - `stats.rs`: [`EndpointStats`], counters outside any one IKE SA.
 //! - [`nat`]: NAT detection hashes (RFC 7296 §2.23).
 //! - [`timers`]: the timer table of an IKE SA, retransmission backoff, lifetimes with jitter.
 //! - [`window`]: Message IDs, outstanding requests and cached responses (RFC 7296 §2.3).
@@ -22,6 +26,7 @@
 //! - [`sim`] (feature `sim`, and in this crate's tests): a simulated network with virtual time.
 
 pub mod config;
+pub mod cookie;
 mod create_child_sa;
 mod credentials_update;
 pub mod datagram;
@@ -37,10 +42,13 @@ pub mod proposal;
 mod reauth;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+mod stats;
 #[cfg(test)]
 mod tests;
 pub mod timers;
 pub mod traffic_selector;
+mod unique;
+pub mod unknown_spi;
 pub mod window;
 
 pub use config::{
@@ -57,4 +65,5 @@ pub use ike_sa::Role;
 pub use ike_sa_init::{MAX_COOKIE_RETRIES, MAX_INVALID_KE_RETRIES, NONCE_LEN};
 pub use proposal::{Encryption, EspProposal, IkeProposal};
 pub use reauth::{UpdatePeerError, REAUTH_RETRY};
+pub use stats::EndpointStats;
 pub use traffic_selector::TrafficSelector;

@@ -4,6 +4,8 @@
 mod collisions;
 mod commands;
 mod credentials_update;
+mod cookie;
+mod fragments;
 mod ike_auth;
 mod ike_rekey;
 mod ike_sa_init;
@@ -11,7 +13,10 @@ mod informational;
 mod properties;
 mod reauth;
 mod rekey;
+mod replay;
 mod robustness;
+mod unique;
+mod unknown_spi;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
