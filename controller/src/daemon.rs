@@ -76,6 +76,7 @@ pub struct Daemon {
     pub(crate) reconcile_due: bool,
     pub(crate) kernel_retry: Option<Instant>,
     pub(crate) next_periodic: Instant,
+    pub(crate) systemd: crate::systemd::Notifier,
 }
 
 fn credentials_of(
@@ -163,6 +164,7 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
         reconcile_due: true,
         kernel_retry: None,
         next_periodic: Instant::now() + PERIODIC_RECONCILE,
+        systemd: crate::systemd::Notifier::from_env(Instant::now()),
     };
     info!(chassis = %daemon.chassis, "ovn-ipsecd running");
 
@@ -170,6 +172,7 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
     loop {
         daemon.drain(&sockets).await;
         daemon.publish();
+        daemon.notify_systemd();
         let deadline = daemon.next_deadline();
         tokio::select! {
             r = sockets.recv(&mut buf) => match r {
@@ -180,7 +183,13 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
                 daemon.on_deadline().await;
             }
             ev = sb.next() => match ev {
-                Some(ev) => daemon.on_southbound(ev).await,
+                Some(ev) => {
+                    let connected = matches!(ev, SouthboundEvent::Connected { .. });
+                    daemon.on_southbound(ev).await;
+                    if connected {
+                        daemon.take_initial_view(&mut sb).await;
+                    }
+                }
                 None => return Err(DaemonError::SouthboundEnded),
             },
             ev = next_xfrm_event(&mut xfrm_events) => match ev {
@@ -198,13 +207,15 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
             Some(cmd) = commands.recv() => daemon.on_command(cmd).await,
             _ = sigterm.recv() => {
                 info!("SIGTERM: stopping; policies and SAs stay in the kernel");
+                daemon.systemd.stopping();
                 return Ok(());
             }
             _ = sigint.recv() => {
                 info!("SIGINT: stopping; policies and SAs stay in the kernel");
+                daemon.systemd.stopping();
                 return Ok(());
             }
-            _ = sighup.recv() => daemon.reload().await,
+            _ = sighup.recv() => daemon.reload_notifying().await,
         }
     }
 }
@@ -245,6 +256,7 @@ impl Daemon {
         let candidates = [
             self.endpoint.poll_timeout(),
             self.kernel_retry,
+            self.systemd.watchdog_deadline(),
             self.peers
                 .peers
                 .values()
@@ -308,7 +320,7 @@ impl Daemon {
         }
     }
 
-    async fn on_southbound(&mut self, ev: SouthboundEvent) {
+    pub(crate) async fn on_southbound(&mut self, ev: SouthboundEvent) {
         match ev {
             SouthboundEvent::Connected { remote, delta } => {
                 info!(%remote, delta, "Southbound connected");
@@ -489,7 +501,7 @@ impl Daemon {
     async fn on_command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Reload => self.reload().await,
+            Command::Reload => self.reload_notifying().await,
             Command::Initiate(name) => {
                 for peer in self.peers.peers.values_mut() {
                     if peer.desired.remote_chassis == name && peer.engine_id.is_some() {

@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod peers;
 pub mod policy_plan;
 pub mod southbound;
+pub mod systemd;
