@@ -5,8 +5,9 @@
 # A failed cargo-deb install is not fatal here: the phase then reports it as a failed check.
 CARGO_DEB_ROOT="$OVN_IPSEC_CACHE/cargo-deb"
 CARGO_DEB_VERSION="3.8.0"
-# dpkg-dev: dpkg-shlibdeps, which cargo-deb runs to fill in Depends (libc6 …).
-need_pkgs debootstrap dpkg-dev
+# dpkg-dev: dpkg-shlibdeps, which cargo-deb runs to fill in Depends (libc6 …); zstd for the
+# cached bookworm tarball.
+need_pkgs debootstrap dpkg-dev zstd
 if [ ! -x "$CARGO_DEB_ROOT/bin/cargo-deb" ]; then
     log "installing cargo-deb $CARGO_DEB_VERSION into $CARGO_DEB_ROOT (a few minutes, once)"
     mkdir -p "$CARGO_DEB_ROOT"
