@@ -12,6 +12,7 @@ use sd_notify::NotifyState;
 use tracing::{debug, warn};
 
 use crate::daemon::Daemon;
+use crate::desired::DesiredState;
 use crate::peers::IkeState;
 use crate::southbound::Southbound;
 
@@ -172,13 +173,38 @@ impl Notifier {
     }
 }
 
-/// The `STATUS=` text: the Southbound connection and how many desired peers have an IKE SA.
-pub fn status_line(connected: bool, synced: bool, up: usize, desired: usize) -> String {
-    let peers = format!("{up}/{desired} peers up");
-    match (synced, connected) {
-        (false, _) => "waiting for the Southbound DB".to_owned(),
-        (true, true) => peers,
-        (true, false) => format!("{peers}; Southbound unreachable, keeping every SA"),
+/// What the `STATUS=` line is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusFacts {
+    /// The initial Southbound view has been applied.
+    pub synced: bool,
+    /// The Southbound connection is up now.
+    pub connected: bool,
+    /// What the Southbound view asks for.
+    pub state: DesiredState,
+    /// Desired peers with an established IKE SA.
+    pub up: usize,
+    /// Desired peers.
+    pub desired: usize,
+}
+
+/// The `STATUS=` text: how many desired peers have an IKE SA (or why there are none), and
+/// whether the Southbound DB is reachable.
+pub fn status_line(f: StatusFacts) -> String {
+    if !f.synced {
+        return "waiting for the Southbound DB".to_owned();
+    }
+    let what = match f.state {
+        DesiredState::Protecting => format!("{}/{} peers up", f.up, f.desired),
+        DesiredState::IpsecDisabled => "IPsec is off in the Southbound DB".to_owned(),
+        DesiredState::LocalChassisMissing => {
+            "this chassis is not in the Southbound DB yet".to_owned()
+        }
+    };
+    if f.connected {
+        what
+    } else {
+        format!("{what}; Southbound unreachable, keeping every SA")
     }
 }
 
@@ -209,12 +235,13 @@ impl Daemon {
             .values()
             .filter(|p| p.ike == IkeState::Up)
             .count();
-        let status = status_line(
-            self.southbound.connected,
-            self.systemd.southbound_synced,
+        let status = status_line(StatusFacts {
+            synced: self.systemd.southbound_synced,
+            connected: self.southbound.connected,
+            state: self.desired.state,
             up,
-            self.desired.peers.len(),
-        );
+            desired: self.desired.peers.len(),
+        });
         self.systemd.step(Instant::now(), programmed, status);
     }
 
@@ -234,6 +261,16 @@ mod tests {
         Notifier::new(Channel::Recorder(Vec::new()), watchdog, now)
     }
 
+    fn facts(synced: bool, connected: bool, up: usize, desired: usize) -> String {
+        status_line(StatusFacts {
+            synced,
+            connected,
+            state: DesiredState::Protecting,
+            up,
+            desired,
+        })
+    }
+
     fn sent(n: &mut Notifier) -> Vec<String> {
         match &mut n.channel {
             Channel::Recorder(v) => std::mem::take(v),
@@ -245,17 +282,17 @@ mod tests {
     fn ready_waits_for_the_southbound_sync_and_the_programmed_kernel() {
         let t0 = Instant::now();
         let mut n = recorder(None, t0);
-        n.step(t0, true, status_line(false, false, 0, 0));
+        n.step(t0, true, facts(false, false, 0, 0));
         assert_eq!(sent(&mut n), ["STATUS=waiting for the Southbound DB\n"]);
 
         n.southbound_synced();
-        n.step(t0, false, status_line(true, true, 0, 2));
+        n.step(t0, false, facts(true, true, 0, 2));
         assert_eq!(sent(&mut n), ["STATUS=0/2 peers up\n"]);
 
-        n.step(t0, true, status_line(true, true, 0, 2));
+        n.step(t0, true, facts(true, true, 0, 2));
         assert_eq!(sent(&mut n), ["READY=1\n"]);
 
-        n.step(t0, true, status_line(true, true, 0, 2));
+        n.step(t0, true, facts(true, true, 0, 2));
         assert!(sent(&mut n).is_empty(), "nothing changed: nothing sent");
     }
 
@@ -264,17 +301,38 @@ mod tests {
         let t0 = Instant::now();
         let mut n = recorder(None, t0);
         n.southbound_synced();
-        n.step(t0, true, status_line(true, true, 41, 42));
+        n.step(t0, true, facts(true, true, 41, 42));
         assert_eq!(sent(&mut n), ["READY=1\nSTATUS=41/42 peers up\n"]);
-        n.step(t0, true, status_line(true, true, 41, 42));
-        n.step(t0, true, status_line(true, true, 42, 42));
-        n.step(t0, true, status_line(false, true, 42, 42));
+        n.step(t0, true, facts(true, true, 41, 42));
+        n.step(t0, true, facts(true, true, 42, 42));
+        n.step(t0, true, facts(true, false, 42, 42));
         assert_eq!(
             sent(&mut n),
             [
                 "STATUS=42/42 peers up\n",
                 "STATUS=42/42 peers up; Southbound unreachable, keeping every SA\n"
             ]
+        );
+    }
+
+    #[test]
+    fn status_says_why_there_are_no_peers() {
+        let line = |state, connected| {
+            status_line(StatusFacts {
+                synced: true,
+                connected,
+                state,
+                up: 0,
+                desired: 0,
+            })
+        };
+        assert_eq!(
+            line(DesiredState::IpsecDisabled, true),
+            "IPsec is off in the Southbound DB"
+        );
+        assert_eq!(
+            line(DesiredState::LocalChassisMissing, false),
+            "this chassis is not in the Southbound DB yet; Southbound unreachable, keeping every SA"
         );
     }
 
