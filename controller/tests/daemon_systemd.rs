@@ -18,8 +18,9 @@ const LOCAL: &str = "10.98.0.1";
 const REMOTE: &str = "10.98.0.2";
 const THIRD: &str = "10.98.0.3";
 const WAIT: Duration = Duration::from_secs(20);
-/// The watchdog interval systemd would give: the daemon pings every half of it.
-const WATCHDOG_USEC: u64 = 400_000;
+/// The watchdog interval systemd would give: the daemon pings every half of it. Long enough
+/// that a loaded machine does not delay a ping past it.
+const WATCHDOG_USEC: u64 = 1_000_000;
 
 /// A network namespace holding our encap IP; deleted on drop.
 struct Netns(String);
@@ -232,6 +233,8 @@ fn daemon_notifies_ready_after_programming_then_status_watchdog_reload_and_stopp
     }
     for gap in pings.windows(2).map(|w| w[1] - w[0]) {
         assert!(
+            // The next ping is scheduled half an interval after the last one was sent; the
+            // margin is for the test's own receive timing.
             gap >= Duration::from_micros(WATCHDOG_USEC / 4),
             "pings {gap:?} apart: the loop spins"
         );
