@@ -7,7 +7,8 @@
 # --profile release (the default) is what to ship. --profile dev packages the unoptimised
 # binaries of the debug build the test suite already made: the package test
 # (tests/phases/deb.sh) uses it, because a release build takes minutes on two cores.
-# The package lands in DIR (default target/debian/); its path is printed last. --fast
+# The package lands in DIR (default target/debian/); its path is printed last (with
+# --profile release a -dbgsym.ddeb with the debug symbols lands beside it). --fast
 # compresses it less (quicker, larger).
 #
 # Needs cargo-deb (`cargo install cargo-deb --locked`; tests/setup/deb.sh puts it under
@@ -67,8 +68,16 @@ rmdir "$docs/daemon"
 gzip -9n "$docs"/man/*
 
 mkdir -p "$out_dir"
+# The release profile keeps debug info (`[profile.release] debug = 1`): it goes into a separate
+# ovn-ipsecd-dbgsym_*.ddeb beside the package, whose binaries are stripped. A dev build's
+# debug info is only stripped.
+case "$profile" in
+    release) symbols=(--dbgsym --compress-debug-symbols=zlib) ;;
+    *) symbols=(--strip) ;;
+esac
 echo "build-deb: packaging with cargo-deb" >&2
 # cargo-deb warns that the dev profile is meant for testing only; that is what it is for here.
-cargo deb --locked -p controller --no-build --profile "$profile" --output "$out_dir" "${fast[@]}" \
+cargo deb --locked -p controller --no-build --profile "$profile" --output "$out_dir" \
+    "${symbols[@]}" "${fast[@]}" \
     2> >(grep -v -e 'dev profile is not supported' -e 'cargo-deb is for making releases' \
         -e 'To enable debug symbols' -e 'Cargo also supports custom profiles' >&2)
