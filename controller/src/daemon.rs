@@ -256,7 +256,7 @@ impl Daemon {
         let candidates = [
             self.endpoint.poll_timeout(),
             self.kernel_retry,
-            self.systemd.watchdog_deadline(),
+            self.systemd.deadline(),
             self.peers
                 .peers
                 .values()

@@ -37,6 +37,10 @@ enum Channel {
     Recorder(Vec<String>),
 }
 
+/// The least time between two `STATUS=` updates: while a large mesh converges the peer count
+/// changes with nearly every event, and systemd needs no more than a line a second.
+pub const STATUS_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The daemon's side of the systemd notification protocol: what was already said, and when the
 /// watchdog is due.
 pub struct Notifier {
@@ -52,6 +56,10 @@ pub struct Notifier {
     started: bool,
     /// The last `STATUS=` text sent.
     status: Option<String>,
+    /// When it was sent.
+    status_sent_at: Option<Instant>,
+    /// A changed status waits for [`STATUS_MIN_INTERVAL`] to pass; this is when.
+    status_due: Option<Instant>,
 }
 
 impl Notifier {
@@ -75,6 +83,8 @@ impl Notifier {
             ready: false,
             started: false,
             status: None,
+            status_sent_at: None,
+            status_due: None,
         }
     }
 
@@ -88,9 +98,13 @@ impl Notifier {
         self.watchdog_interval
     }
 
-    /// When the loop must wake up next to ping the watchdog.
-    pub fn watchdog_deadline(&self) -> Option<Instant> {
-        self.next_watchdog
+    /// When the loop must wake up next: to ping the watchdog, or to send a status change that
+    /// waited for [`STATUS_MIN_INTERVAL`].
+    pub fn deadline(&self) -> Option<Instant> {
+        match (self.next_watchdog, self.status_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Notes that the initial Southbound view has been applied to the peer table.
@@ -99,15 +113,30 @@ impl Notifier {
     }
 
     /// One step of the loop: pings the watchdog when due, says `READY=1` the first time
-    /// `programmed` holds after the Southbound sync, and sends `status` when it changed.
+    /// `programmed` holds after the Southbound sync, and sends `status` when it changed (at
+    /// most once per [`STATUS_MIN_INTERVAL`], except together with `READY=1`).
     pub fn step(&mut self, now: Instant, programmed: bool, status: String) {
+        if !self.enabled() {
+            return;
+        }
         let mut states = Vec::new();
         let ready_now = !self.ready && self.southbound_synced && programmed;
         if ready_now {
             states.push(NotifyState::Ready);
         }
+        let mut status_sent = false;
         if self.status.as_deref() != Some(status.as_str()) {
-            states.push(NotifyState::Status(&status));
+            let allowed_at = self.status_sent_at.map(|t| t + STATUS_MIN_INTERVAL);
+            if ready_now || allowed_at.is_none_or(|t| t <= now) {
+                states.push(NotifyState::Status(&status));
+                status_sent = true;
+                self.status_due = None;
+            } else {
+                self.status_due = allowed_at;
+            }
+        } else {
+            // Changed back before it was sent: nothing to say.
+            self.status_due = None;
         }
         if let (Some(interval), Some(due)) = (self.watchdog_interval, self.next_watchdog) {
             if due <= now {
@@ -124,7 +153,10 @@ impl Notifier {
             self.started = true;
             debug!("told systemd we are ready");
         }
-        self.status = Some(status);
+        if status_sent {
+            self.status = Some(status);
+            self.status_sent_at = Some(now);
+        }
     }
 
     /// Before a reload: `RELOADING=1` with the monotonic time systemd ≥ 253 wants beside it.
@@ -286,13 +318,14 @@ mod tests {
         assert_eq!(sent(&mut n), ["STATUS=waiting for the Southbound DB\n"]);
 
         n.southbound_synced();
-        n.step(t0, false, facts(true, true, 0, 2));
+        let t1 = t0 + STATUS_MIN_INTERVAL;
+        n.step(t1, false, facts(true, true, 0, 2));
         assert_eq!(sent(&mut n), ["STATUS=0/2 peers up\n"]);
 
-        n.step(t0, true, facts(true, true, 0, 2));
+        n.step(t1, true, facts(true, true, 0, 2));
         assert_eq!(sent(&mut n), ["READY=1\n"]);
 
-        n.step(t0, true, facts(true, true, 0, 2));
+        n.step(t1, true, facts(true, true, 0, 2));
         assert!(sent(&mut n).is_empty(), "nothing changed: nothing sent");
     }
 
@@ -303,9 +336,11 @@ mod tests {
         n.southbound_synced();
         n.step(t0, true, facts(true, true, 41, 42));
         assert_eq!(sent(&mut n), ["READY=1\nSTATUS=41/42 peers up\n"]);
-        n.step(t0, true, facts(true, true, 41, 42));
-        n.step(t0, true, facts(true, true, 42, 42));
-        n.step(t0, true, facts(true, false, 42, 42));
+        let t1 = t0 + STATUS_MIN_INTERVAL;
+        n.step(t1, true, facts(true, true, 41, 42));
+        n.step(t1, true, facts(true, true, 42, 42));
+        let t2 = t1 + STATUS_MIN_INTERVAL;
+        n.step(t2, true, facts(true, false, 42, 42));
         assert_eq!(
             sent(&mut n),
             [
@@ -313,6 +348,39 @@ mod tests {
                 "STATUS=42/42 peers up; Southbound unreachable, keeping every SA\n"
             ]
         );
+    }
+
+    #[test]
+    fn status_changes_within_a_second_are_held_back_and_the_last_one_sent() {
+        let t0 = Instant::now();
+        let mut n = recorder(None, t0);
+        n.step(t0, false, facts(true, true, 0, 3));
+        assert_eq!(sent(&mut n), ["STATUS=0/3 peers up\n"]);
+        assert_eq!(n.deadline(), None);
+
+        let soon = t0 + Duration::from_millis(100);
+        n.step(soon, false, facts(true, true, 1, 3));
+        n.step(soon, false, facts(true, true, 2, 3));
+        assert!(sent(&mut n).is_empty(), "held back");
+        assert_eq!(n.deadline(), Some(t0 + STATUS_MIN_INTERVAL));
+
+        n.step(t0 + STATUS_MIN_INTERVAL, false, facts(true, true, 2, 3));
+        assert_eq!(sent(&mut n), ["STATUS=2/3 peers up\n"]);
+        assert_eq!(n.deadline(), None);
+    }
+
+    #[test]
+    fn a_status_change_undone_before_it_was_sent_is_not_sent() {
+        let t0 = Instant::now();
+        let mut n = recorder(None, t0);
+        n.step(t0, false, facts(true, true, 0, 3));
+        sent(&mut n);
+        let soon = t0 + Duration::from_millis(100);
+        n.step(soon, false, facts(true, true, 1, 3));
+        n.step(soon, false, facts(true, true, 0, 3));
+        assert_eq!(n.deadline(), None);
+        n.step(t0 + STATUS_MIN_INTERVAL, false, facts(true, true, 0, 3));
+        assert!(sent(&mut n).is_empty());
     }
 
     #[test]
@@ -341,16 +409,16 @@ mod tests {
         let t0 = Instant::now();
         let half = Duration::from_secs(15);
         let mut n = recorder(Some(half), t0);
-        assert_eq!(n.watchdog_deadline(), Some(t0));
+        assert_eq!(n.deadline(), Some(t0));
         n.step(t0, false, "s".into());
         assert_eq!(sent(&mut n), ["STATUS=s\nWATCHDOG=1\n"]);
-        assert_eq!(n.watchdog_deadline(), Some(t0 + half));
+        assert_eq!(n.deadline(), Some(t0 + half));
 
         n.step(t0 + half - Duration::from_millis(1), false, "s".into());
         assert!(sent(&mut n).is_empty());
         n.step(t0 + half, false, "s".into());
         assert_eq!(sent(&mut n), ["WATCHDOG=1\n"]);
-        assert_eq!(n.watchdog_deadline(), Some(t0 + half + half));
+        assert_eq!(n.deadline(), Some(t0 + half + half));
     }
 
     #[test]
@@ -398,6 +466,6 @@ mod tests {
         n.southbound_synced();
         n.step(t0, true, "s".into());
         n.stopping();
-        assert_eq!(n.watchdog_deadline(), None);
+        assert_eq!(n.deadline(), None);
     }
 }
