@@ -244,6 +244,9 @@ impl Daemon {
     /// Takes the Southbound events that arrive together with `Connected` (the monitor queues
     /// the initial view right behind it), so that readiness is judged on that view.
     pub(crate) async fn take_initial_view(&mut self, sb: &mut Southbound) {
+        // Limitation: this relies on the monitor queueing the initial change set before it
+        // yields; should tokio's cooperative budget run out on exactly this poll, the view is
+        // applied one loop turn later and READY=1 could precede its policies.
         while let Ok(Some(ev)) = tokio::time::timeout(Duration::ZERO, sb.next()).await {
             self.on_southbound(ev).await;
         }
