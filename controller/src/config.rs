@@ -29,8 +29,8 @@ pub use open_vswitch::{read_open_vswitch, OvsReadError, OvsValues, DEFAULT_OVS_D
 use crate::identity_check::IdentityFiles;
 use crate::southbound::SouthboundConfig;
 
-/// Where the control socket is unless configured.
-pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ovn-ipsec/ovn-ipsecd.sock";
+/// Where the control socket is unless configured: where ipsecctl looks by default.
+pub const DEFAULT_CONTROL_SOCKET: &str = control_api::protocol::DEFAULT_SOCKET_PATH;
 
 /// The encapsulation types a chassis may announce.
 pub const ENCAP_TYPES: [&str; 3] = ["geneve", "stt", "vxlan"];

@@ -79,6 +79,7 @@ pub struct Daemon {
     pub(crate) next_periodic: Instant,
     pub(crate) cert_watch: CertWatch,
     pub(crate) cert_poll_at: Instant,
+    pub(crate) systemd: crate::systemd::Notifier,
 }
 
 /// The engine's credentials and the status view of the certificate, from a checked identity.
@@ -169,6 +170,7 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
         next_periodic: Instant::now() + PERIODIC_RECONCILE,
         cert_watch: CertWatch::new(required.identity.clone()),
         cert_poll_at: Instant::now() + CERT_POLL_INTERVAL,
+        systemd: crate::systemd::Notifier::from_env(Instant::now()),
     };
     info!(chassis = %daemon.chassis, "ovn-ipsecd running");
 
@@ -176,6 +178,7 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
     loop {
         daemon.drain(&sockets).await;
         daemon.publish();
+        daemon.notify_systemd();
         let deadline = daemon.next_deadline();
         tokio::select! {
             r = sockets.recv(&mut buf) => match r {
@@ -186,7 +189,13 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
                 daemon.on_deadline().await;
             }
             ev = sb.next() => match ev {
-                Some(ev) => daemon.on_southbound(ev).await,
+                Some(ev) => {
+                    let connected = matches!(ev, SouthboundEvent::Connected { .. });
+                    daemon.on_southbound(ev).await;
+                    if connected {
+                        daemon.take_initial_view(&mut sb).await;
+                    }
+                }
                 None => return Err(DaemonError::SouthboundEnded),
             },
             ev = next_xfrm_event(&mut xfrm_events) => match ev {
@@ -205,13 +214,15 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
             Some(cmd) = commands.recv() => daemon.on_command(cmd).await,
             _ = sigterm.recv() => {
                 info!("SIGTERM: stopping; policies and SAs stay in the kernel");
+                daemon.systemd.stopping();
                 return Ok(());
             }
             _ = sigint.recv() => {
                 info!("SIGINT: stopping; policies and SAs stay in the kernel");
+                daemon.systemd.stopping();
                 return Ok(());
             }
-            _ = sighup.recv() => daemon.reload().await,
+            _ = sighup.recv() => daemon.reload_notifying().await,
         }
     }
 }
@@ -253,6 +264,7 @@ impl Daemon {
             self.endpoint.poll_timeout(),
             self.kernel_retry,
             Some(self.cert_poll_at),
+            self.systemd.deadline(),
             self.peers
                 .peers
                 .values()
@@ -317,7 +329,7 @@ impl Daemon {
         }
     }
 
-    async fn on_southbound(&mut self, ev: SouthboundEvent) {
+    pub(crate) async fn on_southbound(&mut self, ev: SouthboundEvent) {
         match ev {
             SouthboundEvent::Connected { remote, delta } => {
                 info!(%remote, delta, "Southbound connected");
@@ -480,7 +492,7 @@ impl Daemon {
     async fn on_command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Reload => self.reload().await,
+            Command::Reload => self.reload_notifying().await,
             Command::Initiate(name) => {
                 for peer in self.peers.peers.values_mut() {
                     if peer.desired.remote_chassis == name && peer.engine_id.is_some() {

@@ -16,4 +16,5 @@ pub mod peers;
 pub mod retry;
 mod rotation;
 pub mod southbound;
+pub mod systemd;
 pub mod udp_source;

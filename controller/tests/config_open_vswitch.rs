@@ -308,7 +308,7 @@ fn print_config_shows_values_and_their_sources() {
         "encap_ip = [\"10.0.0.1\", \"fd00::1\"]".to_string(),
         format!("ovs_db = \"{remote}\"  # command line --ovs-db"),
         "metrics_listen = \"[::1]:9476\"  # command line --metrics-listen".to_string(),
-        "control_socket = \"/run/ovn-ipsec/ovn-ipsecd.sock\"  # default".to_string(),
+        "control_socket = \"/run/ovn-ipsec/control.sock\"  # default".to_string(),
     ] {
         assert!(
             stdout.contains(&expected),
