@@ -137,7 +137,10 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
         group: None,
     }) {
         Ok(server) => {
-            let handler = Arc::new(DaemonHandler::new(shared.clone(), commands_tx));
+            let ownership = kernel.config().ownership();
+            let handler =
+                DaemonHandler::start(shared.clone(), commands_tx, metrics.clone(), ownership);
+            let handler = Arc::new(handler.await);
             tokio::spawn(server.serve(handler, std::future::pending()));
         }
         Err(error) => warn!(%error, "control socket not available"),
@@ -296,6 +299,8 @@ impl Daemon {
             let _span = peer.span.enter();
             match self.endpoint.initiate(now, id) {
                 Ok(_) => {
+                    self.metrics
+                        .handshake_started(&peer.desired.remote_chassis, now);
                     info!("initiating IKE SA");
                     peer.ike = IkeState::Connecting;
                 }
@@ -498,6 +503,7 @@ impl Daemon {
                 }
                 self.initiate_due(now);
             }
+            Command::Rekey(name) => self.rekey_children(&name, now),
             Command::Terminate(name) => {
                 for peer in self.peers.peers.values_mut() {
                     if peer.desired.remote_chassis != name {

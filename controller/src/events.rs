@@ -184,6 +184,7 @@ impl Daemon {
                     p.up_since = Some(now);
                     p.initiate_at = None;
                     p.last_error = None;
+                    self.metrics.handshake_up(&p.desired.remote_chassis, now);
                     info!(%local, %remote, encryption = %algorithms.encryption, ke = %algorithms.ke, "peer up: IKE SA established");
                 }
             }

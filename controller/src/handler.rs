@@ -1,6 +1,10 @@
 //! The control API of the running daemon: the loop publishes a [`SharedView`] after every
 //! step, and [`DaemonHandler`] answers status/peers/sas from it and queues actions back to
-//! the loop.
+//! the loop. The kernel counters of `sas` are read over XFRM netlink when asked
+//! ([`counters`]); the same reader refreshes the per-peer metrics every
+//! [`counters::COUNTER_POLL_INTERVAL`].
+
+pub mod counters;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -11,13 +15,19 @@ use control_api::protocol::{
     IkeSaInfo, IkeSaState, KernelCounters, PeerError, PeerInfo, PeerPolicy, Role, SaLifetime,
     SaList, SaMode, SouthboundStatus, Status, TrafficSelector, UdpEncapsulation,
 };
+use ikev2::engine::IkeAlgorithms;
+use ikev2::registry::IntegId;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::control::{ActionError, ControlHandler};
 use crate::daemon::Daemon;
 use crate::kernel::{ChildKind, SaDirection};
-use crate::metrics::{ChildSaState, PeerCount};
+use crate::metrics::{ChildSaState, Metrics, PeerCount};
 use crate::peers::{IkeState, Peer};
+use counters::{
+    publish_totals, reading_key, readings, CounterBook, Readings, StateOwner, StateReading,
+    COUNTER_POLL_INTERVAL, COUNTER_READ_TIMEOUT,
+};
 
 /// What the loop last published for the control API.
 #[derive(Debug, Clone, Default)]
@@ -26,8 +36,20 @@ pub struct SharedView {
     pub status: Option<Status>,
     /// Every desired peer.
     pub peers: Vec<PeerInfo>,
-    /// Every IKE SA with its CHILD_SAs.
+    /// Every IKE SA with its CHILD_SAs (kernel counters still zero: filled in when asked).
     pub sas: Vec<IkeSaInfo>,
+    /// Which peer each of our reqids belongs to, for the kernel counters.
+    pub owners: Vec<StateOwner>,
+    /// When the loop published this: ages grow by the time since.
+    pub published_at: Option<Instant>,
+}
+
+impl SharedView {
+    /// Seconds since the loop published (it publishes when it wakes, so an idle loop's view
+    /// is older than the request).
+    fn staleness_secs(&self) -> u64 {
+        self.published_at.map_or(0, |t| t.elapsed().as_secs())
+    }
 }
 
 /// An action the control API asks the loop to carry out.
@@ -39,6 +61,62 @@ pub enum Command {
     Initiate(String),
     /// Delete the IKE SAs with the chassis (the daemon initiates again later).
     Terminate(String),
+    /// Rekey the CHILD_SAs with the chassis now.
+    Rekey(String),
+}
+
+/// The XFRM connection the counters are read on, and what the reading remembers.
+struct KernelReader {
+    kernel: xfrm::Kernel,
+    book: CounterBook,
+    published: Vec<String>,
+}
+
+impl KernelReader {
+    /// Dumps our states, updates the per-peer metrics and returns the per-state readings.
+    async fn read(
+        &mut self,
+        owners: &[StateOwner],
+        metrics: &Metrics,
+    ) -> Result<Readings, xfrm::Error> {
+        let states = self.kernel.dump_states().await?;
+        let totals = self.book.update(owners, &states);
+        self.published = publish_totals(metrics, &self.published, &totals);
+        Ok(readings(&states))
+    }
+}
+
+/// Where the handler reads kernel counters, when it can.
+struct CounterSource {
+    reader: Arc<tokio::sync::Mutex<KernelReader>>,
+    metrics: Arc<Metrics>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for CounterSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CounterSource").finish_non_exhaustive()
+    }
+}
+
+/// Reads the counters once for `owners`, bounded by [`COUNTER_READ_TIMEOUT`].
+async fn read_counters(
+    reader: &tokio::sync::Mutex<KernelReader>,
+    owners: &[StateOwner],
+    metrics: &Metrics,
+) -> Option<Readings> {
+    let read = async { reader.lock().await.read(owners, metrics).await };
+    match tokio::time::timeout(COUNTER_READ_TIMEOUT, read).await {
+        Ok(Ok(r)) => Some(r),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot read the kernel counters of our states");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("reading the kernel counters of our states timed out");
+            None
+        }
+    }
 }
 
 /// The [`ControlHandler`] of the daemon.
@@ -46,19 +124,72 @@ pub enum Command {
 pub struct DaemonHandler {
     view: Arc<Mutex<SharedView>>,
     commands: UnboundedSender<Command>,
+    counters: Option<CounterSource>,
 }
 
 impl DaemonHandler {
-    /// A handler reading `view` and queueing actions on `commands`.
+    /// A handler reading `view` and queueing actions on `commands`, without kernel counters.
     pub fn new(view: Arc<Mutex<SharedView>>, commands: UnboundedSender<Command>) -> Self {
-        DaemonHandler { view, commands }
+        DaemonHandler {
+            view,
+            commands,
+            counters: None,
+        }
+    }
+
+    /// A handler that also reads the kernel counters of the states `ownership` covers (on
+    /// its own XFRM socket, in the calling thread's network namespace) and a task that puts
+    /// them into `metrics` every [`COUNTER_POLL_INTERVAL`]. Must be called within the
+    /// runtime; without an XFRM socket the counters stay zero (and a warning says so).
+    pub async fn start(
+        view: Arc<Mutex<SharedView>>,
+        commands: UnboundedSender<Command>,
+        metrics: Arc<Metrics>,
+        ownership: xfrm::Ownership,
+    ) -> Self {
+        let mut handler = DaemonHandler::new(view.clone(), commands);
+        let kernel = match xfrm::Kernel::connect(ownership).await {
+            Ok(k) => k,
+            Err(error) => {
+                tracing::warn!(%error, "no XFRM socket for counters: SA counters stay 0");
+                return handler;
+            }
+        };
+        let reader = Arc::new(tokio::sync::Mutex::new(KernelReader {
+            kernel,
+            book: CounterBook::default(),
+            published: Vec::new(),
+        }));
+        let poll = (reader.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let (reader, metrics) = poll;
+            let mut tick = tokio::time::interval(COUNTER_POLL_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let owners = lock_view(&view).owners.clone();
+                let _ = read_counters(&reader, &owners, &metrics).await;
+            }
+        });
+        handler.counters = Some(CounterSource {
+            reader,
+            metrics,
+            runtime: tokio::runtime::Handle::current(),
+        });
+        handler
     }
 
     fn read(&self) -> SharedView {
-        self.view
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        lock_view(&self.view).clone()
+    }
+
+    /// The kernel's readings of our states now (called on a blocking thread, see
+    /// [`ControlHandler`]); `None` without a counter source or when the read failed.
+    fn kernel_readings(&self, owners: &[StateOwner]) -> Option<Readings> {
+        let source = self.counters.as_ref()?;
+        source
+            .runtime
+            .block_on(read_counters(&source.reader, owners, &source.metrics))
     }
 
     fn queue_for(&self, peer: &str, cmd: Command) -> Result<ActionDone, ActionError> {
@@ -93,13 +224,29 @@ impl ControlHandler for DaemonHandler {
     }
 
     fn peers(&self) -> Vec<PeerInfo> {
-        self.read().peers
+        let view = self.read();
+        let stale = view.staleness_secs();
+        let mut peers = view.peers;
+        for p in &mut peers {
+            p.age_secs = p.age_secs.map(|a| a.saturating_add(stale));
+        }
+        peers
     }
 
     fn sas(&self) -> SaList {
-        SaList {
-            ike_sas: self.read().sas,
+        let view = self.read();
+        let stale = view.staleness_secs();
+        let mut ike_sas = view.sas;
+        for ike in &mut ike_sas {
+            ike.age_secs = ike.age_secs.saturating_add(stale);
+            for child in &mut ike.child_sas {
+                child.lifetime.age_secs = child.lifetime.age_secs.saturating_add(stale);
+            }
         }
+        if let Some(readings) = self.kernel_readings(&view.owners) {
+            fill_from_kernel(&mut ike_sas, &readings, unix(SystemTime::now()));
+        }
+        SaList { ike_sas }
     }
 
     fn initiate(&self, peer: &str) -> Result<ActionDone, ActionError> {
@@ -110,9 +257,26 @@ impl ControlHandler for DaemonHandler {
         self.queue_for(peer, Command::Terminate(peer.into()))
     }
 
-    fn rekey(&self, _peer: &str) -> Result<ActionDone, ActionError> {
-        Err(ActionError::Failed {
-            message: "IKE SA rekey is not implemented by the engine yet".into(),
+    fn rekey(&self, peer: &str) -> Result<ActionDone, ActionError> {
+        let view = self.read();
+        if !view.peers.iter().any(|p| p.chassis == peer) {
+            return Err(ActionError::UnknownPeer { peer: peer.into() });
+        }
+        let established = view.sas.iter().any(|sa| {
+            sa.peer == peer && sa.state == IkeSaState::Established && !sa.child_sas.is_empty()
+        });
+        if !established {
+            return Err(ActionError::Failed {
+                message: format!("no established IKE SA with CHILD_SAs with {peer} to rekey"),
+            });
+        }
+        self.queue_for(peer, Command::Rekey(peer.into()))?;
+        // Limitation: only the CHILD_SAs are rekeyed; the engine cannot rekey an IKE SA yet.
+        Ok(ActionDone {
+            message: format!(
+                "rekey of the CHILD_SAs with {peer} started (the IKE SA is kept: IKE SA \
+                 rekeying is not implemented)"
+            ),
         })
     }
 
@@ -134,6 +298,65 @@ impl ControlHandler for DaemonHandler {
                 .into(),
         })
     }
+}
+
+fn lock_view(view: &Mutex<SharedView>) -> std::sync::MutexGuard<'_, SharedView> {
+    view.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn kernel_counters(r: &StateReading) -> KernelCounters {
+    let c = r.counters;
+    KernelCounters {
+        bytes: c.bytes,
+        packets: c.packets,
+        replay_failures: u64::from(c.replay).saturating_add(u64::from(c.replay_window)),
+        integrity_failures: u64::from(c.integrity_failed),
+    }
+}
+
+/// Puts the kernel's counters, lifetimes and age of each CHILD_SA's two states into the list;
+/// a state the kernel does not have (deleted since the loop published) keeps zeros.
+fn fill_from_kernel(ike_sas: &mut [IkeSaInfo], readings: &Readings, now_unix: u64) {
+    for ike in ike_sas {
+        let (local, remote) = (ike.local_ip, ike.remote_ip);
+        for child in &mut ike.child_sas {
+            let inbound = readings.get(&reading_key(remote, local, child.spi_in));
+            let outbound = readings.get(&reading_key(local, remote, child.spi_out));
+            if let Some(r) = outbound {
+                child.outbound = kernel_counters(r);
+            }
+            let Some(r) = inbound else {
+                continue;
+            };
+            child.inbound = kernel_counters(r);
+            if r.add_time > 0 {
+                child.lifetime.age_secs = now_unix.saturating_sub(r.add_time);
+            }
+            let (soft, hard) = (r.lifetimes.soft, r.lifetimes.hard);
+            child.lifetime.soft_secs = soft.add_seconds;
+            child.lifetime.hard_secs = hard.add_seconds;
+            child.lifetime.soft_bytes = soft.bytes;
+            child.lifetime.hard_bytes = hard.bytes;
+        }
+    }
+}
+
+/// The negotiated IKE suite as `ipsecctl peers` shows it: encryption, integrity (absent with
+/// AEAD), PRF and key exchange group, joined by `/`.
+pub fn suite_name(a: &IkeAlgorithms) -> String {
+    let name = a.encryption.to_string();
+    let name = name.trim_start_matches("ENCR_");
+    let encryption = match a.key_bits {
+        Some(bits) => format!("{name}_{bits}"),
+        None => name.to_owned(),
+    };
+    let mut parts = vec![encryption];
+    if a.integrity != IntegId::NONE {
+        parts.push(a.integrity.to_string());
+    }
+    parts.push(a.prf.to_string());
+    parts.push(a.ke.to_string());
+    parts.join("/")
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -214,11 +437,48 @@ impl Daemon {
             to_u32(self.peers.child_sas().len() / 2),
         );
         self.metrics.set_southbound_state(status.southbound.state);
+        self.metrics.set_certificate_expiry(
+            status
+                .certificate
+                .as_ref()
+                .map(|c| c.not_after_unix)
+                .unwrap_or(0),
+        );
+        // Ready: the Southbound view arrived and the last reconcile left nothing to retry.
+        self.metrics.set_ready(
+            self.southbound.connected
+                && self.southbound.last_sync.is_some()
+                && self.kernel_retry.is_none()
+                && !self.reconcile_due,
+        );
 
         let age = |p: &Peer| {
             p.up_since
                 .map(|t| now.saturating_duration_since(t).as_secs())
         };
+        // The suite of each peer's established IKE SA.
+        let suites: std::collections::HashMap<ikev2::engine::PeerId, String> = self
+            .endpoint
+            .ike_sas()
+            .filter_map(|id| self.endpoint.ike_sa_info(id))
+            .filter(|info| info.state == "established")
+            .filter_map(|info| Some((info.peer, suite_name(&info.algorithms?))))
+            .collect();
+        let owners = self
+            .peers
+            .peers
+            .values()
+            .flat_map(|p| {
+                [ChildKind::Out, ChildKind::In]
+                    .into_iter()
+                    .filter_map(|kind| self.kernel.config().reqid(p.index, kind).ok())
+                    .map(|reqid| StateOwner {
+                        reqid,
+                        chassis: p.desired.remote_chassis.clone(),
+                        local_ip: p.desired.key.local_ip,
+                    })
+            })
+            .collect();
         // Limitation: exempt chassis are counted in the status but not listed as peers.
         let peers = self
             .peers
@@ -235,7 +495,7 @@ impl Daemon {
                     crate::desired::Role::Initiator => Role::Initiator,
                     crate::desired::Role::Responder { .. } => Role::Responder,
                 }),
-                suite: None,
+                suite: p.engine_id.and_then(|id| suites.get(&id).cloned()),
                 age_secs: age(p),
                 next_rekey_secs: None,
                 last_error: p.last_error.as_ref().map(|m| PeerError {
@@ -289,7 +549,10 @@ impl Daemon {
                         None => a.encryption.to_string(),
                     })
                     .unwrap_or_default(),
-                integrity: None,
+                integrity: info
+                    .algorithms
+                    .filter(|a| a.integrity != IntegId::NONE)
+                    .map(|a| a.integrity.to_string()),
                 prf: info
                     .algorithms
                     .map(|a| a.prf.to_string())
@@ -311,7 +574,40 @@ impl Daemon {
             status: Some(status),
             peers,
             sas,
+            owners,
+            published_at: Some(now),
         };
+    }
+
+    /// `ipsecctl rekey`: asks the engine to rekey the newest CHILD_SA of each kind with the
+    /// chassis now.
+    pub(crate) fn rekey_children(&mut self, chassis: &str, now: Instant) {
+        for peer in self.peers.peers.values() {
+            if peer.desired.remote_chassis != chassis {
+                continue;
+            }
+            let Some(id) = peer.engine_id else {
+                continue;
+            };
+            let _span = peer.span.enter();
+            for kind in [ChildKind::Out, ChildKind::In] {
+                let newest = peer
+                    .child_sas
+                    .iter()
+                    .rev()
+                    .find(|s| s.child == kind && s.dir == SaDirection::Inbound);
+                let Some(sa) = newest else {
+                    continue;
+                };
+                match self.endpoint.rekey_child(now, id, sa.spi) {
+                    Ok(()) => tracing::info!(
+                        spi_in = format_args!("{:08x}", sa.spi),
+                        "rekey of the CHILD_SA asked for by the operator"
+                    ),
+                    Err(error) => tracing::warn!(%error, "cannot rekey the CHILD_SA"),
+                }
+            }
+        }
     }
 
     /// The newest CHILD_SA of one kind, from its two directions.
@@ -348,7 +644,7 @@ impl Daemon {
             encryption: format!("{:?}", inbound.algorithm),
             integrity: None,
             esn: inbound.esn,
-            // Limitation: kernel byte/packet counters are not read into the SA list yet.
+            // Counters come from the kernel when the list is asked for (`fill_from_kernel`).
             inbound: KernelCounters::default(),
             outbound: KernelCounters::default(),
             lifetime: SaLifetime {
