@@ -125,6 +125,7 @@ pub struct DaemonHandler {
     view: Arc<Mutex<SharedView>>,
     commands: UnboundedSender<Command>,
     counters: Option<CounterSource>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl DaemonHandler {
@@ -134,6 +135,7 @@ impl DaemonHandler {
             view,
             commands,
             counters: None,
+            metrics: None,
         }
     }
 
@@ -148,6 +150,7 @@ impl DaemonHandler {
         ownership: xfrm::Ownership,
     ) -> Self {
         let mut handler = DaemonHandler::new(view.clone(), commands);
+        handler.metrics = Some(metrics.clone());
         let kernel = match xfrm::Kernel::connect(ownership).await {
             Ok(k) => k,
             Err(error) => {
@@ -288,6 +291,19 @@ impl ControlHandler for DaemonHandler {
             })?;
         Ok(ActionDone {
             message: "reload queued".into(),
+        })
+    }
+
+    fn metrics(&self) -> Result<String, ActionError> {
+        let Some(metrics) = &self.metrics else {
+            return Err(ActionError::Failed {
+                message: "this daemon keeps no metrics".into(),
+            });
+        };
+        // The per-peer kernel counters are read now, so the page is as current as `sas`.
+        let _ = self.kernel_readings(&self.read().owners);
+        metrics.encode().map_err(|_| ActionError::Failed {
+            message: "encoding the metrics page failed".into(),
         })
     }
 
