@@ -198,7 +198,11 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
                     xfrm_events = None;
                 }
             },
-            Some(cmd) = commands.recv() => daemon.on_command(cmd).await,
+            Some(cmd) = commands.recv() => {
+                if daemon.on_command(cmd).await.is_break() {
+                    return Ok(());
+                }
+            }
             _ = sigterm.recv() => {
                 info!("SIGTERM: stopping; policies and SAs stay in the kernel");
                 return Ok(());
@@ -491,9 +495,11 @@ impl Daemon {
             .set_wall_clock(Instant::now(), SystemTime::now());
     }
 
-    async fn on_command(&mut self, cmd: Command) {
+    /// Carries out a control command; `Break` when the daemon is to stop (after cleanup).
+    async fn on_command(&mut self, cmd: Command) -> std::ops::ControlFlow<()> {
         let now = Instant::now();
         match cmd {
+            Command::Cleanup(reply) => return self.cleanup_and_stop(reply).await,
             Command::Reload => self.reload().await,
             Command::Initiate(name) => {
                 for peer in self.peers.peers.values_mut() {
@@ -517,5 +523,6 @@ impl Daemon {
                 }
             }
         }
+        std::ops::ControlFlow::Continue(())
     }
 }

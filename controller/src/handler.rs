@@ -7,8 +7,9 @@
 pub mod counters;
 
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use control_api::protocol::{
     ike_spi_hex, ActionDone, CertificateStatus, ChildSaInfo, CleanupReport, ConnectionState,
@@ -52,8 +53,19 @@ impl SharedView {
     }
 }
 
+/// How long the loop waits after answering a cleanup before it stops, so the control server
+/// can write the reply.
+const CLEANUP_REPLY_GRACE: Duration = Duration::from_millis(300);
+
+/// How long the control API waits for the loop to carry out a cleanup.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the loop sends the outcome of a cleanup.
+#[derive(Debug)]
+pub struct CleanupReply(std::sync::mpsc::SyncSender<Result<CleanupReport, String>>);
+
 /// An action the control API asks the loop to carry out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Command {
     /// Re-read configuration and certificates (as SIGHUP).
     Reload,
@@ -63,6 +75,9 @@ pub enum Command {
     Terminate(String),
     /// Rekey the CHILD_SAs with the chassis now.
     Rekey(String),
+    /// Remove every state and policy of ours and stop the daemon (a running one would
+    /// program them again).
+    Cleanup(CleanupReply),
 }
 
 /// The XFRM connection the counters are read on, and what the reading remembers.
@@ -308,11 +323,18 @@ impl ControlHandler for DaemonHandler {
     }
 
     fn cleanup(&self) -> Result<CleanupReport, ActionError> {
-        // The running daemon would program everything again at its next reconcile.
-        Err(ActionError::Failed {
-            message: "stop ovn-ipsecd first: a running daemon re-programs what cleanup removes"
-                .into(),
-        })
+        let failed = |message: String| ActionError::Failed { message };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.commands
+            .send(Command::Cleanup(CleanupReply(tx)))
+            .map_err(|_| failed("the daemon loop is stopping".into()))?;
+        match rx.recv_timeout(CLEANUP_TIMEOUT) {
+            Ok(Ok(report)) => Ok(report),
+            Ok(Err(message)) => Err(failed(message)),
+            Err(_) => Err(failed(
+                "the daemon did not finish the cleanup in time".into(),
+            )),
+        }
     }
 }
 
@@ -595,6 +617,36 @@ impl Daemon {
         };
     }
 
+    /// `ipsecctl cleanup --yes-remove-all`: removes every state and policy of ours, answers,
+    /// and stops the daemon (`Break`), since the loop would otherwise program them again at
+    /// its next reconcile. When the kernel refuses, the daemon answers the error and runs on.
+    pub(crate) async fn cleanup_and_stop(&mut self, reply: CleanupReply) -> ControlFlow<()> {
+        tracing::warn!("cleanup asked for: removing every state and policy of ours and stopping");
+        match self.kernel.remove_all().await {
+            Ok(report) => {
+                let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                let _ = reply.0.send(Ok(CleanupReport {
+                    states_removed: to_u32(report.states),
+                    policies_removed: to_u32(report.policies),
+                }));
+                // Limitation: peers are not sent an IKE Delete; they notice by DPD.
+                tracing::info!(
+                    states = report.states,
+                    policies = report.policies,
+                    "cleanup done; stopping: tunnel traffic of this chassis is now unprotected"
+                );
+                tokio::time::sleep(CLEANUP_REPLY_GRACE).await;
+                ControlFlow::Break(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cleanup failed; running on");
+                let _ = reply.0.send(Err(format!("cleanup failed: {error}")));
+                self.reconcile_due = true;
+                ControlFlow::Continue(())
+            }
+        }
+    }
+
     /// `ipsecctl rekey`: asks the engine to rekey the newest CHILD_SA of each kind with the
     /// chassis now.
     pub(crate) fn rekey_children(&mut self, chassis: &str, now: Instant) {
@@ -671,5 +723,131 @@ impl Daemon {
                 hard_bytes: None,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ikev2::registry::{EncrId, KeGroup, PrfId};
+    use xfrm::{Lifetimes, Limits, StateCounters};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn ike_sa(child_sas: Vec<ChildSaInfo>) -> IkeSaInfo {
+        IkeSaInfo {
+            peer: "chassis-2".into(),
+            local_ip: ip("10.0.0.1"),
+            local_port: 500,
+            remote_ip: ip("10.0.0.2"),
+            remote_port: 500,
+            spi_i: ike_spi_hex(1),
+            spi_r: ike_spi_hex(2),
+            role: Role::Initiator,
+            state: IkeSaState::Established,
+            encryption: String::new(),
+            integrity: None,
+            prf: String::new(),
+            dh_group: String::new(),
+            age_secs: 0,
+            rekey_in_secs: None,
+            child_sas,
+        }
+    }
+
+    fn child(spi_in: u32, spi_out: u32) -> ChildSaInfo {
+        ChildSaInfo {
+            spi_in,
+            spi_out,
+            reqid: 1,
+            mode: SaMode::Transport,
+            encapsulation: None,
+            local_ts: vec![],
+            remote_ts: vec![],
+            encryption: String::new(),
+            integrity: None,
+            esn: false,
+            inbound: KernelCounters::default(),
+            outbound: KernelCounters::default(),
+            lifetime: SaLifetime {
+                age_secs: 7,
+                soft_secs: None,
+                hard_secs: None,
+                soft_bytes: None,
+                hard_bytes: None,
+            },
+        }
+    }
+
+    fn reading(bytes: u64, packets: u64, add_time: u64) -> StateReading {
+        StateReading {
+            counters: StateCounters {
+                bytes,
+                packets,
+                replay_window: 1,
+                replay: 2,
+                integrity_failed: 3,
+            },
+            lifetimes: Lifetimes {
+                soft: Limits {
+                    add_seconds: Some(3600),
+                    ..Limits::default()
+                },
+                hard: Limits {
+                    add_seconds: Some(3900),
+                    bytes: Some(1 << 40),
+                    ..Limits::default()
+                },
+            },
+            add_time,
+        }
+    }
+
+    #[test]
+    fn kernel_readings_fill_each_direction_by_addresses_and_spi() {
+        let mut list = vec![ike_sa(vec![child(0x11, 0x22), child(0x33, 0x44)])];
+        let mut r = Readings::new();
+        r.insert(
+            reading_key(ip("10.0.0.2"), ip("10.0.0.1"), 0x11),
+            reading(100, 2, 1000),
+        );
+        r.insert(
+            reading_key(ip("10.0.0.1"), ip("10.0.0.2"), 0x22),
+            reading(300, 4, 1000),
+        );
+        // The inbound SPI under the wrong direction is not taken.
+        r.insert(
+            reading_key(ip("10.0.0.1"), ip("10.0.0.2"), 0x33),
+            reading(9, 9, 1000),
+        );
+        fill_from_kernel(&mut list, &r, 1060);
+
+        let c = &list[0].child_sas[0];
+        assert_eq!((c.inbound.bytes, c.inbound.packets), (100, 2));
+        assert_eq!((c.outbound.bytes, c.outbound.packets), (300, 4));
+        assert_eq!(c.inbound.replay_failures, 3);
+        assert_eq!(c.inbound.integrity_failures, 3);
+        assert_eq!(c.lifetime.age_secs, 60);
+        assert_eq!(c.lifetime.soft_secs, Some(3600));
+        assert_eq!(c.lifetime.hard_bytes, Some(1 << 40));
+
+        let missing = &list[0].child_sas[1];
+        assert_eq!(missing.inbound, KernelCounters::default());
+        assert_eq!(missing.outbound, KernelCounters::default());
+        assert_eq!(missing.lifetime.age_secs, 7);
+    }
+
+    #[test]
+    fn suite_names_the_aead_cipher_with_its_key_length_and_leaves_out_integrity() {
+        let a = IkeAlgorithms {
+            encryption: EncrId::ENCR_AES_GCM_16,
+            key_bits: Some(256),
+            prf: PrfId::PRF_HMAC_SHA2_256,
+            integrity: IntegId::NONE,
+            ke: KeGroup::ECP_256,
+        };
+        assert_eq!(suite_name(&a), "AES_GCM_16_256/PRF_HMAC_SHA2_256/ECP_256");
     }
 }

@@ -30,6 +30,15 @@ same() {
     if [ -n "$2" ] && [ "$2" = "$3" ]; then ok "$1: $2"; else not_ok "$1: metrics '$2' vs ipsecctl '$3'"; fi
 }
 
+# all_true TEST... : each argument one `test` expression (already expanded); true when all
+# hold. (`check NAME [ a ] && [ b ]` would check only the first.)
+all_true() {
+    for t in "$@"; do
+        # shellcheck disable=SC2086
+        test $t || return 1
+    done
+}
+
 start_sb
 sbctl init
 sbctl set SB_Global . ipsec=true
@@ -86,7 +95,7 @@ sums() {
 }
 sums
 check "ipsecctl sas: kernel counters read (chassis-2 inbound $sas_pkts_in packets, $sas_bytes_in bytes)" \
-    [ "${sas_pkts_in:-0}" -ge 5 ] && [ "${sas_pkts_out:-0}" -ge 5 ]
+    all_true "${sas_pkts_in:-0} -ge 5" "${sas_pkts_out:-0} -ge 5"
 same "bytes in from chassis-2: metrics = ipsecctl sas" "$m_bytes_in" "$sas_bytes_in"
 same "packets in from chassis-2: metrics = ipsecctl sas" "$m_pkts_in" "$sas_pkts_in"
 same "bytes out to chassis-2: metrics = ipsecctl sas" "$m_bytes_out" "$sas_bytes_out"
@@ -148,10 +157,8 @@ expect_exit 0 "ipsecctl initiate chassis-2 (already up: nothing to do)" ctl 1 in
 expect_exit 1 "ipsecctl initiate of an unknown chassis fails" ctl 1 initiate chassis-9
 expect_exit 2 "ipsecctl cleanup without --yes-remove-all is refused" ctl 1 cleanup
 check "... saying why" grep -q "refusing without --yes-remove-all" /tmp/err
-expect_exit 1 "ipsecctl cleanup --yes-remove-all on a running daemon is refused by it" ctl 1 cleanup --yes-remove-all
-check "... telling the operator to stop it first" grep -q "stop ovn-ipsecd first" /tmp/err
 check "... and nothing was removed (4 states, policies in place)" \
-    [ "$(states 1)" = 4 ] && [ "$(policies_with 1 "$(ip_of 2)")" -ge 2 ]
+    all_true "$(states 1) = 4" "$(policies_with 1 "$(ip_of 2)") -ge 2"
 expect_exit 0 "ipsecctl metrics (the page over the control socket)" ctl 1 metrics
 check "... is the Prometheus page" sh -c "promtool check metrics </tmp/out >/dev/null 2>&1 && grep -q '^ovn_ipsec_peers{state=\"up\"} 1' /tmp/out"
 expect_exit 3 "ipsecctl against a socket nobody serves: not running" "$here/ipsecctl" --socket /tmp/none.ctl status
@@ -181,5 +188,23 @@ same "IKE SAs established: metrics = ipsecctl sas (the impostor has none)" \
 echo "# metrics of chassis-1 at the end (ovn_ipsec_ families, without the histogram buckets):"
 grep '^ovn_ipsec_' $page | grep -v '_bucket{' | sed 's/^/#   /'
 
-for c in 1 2 3; do kill -TERM "$(cat "/tmp/ch$c.pid")" 2>/dev/null; done
+# --- cleanup: everything of ours removed, then the daemon stops (exit 0)
+kill -TERM "$(cat /tmp/ch3.pid)" 2>/dev/null
+expect_exit 0 "ipsecctl cleanup --yes-remove-all on chassis-1" ctl 1 cleanup --yes-remove-all
+removed_states=$(sed -n 's/^removed \([0-9]*\) states and \([0-9]*\) policies$/\1/p' /tmp/out)
+removed_policies=$(sed -n 's/^removed \([0-9]*\) states and \([0-9]*\) policies$/\2/p' /tmp/out)
+check "... reports what it removed ($(cat /tmp/out)): at least 4 states, 8 policies (two peers)" \
+    all_true "${removed_states:-0} -ge 4" "${removed_policies:-0} -ge 8"
+check "... leaving no state and no policy in ch1" \
+    all_true "$(states 1) = 0" "$(ip -n ch1 xfrm policy | grep -c '^src') = 0"
+wait "$(cat /tmp/ch1.pid)"
+rc=$?
+check "... and chassis-1's daemon stopped with exit status 0 (was $rc)" [ "$rc" = 0 ]
+expect_exit 3 "ipsecctl status afterwards: not running" ctl 1 status
+expect_exit 0 "ipsecctl cleanup --yes-remove-all --json on chassis-2" ctl 2 cleanup --yes-remove-all --json
+check "... as JSON: states_removed >= 4, policies_removed >= 4" \
+    sh -c "jq -e '.states_removed >= 4 and .policies_removed >= 4' /tmp/out >/dev/null"
+check "... leaving no state and no policy in ch2" \
+    wait_for 5 sh -c "[ \$(ip -n ch2 xfrm state | grep -c '^src') = 0 ] && [ \$(ip -n ch2 xfrm policy | grep -c '^src') = 0 ]"
+kill -TERM "$(cat /tmp/ch2.pid)" 2>/dev/null
 finish 1 2

@@ -73,7 +73,7 @@ pub enum Request {
     /// serves, also when no HTTP endpoint is configured.
     Metrics,
     /// Remove every kernel state and policy the daemon owns (tunnel traffic then flows in
-    /// clear); refused unless `confirm` is true.
+    /// clear), then stop the daemon; refused unless `confirm` is true.
     Cleanup {
         /// The operator confirmed the removal.
         confirm: bool,

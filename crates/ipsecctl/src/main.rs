@@ -80,8 +80,9 @@ enum Command {
     /// Print the daemon's Prometheus metrics page (what its /metrics endpoint serves), read
     /// over the control socket.
     Metrics(Output),
-    /// Remove every kernel state and policy the daemon installed. Tunnel traffic then flows
-    /// unprotected; refused without --yes-remove-all.
+    /// Remove every kernel state and policy the daemon installed, and stop the daemon (it
+    /// would program them again). Tunnel traffic then flows unprotected; refused without
+    /// --yes-remove-all.
     Cleanup {
         /// Confirm the removal.
         #[arg(long)]
