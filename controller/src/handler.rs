@@ -382,19 +382,34 @@ fn fill_from_kernel(ike_sas: &mut [IkeSaInfo], readings: &Readings, now_unix: u6
 /// The negotiated IKE suite as `ipsecctl peers` shows it: encryption, integrity (absent with
 /// AEAD), PRF and key exchange group, joined by `/`.
 pub fn suite_name(a: &IkeAlgorithms) -> String {
-    let name = a.encryption.to_string();
-    let name = name.trim_start_matches("ENCR_");
-    let encryption = match a.key_bits {
-        Some(bits) => format!("{name}_{bits}"),
-        None => name.to_owned(),
-    };
-    let mut parts = vec![encryption];
+    let mut parts = vec![encryption_name(a.encryption, a.key_bits)];
     if a.integrity != IntegId::NONE {
         parts.push(a.integrity.to_string());
     }
     parts.push(a.prf.to_string());
     parts.push(a.ke.to_string());
     parts.join("/")
+}
+
+/// An encryption transform as the tables write it: the IANA name without `ENCR_`, with the
+/// key length (`AES_GCM_16_256`).
+fn encryption_name(id: ikev2::registry::EncrId, key_bits: Option<u16>) -> String {
+    let name = id.to_string();
+    let name = name.trim_start_matches("ENCR_");
+    match key_bits {
+        Some(bits) => format!("{name}_{bits}"),
+        None => name.to_owned(),
+    }
+}
+
+/// An installed ESP transform, in the same words as [`encryption_name`].
+fn esp_name(a: crate::kernel::AeadAlgorithm) -> &'static str {
+    use crate::kernel::AeadAlgorithm;
+    match a {
+        AeadAlgorithm::AesGcm128 => "AES_GCM_16_128",
+        AeadAlgorithm::AesGcm256 => "AES_GCM_16_256",
+        AeadAlgorithm::ChaCha20Poly1305 => "CHACHA20_POLY1305",
+    }
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -446,7 +461,15 @@ impl Daemon {
                 last_sync_unix: self.southbound.last_sync.map(unix),
             },
             peers_desired: to_u32(self.desired.peers.len()),
-            peers_exempt: to_u32(self.desired.excluded.len()),
+            // Only opted-out chassis; those with no tunnel at all (disjoint transport zones, no
+            // common encap type …) are neither desired nor exempt.
+            peers_exempt: to_u32(
+                self.desired
+                    .excluded
+                    .iter()
+                    .filter(|e| matches!(e, crate::desired::Exclusion::Exempt { .. }))
+                    .count(),
+            ),
             peers_up: to_u32(up),
             certificate: Some(CertificateStatus {
                 subject: self.certificate.0.clone(),
@@ -582,10 +605,7 @@ impl Daemon {
                 },
                 encryption: info
                     .algorithms
-                    .map(|a| match a.key_bits {
-                        Some(bits) => format!("{}-{bits}", a.encryption),
-                        None => a.encryption.to_string(),
-                    })
+                    .map(|a| encryption_name(a.encryption, a.key_bits))
                     .unwrap_or_default(),
                 integrity: info
                     .algorithms
@@ -709,7 +729,7 @@ impl Daemon {
             }),
             local_ts: vec![local_ts],
             remote_ts: vec![remote_ts],
-            encryption: format!("{:?}", inbound.algorithm),
+            encryption: esp_name(inbound.algorithm).to_owned(),
             integrity: None,
             esn: inbound.esn,
             // Counters come from the kernel when the list is asked for (`fill_from_kernel`).
