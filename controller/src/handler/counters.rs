@@ -108,6 +108,8 @@ impl CounterBook {
             now.insert(s.id, (owner.chassis.clone(), seen));
         }
 
+        // Limitation: what a state counted after its last reading and before its deletion is
+        // lost from the sums (at most one poll interval of its traffic).
         for (id, (chassis, seen)) in &self.live {
             if !now.contains_key(id) {
                 add_state(self.retired.entry(chassis.clone()).or_default(), *seen);
