@@ -492,13 +492,6 @@ impl Daemon {
             .set_ike_sas(IkeSaState::Established, status.peers_up);
         self.metrics
             .set_ike_sas(IkeSaState::Connecting, to_u32(connecting));
-        let failed = self
-            .peers
-            .peers
-            .values()
-            .filter(|p| p.ike == IkeState::Failed)
-            .count();
-        self.metrics.set_ike_sas(IkeSaState::Failed, to_u32(failed));
         // Each CHILD_SA is two kernel states, one per direction.
         self.metrics.set_child_sas(
             ChildSaState::Installed,
