@@ -499,7 +499,6 @@ impl Daemon {
     async fn on_command(&mut self, cmd: Command) -> std::ops::ControlFlow<()> {
         let now = Instant::now();
         match cmd {
-            Command::Cleanup(reply) => return self.cleanup_and_stop(reply).await,
             Command::Reload => self.reload().await,
             Command::Initiate(name) => {
                 for peer in self.peers.peers.values_mut() {
@@ -522,6 +521,7 @@ impl Daemon {
                     }
                 }
             }
+            Command::Cleanup(reply) => return self.cleanup_and_stop(reply).await,
         }
         std::ops::ControlFlow::Continue(())
     }
