@@ -498,20 +498,6 @@ impl Daemon {
             to_u32(self.peers.child_sas().len() / 2),
         );
         self.metrics.set_southbound_state(status.southbound.state);
-        self.metrics.set_certificate_expiry(
-            status
-                .certificate
-                .as_ref()
-                .map(|c| c.not_after_unix)
-                .unwrap_or(0),
-        );
-        // Ready: the Southbound view arrived and the last reconcile left nothing to retry.
-        self.metrics.set_ready(
-            self.southbound.connected
-                && self.southbound.last_sync.is_some()
-                && self.kernel_retry.is_none()
-                && !self.reconcile_due,
-        );
 
         let age = |p: &Peer| {
             p.up_since
@@ -624,6 +610,22 @@ impl Daemon {
                 child_sas,
             });
         }
+
+        self.metrics.set_certificate_expiry(
+            status
+                .certificate
+                .as_ref()
+                .map(|c| c.not_after_unix)
+                .unwrap_or(0),
+        );
+        // Ready: the Southbound view arrived and the last reconcile left nothing to retry.
+        self.metrics.set_ready(
+            self.southbound.connected
+                && self.southbound.last_sync.is_some()
+                && self.kernel_retry.is_none()
+                && !self.reconcile_due,
+        );
+
         let mut view = self
             .shared
             .lock()
