@@ -180,9 +180,9 @@ impl Daemon {
             } => {
                 if let Some(p) = self.peers.by_engine_id(peer) {
                     let _span = p.span.clone().entered();
-                    self.metrics.handshake_up(&p.desired.remote_chassis, now);
                     p.ike = IkeState::Up;
                     p.up_since = Some(now);
+                    self.metrics.handshake_up(&p.desired.remote_chassis, now);
                     p.initiate_at = None;
                     p.last_error = None;
                     info!(%local, %remote, encryption = %algorithms.encryption, ke = %algorithms.ke, "peer up: IKE SA established");
