@@ -39,6 +39,15 @@ all_true() {
     done
 }
 
+# probe_retry A B PORT: probe, once more after a note when the first round was lost. On the
+# loaded 2-core rig the receiver has been seen to bind only after the sender ran (the ESP state
+# counted all five); the metric checks below compare with ipsecctl, not with a fixed count.
+probe_retry() {
+    probe "$@" && return 0
+    echo "# note: 5 probes chassis-$1 -> chassis-$2 did not all arrive; retrying once"
+    probe "$@"
+}
+
 start_sb
 sbctl init
 sbctl set SB_Global . ipsec=true
@@ -78,8 +87,8 @@ ctl 1 peers >/tmp/out
 check "ipsecctl peers table: SUITE column filled" sh -c "grep chassis-2 /tmp/out | grep -q AES_GCM_16_"
 
 # --- after probes both ways: per-peer bytes and packets
-check "5 probes chassis-2 -> chassis-1" probe 2 1 6081
-check "5 probes chassis-1 -> chassis-2" probe 1 2 6081
+check "5 probes chassis-2 -> chassis-1" probe_retry 2 1 6081
+check "5 probes chassis-1 -> chassis-2" probe_retry 1 2 6081
 # Per peer, metrics sum every state of the peer; ipsecctl lists each CHILD_SA's two states.
 sums() {
     ctl 1 sas --json >/tmp/ctl.json
@@ -129,7 +138,7 @@ same "child rekeys counted on chassis-1" "$(sample $page 'ovn_ipsec_rekeys_total
 same "no failed rekeys" "$(sample $page 'ovn_ipsec_rekeys_total{kind="child",result="failure"}')" 0
 same "CHILD_SAs installed after the rekey: metrics = ipsecctl sas" \
     "$(sample $page 'ovn_ipsec_child_sas{state="installed"}')" "$(ctl 1 sas --json | jq '[.ike_sas[].child_sas[]] | length')"
-check "5 probes chassis-2 -> chassis-1 on the new SAs" probe 2 1 6081
+check "5 probes chassis-2 -> chassis-1 on the new SAs" probe_retry 2 1 6081
 sums
 same "per-peer bytes in stay monotonic across the rekey: before + new SAs' = metrics" \
     "$m_bytes_in" "$((before_in + sas_bytes_in))"
