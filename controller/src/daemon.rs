@@ -142,7 +142,10 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
         group: None,
     }) {
         Ok(server) => {
-            let handler = Arc::new(DaemonHandler::new(shared.clone(), commands_tx));
+            let ownership = kernel.config().ownership();
+            let handler =
+                DaemonHandler::start(shared.clone(), commands_tx, metrics.clone(), ownership);
+            let handler = Arc::new(handler.await);
             tokio::spawn(server.serve(handler, std::future::pending()));
         }
         Err(error) => warn!(%error, "control socket not available"),
@@ -211,7 +214,11 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
                     xfrm_events = None;
                 }
             },
-            Some(cmd) = commands.recv() => daemon.on_command(cmd).await,
+            Some(cmd) = commands.recv() => {
+                if daemon.on_command(cmd).await.is_break() {
+                    return Ok(());
+                }
+            }
             _ = sigterm.recv() => {
                 info!("SIGTERM: stopping; policies and SAs stay in the kernel");
                 daemon.systemd.stopping();
@@ -317,6 +324,8 @@ impl Daemon {
             let _span = peer.span.clone().entered();
             match self.endpoint.initiate(now, id) {
                 Ok(_) => {
+                    self.metrics
+                        .handshake_started(&peer.desired.remote_chassis, now);
                     info!("initiating IKE SA");
                     peer.ike = IkeState::Connecting;
                 }
@@ -489,7 +498,8 @@ impl Daemon {
             .set_wall_clock(Instant::now(), SystemTime::now());
     }
 
-    async fn on_command(&mut self, cmd: Command) {
+    /// Carries out a control command; `Break` when the daemon is to stop (after cleanup).
+    async fn on_command(&mut self, cmd: Command) -> std::ops::ControlFlow<()> {
         let now = Instant::now();
         match cmd {
             Command::Reload => self.reload_notifying().await,
@@ -501,6 +511,7 @@ impl Daemon {
                 }
                 self.initiate_due(now);
             }
+            Command::Rekey(name) => self.rekey_children(&name, now),
             Command::Terminate(name) => {
                 for peer in self.peers.peers.values_mut() {
                     if peer.desired.remote_chassis != name {
@@ -513,6 +524,8 @@ impl Daemon {
                     }
                 }
             }
+            Command::Cleanup(reply) => return self.cleanup_and_stop(reply).await,
         }
+        std::ops::ControlFlow::Continue(())
     }
 }

@@ -188,6 +188,7 @@ impl Daemon {
                     p.ike_sa = Some(ike_sa);
                     p.ike = IkeState::Up;
                     p.up_since = Some(now);
+                    self.metrics.handshake_up(&p.desired.remote_chassis, now);
                     p.initiate_at = None;
                     p.last_error = None;
                     p.retry.succeeded();

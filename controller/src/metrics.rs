@@ -6,14 +6,14 @@
 //! [`Metrics::set_ready`]). Labels are bounded: by state, reason or kind, and per peer at most,
 //! never per SPI.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -32,6 +32,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use control_api::protocol::{ConnectionState, IkeSaState};
+
+#[cfg(test)]
+mod tests;
 
 /// Where metrics are served unless configured otherwise: loopback only.
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9476";
@@ -188,6 +191,7 @@ pub struct Metrics {
     child_sas: Family<StateLabel, Gauge>,
     handshakes: Counter,
     handshake_duration: Histogram,
+    handshakes_started: Mutex<HashMap<String, Instant>>,
     failures: Family<ReasonLabel, Counter>,
     rekeys: Family<RekeyLabels, Counter>,
     retransmissions: Counter,
@@ -236,7 +240,8 @@ impl Metrics {
         let handshake_duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         registry.register(
             "handshake_duration_seconds",
-            "Time from the first IKE_SA_INIT to the completed IKE_AUTH",
+            "Time from our first IKE_SA_INIT to the completed IKE_AUTH, for IKE SAs this \
+             chassis initiated",
             handshake_duration.clone(),
         );
         let failures = Family::<ReasonLabel, Counter>::default();
@@ -312,6 +317,7 @@ impl Metrics {
             child_sas,
             handshakes,
             handshake_duration,
+            handshakes_started: Mutex::new(HashMap::new()),
             failures,
             rekeys,
             retransmissions,
@@ -389,6 +395,30 @@ impl Metrics {
     pub fn handshake_completed(&self, duration: Duration) {
         self.handshakes.inc();
         self.handshake_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Notes that we sent the first IKE_SA_INIT to `peer` at `at` (for the duration of
+    /// [`Metrics::handshake_up`]).
+    pub fn handshake_started(&self, peer: &str, at: Instant) {
+        if let Ok(mut started) = self.handshakes_started.lock() {
+            started.insert(peer.to_owned(), at);
+        }
+    }
+
+    /// Counts an IKE SA established with `peer`; when we initiated it
+    /// ([`Metrics::handshake_started`]) its duration goes into the histogram too.
+    pub fn handshake_up(&self, peer: &str, at: Instant) {
+        let started = self
+            .handshakes_started
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(peer));
+        match started {
+            Some(t) => self.handshake_completed(at.saturating_duration_since(t)),
+            None => {
+                self.handshakes.inc();
+            }
+        }
     }
 
     /// Counts a failed negotiation.

@@ -55,6 +55,9 @@ echo "# ipsecctl status, peers and sas on chassis-1:"
 for cmd in status peers sas; do
     ctl 1 "$cmd" 2>&1 | sed 's/^/#   /'
 done
+echo "# the metrics page of chassis-1 (ipsecctl metrics: what /metrics serves), a few ovn_ipsec_ families:"
+ctl 1 metrics 2>&1 | grep -E '^ovn_ipsec_(peers\{state="(up|desired)"|ike_sas\{state="established"|child_sas\{state="installed"|handshakes_total|failures_total\{reason="auth"|peer_packets_total)' |
+    sed 's/^/#   /'
 
 for a in $(seq 1 "$n"); do
     for b in $(seq 1 "$n"); do

@@ -119,6 +119,22 @@ probe() {
 # send_probes A ADDR:PORT COUNT: fire and forget.
 send_probes() { ip netns exec "ch$1" "$probe_bin" send "$2" "$3" >/dev/null 2>&1; }
 
+# --- metrics (tests/daemon/observe.sh; curl, jq and promtool come through OVN_IPSEC_VM_EXTRA)
+metrics_port=9476
+# start_chassis_metrics C: like start_chassis, serving metrics on 127.0.0.1:9476 of chC.
+start_chassis_metrics() {
+    cert="$pki/chassis-$1-cert.pem"
+    [ -f "$pki/chassis-$1-chain.pem" ] && cert="$pki/chassis-$1-chain.pem"
+    start_daemon "ch$1" "chassis-$1" "$cert" "$pki/chassis-$1-privkey.pem" \
+        --metrics-listen "127.0.0.1:$metrics_port"
+}
+# scrape C: chassis-C's metrics page over HTTP.
+scrape() { ip netns exec "ch$1" curl -sf "http://127.0.0.1:$metrics_port/metrics"; }
+# sample PAGE_FILE 'NAME{LABELS}': one sample's value from a saved page ("" when absent).
+sample() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
+# jqf FILTER: jq -r FILTER over /tmp/ctl.json (where the checks save `ipsecctl ... --json`).
+jqf() { jq -r "$1" /tmp/ctl.json; }
+
 # finish C...: on failure, the logs and kernel objects of the given chassis; stops the
 # Southbound server, prints the tally and returns its verdict.
 finish() {

@@ -53,6 +53,12 @@ pub trait ControlHandler: Send + Sync + 'static {
     /// Removes every kernel state and policy the daemon owns. Only called once the operator
     /// confirmed.
     fn cleanup(&self) -> Result<CleanupReport, ActionError>;
+    /// The Prometheus metrics page.
+    fn metrics(&self) -> Result<String, ActionError> {
+        Err(ActionError::Failed {
+            message: "this daemon has no metrics".into(),
+        })
+    }
 }
 
 /// Why the daemon could not carry out an action.
@@ -323,6 +329,9 @@ pub fn dispatch(handler: &dyn ControlHandler, request: Request) -> Result<Respon
         Request::Terminate { peer } => Ok(Response::Done(handler.terminate(&peer)?)),
         Request::Rekey { peer } => Ok(Response::Done(handler.rekey(&peer)?)),
         Request::Reload => Ok(Response::Done(handler.reload()?)),
+        Request::Metrics => Ok(Response::Metrics(super::protocol::MetricsPage {
+            text: handler.metrics()?,
+        })),
         Request::Cleanup { confirm: false } => Err(ErrorReply {
             code: ErrorCode::NotConfirmed,
             message: "cleanup removes every IPsec state and policy of ovn-ipsecd, leaving \

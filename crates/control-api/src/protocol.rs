@@ -69,8 +69,11 @@ pub enum Request {
     },
     /// Re-read the configuration and certificates.
     Reload,
+    /// The daemon's Prometheus metrics page ([`MetricsPage`]), the same text `/metrics`
+    /// serves, also when no HTTP endpoint is configured.
+    Metrics,
     /// Remove every kernel state and policy the daemon owns (tunnel traffic then flows in
-    /// clear); refused unless `confirm` is true.
+    /// clear), then stop the daemon; refused unless `confirm` is true.
     Cleanup {
         /// The operator confirmed the removal.
         confirm: bool,
@@ -123,6 +126,15 @@ pub enum Response {
     Done(ActionDone),
     /// Answer to [`Request::Cleanup`].
     Cleanup(CleanupReport),
+    /// Answer to [`Request::Metrics`].
+    Metrics(MetricsPage),
+}
+
+/// The metrics page in the Prometheus text exposition format (0.0.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsPage {
+    /// The page, one sample per line.
+    pub text: String,
 }
 
 /// Why a request failed.

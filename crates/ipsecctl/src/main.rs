@@ -77,8 +77,12 @@ enum Command {
     },
     /// Re-read the configuration and certificates.
     Reload(Output),
-    /// Remove every kernel state and policy the daemon installed. Tunnel traffic then flows
-    /// unprotected; refused without --yes-remove-all.
+    /// Print the daemon's Prometheus metrics page (what its /metrics endpoint serves), read
+    /// over the control socket.
+    Metrics(Output),
+    /// Remove every kernel state and policy the daemon installed, and stop the daemon (it
+    /// would program them again). Tunnel traffic then flows unprotected; refused without
+    /// --yes-remove-all.
     Cleanup {
         /// Confirm the removal.
         #[arg(long)]
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
             commands::actions::run("rekey", socket, Request::Rekey { peer }, output.json)
         }
         Command::Reload(o) => commands::actions::run("reload", socket, Request::Reload, o.json),
+        Command::Metrics(o) => commands::metrics::run(socket, o.json),
         Command::Cleanup {
             yes_remove_all,
             output,

@@ -19,6 +19,10 @@ struct Fixture {
 
 const PEER: &str = "chassis-b";
 
+/// What the fixture's metrics page holds.
+const METRICS_PAGE: &str = "# HELP ovn_ipsec_ready 1 once ready.\n# TYPE ovn_ipsec_ready gauge\n\
+                            ovn_ipsec_ready 1\n# EOF\n";
+
 fn ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
 }
@@ -173,6 +177,9 @@ impl ControlHandler for Fixture {
         Err(ActionError::Failed {
             message: "certificate /etc/ovn-ipsec/cert.pem: file not found".into(),
         })
+    }
+    fn metrics(&self) -> Result<String, ActionError> {
+        Ok(METRICS_PAGE.into())
     }
     fn cleanup(&self) -> Result<CleanupReport, ActionError> {
         self.cleanups.fetch_add(1, Ordering::SeqCst);
@@ -594,4 +601,16 @@ fn completions_and_man_pages_come_from_the_clap_definitions() {
     let sas = std::fs::read_to_string(dir.path().join("ipsecctl-sas.1")).unwrap();
     assert!(sas.contains("CHILD_SA"));
     assert!(!dir.path().join("ipsecctl-man.1").exists());
+}
+
+#[test]
+fn metrics_prints_the_daemons_page_as_it_is_and_as_json() {
+    let d = daemon();
+    let out = ipsecctl(&d.socket, &["metrics"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), METRICS_PAGE);
+    let out = ipsecctl(&d.socket, &["metrics", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let page: MetricsPage = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(page.text, METRICS_PAGE);
 }

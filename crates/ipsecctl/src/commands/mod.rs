@@ -2,6 +2,7 @@
 //! table or JSON.
 
 pub mod actions;
+pub mod metrics;
 pub mod peers;
 pub mod sas;
 pub mod status;
