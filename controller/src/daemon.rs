@@ -74,6 +74,12 @@ pub struct Daemon {
     pub(crate) shared: Arc<Mutex<SharedView>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) reconcile_due: bool,
+    /// A Southbound view has been applied. Until then the kernel is left as it is: after a
+    /// restart it holds the previous run's policies and states, which an empty desired set
+    /// would remove (dropping traffic, and letting it out in plaintext until the view came).
+    // Limitation: a Southbound with no rows at all sends no change, so a previous run's
+    // objects stay until the first row appears.
+    pub(crate) southbound_applied: bool,
     pub(crate) kernel_retry: Option<Instant>,
     pub(crate) next_periodic: Instant,
 }
@@ -161,6 +167,7 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
         shared,
         metrics,
         reconcile_due: true,
+        southbound_applied: false,
         kernel_retry: None,
         next_periodic: Instant::now() + PERIODIC_RECONCILE,
     };
@@ -188,6 +195,7 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
                     if crate::kernel::needs_reconcile(&ev, &daemon.kernel.config().ownership()) {
                         tracing::debug!(event = ?ev, "XFRM change of ours: reconciling");
                         daemon.reconcile_due = true;
+                        daemon.rekey_lost_states(&ev);
                     }
                 }
                 Err(error) => {
@@ -380,6 +388,7 @@ impl Daemon {
             tracing::debug!(excluded = desired.excluded.len(), "exclusions");
         }
         self.desired = desired;
+        self.southbound_applied = true;
         self.reconcile_due = true;
     }
 
@@ -387,6 +396,10 @@ impl Daemon {
     /// join the endpoint.
     pub(crate) async fn reconcile(&mut self) {
         self.reconcile_due = false;
+        if !self.southbound_applied {
+            tracing::debug!("no Southbound view yet: leaving the kernel as it is");
+            return;
+        }
         let desired = Desired {
             pairs: self.peers.peers.values().map(Peer::pair).collect(),
             child_sas: self.peers.child_sas(),
@@ -432,10 +445,15 @@ impl Daemon {
                 continue;
             }
             let _span = peer.span.enter();
-            match self
-                .endpoint
-                .add_peer(peer_config(&peer.desired, &self.credentials))
-            {
+            let mut config = peer_config(&peer.desired, &self.credentials);
+            if let Some(secs) = self.args.child_sa_lifetime {
+                let lifetime = crate::peers::child_lifetime(secs);
+                config
+                    .children
+                    .iter_mut()
+                    .for_each(|c| c.lifetime = lifetime);
+            }
+            match self.endpoint.add_peer(config) {
                 Ok(id) => {
                     peer.engine_id = Some(id);
                     peer.initiate_at = Some(Peer::first_initiation(peer.desired.role, now));
