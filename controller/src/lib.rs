@@ -12,4 +12,5 @@ pub mod kernel;
 pub mod metrics;
 pub mod peers;
 pub mod policy_plan;
+pub mod rekey_on_loss;
 pub mod southbound;
