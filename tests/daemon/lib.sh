@@ -178,7 +178,8 @@ probe_gnv() {
     wait "$pid"
 }
 # stream_start A B COUNT RATE: in the background, COUNT probes at RATE per second from chassis-A
-# to B over their overlay (inner port 7001); stream_end A B waits for it and prints
+# to B over their overlay (inner port 7001); stream_end A B waits for it (in the shell that
+# started it, not in a command substitution), then stream_result A B prints
 # "L of COUNT[; missing RANGES]" (L lost; probe S left S/RATE seconds after the first). Streams
 # of different pairs may run at the same time.
 stream_start() {
@@ -192,8 +193,8 @@ stream_start() {
 stream_end() {
     wait "$(cat "/tmp/stream.$1.$2.spid")"
     wait "$(cat "/tmp/stream.$1.$2.rpid")"
-    sed -n 's/^lost //p' "/tmp/stream.$1.$2"
 }
+stream_result() { sed -n 's/^lost //p' "/tmp/stream.$1.$2"; }
 # lost_of "L of N[; ...]": L.
 lost_of() { echo "$1" | sed -n 's/^\([0-9]*\) of.*/\1/p'; }
 # spis C ADDR: the SPIs of chC's keyed states to or from ADDR, sorted, one per line.
