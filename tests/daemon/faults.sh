@@ -195,7 +195,7 @@ else
 fi
 p_before=$(plain 2)
 check "IPsec off: ping over Geneve chassis-1 -> chassis-2 works" ping_gnv 1 2
-check "IPsec off: the Geneve packets now cross the wire in plaintext, as the operator asked ($(($(plain 2) - p_before)) plaintext packets into chassis-2)" \
+check "IPsec off: the Geneve packets now cross the wire in plaintext, as the operator asked ($(($(plain 2) - p_before)) plaintext packets into chassis-2, $(dmesg | grep -c plain-6081-ch2) in the kernel log)" \
     [ "$(plain 2)" -gt "$p_before" ]
 sleep 1
 ip -n ch1 xfrm monitor >/tmp/xfrm-monitor.ch1 2>&1 &
