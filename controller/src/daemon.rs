@@ -80,6 +80,7 @@ pub struct Daemon {
     // Limitation: a Southbound with no rows at all sends no change, so a previous run's
     // objects stay until the first row appears.
     pub(crate) southbound_applied: bool,
+    pub(crate) linger: crate::linger::ChildSaLinger,
     pub(crate) kernel_retry: Option<Instant>,
     pub(crate) next_periodic: Instant,
 }
@@ -168,6 +169,7 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
         metrics,
         reconcile_due: true,
         southbound_applied: false,
+        linger: Default::default(),
         kernel_retry: None,
         next_periodic: Instant::now() + PERIODIC_RECONCILE,
     };
@@ -235,6 +237,7 @@ impl Daemon {
                 self.on_engine_event(event).await;
                 progressed = true;
             }
+            self.apply_child_sa_deletes(Instant::now());
             if self.reconcile_due {
                 self.reconcile().await;
             }
@@ -253,6 +256,7 @@ impl Daemon {
         let candidates = [
             self.endpoint.poll_timeout(),
             self.kernel_retry,
+            self.next_linger_deadline(),
             self.peers
                 .peers
                 .values()

@@ -9,6 +9,7 @@ pub mod handler;
 pub mod identity_check;
 pub mod io;
 pub mod kernel;
+pub mod linger;
 pub mod metrics;
 pub mod peers;
 pub mod policy_plan;
