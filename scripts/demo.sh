@@ -16,11 +16,13 @@ banner() { printf '\n\033[1m== %s\033[0m\n\n' "$*"; }
 banner "1/2  three chassis, one ovn-ipsecd each, a real OVN Southbound DB, Debian's kernel in qemu"
 cat <<'TEXT'
 In the guest: ovsdb-server with the OVN Southbound schema; chassis-1..3 in network namespaces on
-a bridge, each running ovn-ipsecd (IKEv2 with ovs-pki certificates, ESP programmed over XFRM);
-the chassis registered with ovn-sbctl and SB_Global.ipsec=true. Each "ok" line below is a check:
-tunnel policies before any SA, every pair's CHILD_SAs up, UDP to the Geneve port as ESP on the
-wire with zero plaintext packets, ipsecctl's view, chassis-del, forced UDP encapsulation, a
-chassis presenting another chassis's certificate rejected, kill -9 and restart.
+a bridge, each running ovn-ipsecd (IKEv2 with ovs-pki certificates, ESP programmed over XFRM),
+and real Geneve links (ip link add ... type geneve) between every pair, with an overlay subnet
+per pair; the chassis registered with ovn-sbctl and SB_Global.ipsec=true. Each "ok" line below
+is a check: tunnel policies before any SA, every pair's CHILD_SAs up, ping over the Geneve links
+between every pair (with the round trip), the Geneve packets as ESP on the wire with zero
+plaintext packets (nftables counters), ipsecctl's view, chassis-del, forced UDP encapsulation,
+a chassis presenting another chassis's certificate rejected, kill -9 and restart.
 TEXT
 bash tests/phases/daemon-guest.sh
 

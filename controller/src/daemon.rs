@@ -75,6 +75,13 @@ pub struct Daemon {
     pub(crate) shared: Arc<Mutex<SharedView>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) reconcile_due: bool,
+    /// A Southbound view has been applied. Until then the kernel is left as it is: after a
+    /// restart it holds the previous run's policies and states, which an empty desired set
+    /// would remove (dropping traffic, and letting it out in plaintext until the view came).
+    // Limitation: a Southbound with no rows at all sends no change, so a previous run's
+    // objects stay until the first row appears.
+    pub(crate) southbound_applied: bool,
+    pub(crate) linger: crate::linger::ChildSaLinger,
     pub(crate) kernel_retry: Option<Instant>,
     pub(crate) next_periodic: Instant,
     pub(crate) cert_watch: CertWatch,
@@ -169,6 +176,8 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
         shared,
         metrics,
         reconcile_due: true,
+        southbound_applied: false,
+        linger: Default::default(),
         kernel_retry: None,
         next_periodic: Instant::now() + PERIODIC_RECONCILE,
         cert_watch: CertWatch::new(required.identity.clone()),
@@ -207,6 +216,7 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
                     if crate::kernel::needs_reconcile(&ev, &daemon.kernel.config().ownership()) {
                         tracing::debug!(event = ?ev, "XFRM change of ours: reconciling");
                         daemon.reconcile_due = true;
+                        daemon.rekey_lost_states(&ev);
                     }
                 }
                 Err(error) => {
@@ -252,6 +262,7 @@ impl Daemon {
                 self.on_engine_event(event).await;
                 progressed = true;
             }
+            self.apply_child_sa_deletes(Instant::now());
             if self.reconcile_due {
                 self.reconcile().await;
             }
@@ -272,6 +283,7 @@ impl Daemon {
             self.kernel_retry,
             Some(self.cert_poll_at),
             self.systemd.deadline(),
+            self.next_linger_deadline(),
             self.peers
                 .peers
                 .values()
@@ -399,6 +411,7 @@ impl Daemon {
             tracing::debug!(excluded = desired.excluded.len(), "exclusions");
         }
         self.desired = desired;
+        self.southbound_applied = true;
         self.reconcile_due = true;
     }
 
@@ -406,6 +419,10 @@ impl Daemon {
     /// join the endpoint.
     pub(crate) async fn reconcile(&mut self) {
         self.reconcile_due = false;
+        if !self.southbound_applied {
+            tracing::debug!("no Southbound view yet: leaving the kernel as it is");
+            return;
+        }
         let desired = Desired {
             pairs: self.peers.peers.values().map(Peer::pair).collect(),
             child_sas: self.peers.child_sas(),
@@ -451,10 +468,15 @@ impl Daemon {
                 continue;
             }
             let _span = peer.span.enter();
-            match self
-                .endpoint
-                .add_peer(peer_config(&peer.desired, &self.credentials))
-            {
+            let mut config = peer_config(&peer.desired, &self.credentials);
+            if let Some(secs) = self.args.child_sa_lifetime {
+                let lifetime = crate::peers::child_lifetime(secs);
+                config
+                    .children
+                    .iter_mut()
+                    .for_each(|c| c.lifetime = lifetime);
+            }
+            match self.endpoint.add_peer(config) {
                 Ok(id) => {
                     peer.engine_id = Some(id);
                     peer.initiate_at = Some(Peer::first_initiation(peer.desired.role, now));

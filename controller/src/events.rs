@@ -158,16 +158,12 @@ impl Daemon {
             } => {
                 if let Some(p) = self.peers.by_engine_id(peer) {
                     let _span = p.span.clone().entered();
-                    p.child_sas.retain(|s| match s.dir {
-                        SaDirection::Inbound => s.spi != spi_in,
-                        SaDirection::Outbound => s.spi != spi_out,
-                    });
                     info!(
                         spi_in = format_args!("{spi_in:08x}"),
                         spi_out = format_args!("{spi_out:08x}"),
                         "CHILD_SA deleted"
                     );
-                    self.reconcile_due = true;
+                    self.child_sa_deleted(peer, spi_in, spi_out);
                 }
             }
             Event::IkeSaUp {
@@ -216,6 +212,9 @@ impl Daemon {
                 ike_sa,
                 reason,
             } => {
+                if reason == DownReason::DeletedByPeer {
+                    self.ike_sa_deleted_by_peer(peer, now);
+                }
                 if let Some(p) = self.peers.by_engine_id(peer) {
                     let _span = p.span.clone().entered();
                     if matches!(reason, DownReason::Superseded | DownReason::Rekeyed) {

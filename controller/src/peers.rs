@@ -38,6 +38,17 @@ const CHILD_LIFETIME: Lifetime = Lifetime {
     jitter: Duration::from_secs(360),
 };
 
+/// The CHILD_SA lifetime for `--child-sa-lifetime SECS`: rekey after SECS less up to a tenth,
+/// hard expiry half as long again after SECS.
+pub fn child_lifetime(secs: u64) -> Lifetime {
+    let soft = Duration::from_secs(secs);
+    Lifetime {
+        soft,
+        hard: soft + soft / 2,
+        jitter: soft / 10,
+    }
+}
+
 /// Liveness check after this long without hearing from the peer.
 const DPD_INTERVAL: Duration = Duration::from_secs(30);
 

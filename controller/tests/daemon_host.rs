@@ -23,7 +23,12 @@ struct Netns(String);
 
 impl Netns {
     fn new() -> Netns {
-        let name = format!("daemon-host-{}", std::process::id());
+        Netns::named("daemon-host")
+    }
+
+    /// A namespace named `prefix-PID`, so tests running at the same time do not share one.
+    fn named(prefix: &str) -> Netns {
+        let name = format!("{prefix}-{}", std::process::id());
         run("ip", &["netns", "add", &name]);
         let ns = Netns(name);
         ns.ip(&["link", "set", "lo", "up"]);
@@ -77,11 +82,15 @@ struct Daemon {
 
 impl Daemon {
     fn start(ns: &Netns, sb: &OvsdbServer, dir: &Path) -> Daemon {
+        Daemon::start_with_remote(ns, &sb.unix_remote(), dir)
+    }
+
+    fn start_with_remote(ns: &Netns, remote: &str, dir: &Path) -> Daemon {
         let log = dir.join("ovn-ipsecd.log");
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_ovn-ipsecd")])
             .arg("--chassis-name=chassis-1")
-            .arg(format!("--ovn-remote={}", sb.unix_remote()))
+            .arg(format!("--ovn-remote={remote}"))
             .arg(format!(
                 "--certificate={}",
                 fixture("chassis-1-cert.pem").display()
@@ -210,4 +219,43 @@ fn daemon_programs_policies_from_the_southbound_keeps_them_on_sigterm_and_remove
     wait_until("the policies of the deleted chassis to go", &daemon, || {
         ns.policies_with(REMOTE) == 0
     });
+}
+
+#[test]
+fn daemon_restarted_after_kill_9_leaves_the_policies_until_it_has_a_southbound_view() {
+    require_tools();
+    let dir = TempDir::new("daemon-host-restart");
+    std::fs::write(dir.path().join("ovn-ipsecd.toml"), "").unwrap();
+    let sb = OvsdbServer::standalone();
+    sb.sbctl(&["init"]);
+    sb.sbctl(&["set", "SB_Global", ".", "ipsec=true"]);
+    sb.sbctl(&["chassis-add", "chassis-1", "geneve", LOCAL]);
+    sb.sbctl(&["chassis-add", "chassis-2", "geneve", REMOTE]);
+    let ns = Netns::named("daemon-host-restart");
+
+    let mut daemon = Daemon::start(&ns, &sb, dir.path());
+    wait_until("the pair's four policies", &daemon, || {
+        ns.policies_with(REMOTE) == 4
+    });
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+
+    // The new daemon cannot reach any Southbound: its loop runs (the control socket answers)
+    // but it has no view, so it must not take the previous run's policies away.
+    let socket = dir.path().join("ctl.sock");
+    let _ = std::fs::remove_file(&socket);
+    let unreachable = format!("unix:{}", dir.path().join("no-such-sb.sock").display());
+    let daemon = Daemon::start_with_remote(&ns, &unreachable, dir.path());
+    wait_until("the restarted daemon's control socket", &daemon, || {
+        Client::connect(&socket, WAIT)
+            .and_then(|mut c| c.call(Request::Status))
+            .is_ok()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        ns.policies_with(REMOTE),
+        4,
+        "policies removed before any Southbound view:\n{}",
+        daemon.log()
+    );
 }

@@ -2,8 +2,9 @@
 # Guest half of tests/phases/daemon-guest.sh, under dash in the rig's guest (tests/daemon/lib.sh
 # sets up the pieces). A real ovsdb-server with the OVN Southbound schema; N chassis in network
 # namespaces on a bridge, each with its own ovn-ipsecd (flags only, no Open_vSwitch DB); checks
-# IKE/CHILD_SAs, ESP on the wire, no plaintext 6081, and that chassis-del removes the chassis's
-# states and policies on the others.
+# IKE/CHILD_SAs, ping over real Geneve links between every pair (the outer UDP to 6081 ESP on
+# the wire, no plaintext 6081), and that chassis-del removes the chassis's states and policies
+# on the others.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -33,6 +34,18 @@ check "policies programmed before SAs (ch1 has out/in policies towards ch2)" \
 for c in $(seq 2 "$n"); do
     send_probes 1 "$(ip_of "$c"):6081" 3
 done
+# The Geneve links come up once every chassis has its policies (a link sends IPv6 neighbour
+# discovery as soon as it is up, which would cross the wire in plaintext before the daemons
+# run, as it would without IPsec). Their first packets then wait for the SAs.
+all_policies() {
+    for c in $(seq 1 "$n"); do
+        [ "$(ip -n "ch$c" xfrm policy | grep -c '^src')" -ge $((4 * (n - 1))) ] || return 1
+    done
+}
+wait_for 30 all_policies
+add_geneve_mesh $(seq 1 "$n")
+check "Geneve links between every pair of the $n chassis (VNI and overlay 192.168.AB.0/24 per pair)" \
+    [ "$(ip -n ch1 -d link show type geneve | grep -c 'geneve id')" = $((n - 1)) ]
 
 if wait_for 120 all_up; then
     ok "every pair's two CHILD_SAs up: $((4 * (n - 1))) states in each of the $n chassis"
@@ -62,12 +75,16 @@ ctl 1 metrics 2>&1 | grep -E '^ovn_ipsec_(peers\{state="(up|desired)"|ike_sas\{s
 for a in $(seq 1 "$n"); do
     for b in $(seq 1 "$n"); do
         [ "$a" = "$b" ] && continue
-        check "UDP to 6081 flows chassis-$a -> chassis-$b" probe "$a" "$b" 6081
+        if ping_gnv "$a" "$b"; then
+            ok "ping over Geneve chassis-$a -> chassis-$b ($(inner_of "$a" "$b") -> $(inner_of "$b" "$a")): 3 of 3 replies, avg $(ping_rtt "$a" "$b") ms"
+        else
+            not_ok "ping over Geneve chassis-$a -> chassis-$b: $(grep transmitted "/tmp/ping.$a.$b")"
+        fi
     done
 done
 for c in $(seq 1 "$n"); do
-    check "chassis-$c: ESP on the wire ($(counter "$c" esp_in) ESP packets in), decrypted to 6081 ($(counter "$c" decrypted_6081))" \
-        [ "$(counter "$c" esp_in)" -ge $((5 * (n - 1))) ]
+    check "chassis-$c: the Geneve packets were ESP on the wire ($(counter "$c" esp_in) ESP packets in), decrypted to 6081 ($(counter "$c" decrypted_6081))" \
+        [ "$(counter "$c" esp_in)" -ge $((6 * (n - 1))) ] && [ "$(counter "$c" decrypted_6081)" -ge $((6 * (n - 1))) ]
     check "chassis-$c: zero plaintext packets to 6081 on the wire" [ "$(counter "$c" plain_6081)" = 0 ]
 done
 
@@ -93,7 +110,7 @@ encap_up() {
 }
 check "options:ipsec_encapsulation=true: chassis-1 <-> chassis-2 renegotiated with ESP-in-UDP states" \
     wait_for 90 encap_up
-check "UDP to 6081 flows chassis-1 -> chassis-2 inside ESP-in-UDP" probe 1 2 6081
+check "ping over Geneve chassis-1 -> chassis-2 inside ESP-in-UDP (5 of 5 replies)" ping_gnv 1 2 5
 check "chassis-2: ESP-in-UDP on the wire ($(counter 2 espinudp_in) datagrams to 4500 with an SPI, not the non-ESP marker)" \
     [ "$(counter 2 espinudp_in)" -ge 5 ]
 for c in 1 2; do
@@ -127,7 +144,13 @@ kill -KILL "$(cat /tmp/ch1.pid)"
 sleep 0.5
 check "after kill -9 of chassis-1's daemon its states and policies stay (traffic keeps flowing)" \
     [ "$(states_with 1 "$(ip_of 2)")" -ge 4 ] && [ "$(policies_with 1 "$(ip_of 2)")" -ge 2 ]
-check "UDP to 6081 flows chassis-1 -> chassis-2 with no daemon on chassis-1" probe 1 2 6081
+check "UDP over Geneve chassis-1 -> chassis-2 with no daemon on chassis-1" probe_gnv 1 2
+# Limitation: with forced UDP encapsulation the kernel decapsulates arriving ESP-in-UDP only
+# through a socket with UDP_ENCAP on port 4500, which the daemon holds; while no daemon runs,
+# traffic towards this chassis is dropped (not plaintext) until the new daemon binds it.
+blocked_not_plain() { ! probe_gnv 2 1 && [ "$(counter 1 plain_6081)" = 0 ]; }
+check "UDP over Geneve chassis-2 -> chassis-1 blocked (no socket decapsulates ESP-in-UDP on chassis-1), not plaintext" \
+    blocked_not_plain
 start_daemon ch1 chassis-1 "$pki/chassis-1-cert.pem" "$pki/chassis-1-privkey.pem"
 restarted_up() {
     sas=$(ctl 1 sas --json 2>/dev/null) || return 1
@@ -136,16 +159,9 @@ restarted_up() {
 check "restarted chassis-1 negotiates fresh CHILD_SAs with chassis-2 (ipsecctl sas)" wait_for 90 restarted_up
 check "old states replaced: chassis-1 and chassis-2 settle at 4 states each" \
     wait_for 30 sh -c "[ \$(ip -n ch1 xfrm state | grep -c '^src') = 4 ] && [ \$(ip -n ch2 xfrm state | grep -c '^src') = 4 ]"
-# Limitation: once in two runs the first 5 probes right after the restart were lost on this
-# path (cause not found yet); a lost first round is reported as a note, not hidden.
-probe_retry() {
-    probe "$@" && return 0
-    echo "# note: the first 5 probes $1 -> $2 after the restart were lost; retrying"
-    sleep 1
-    probe "$@"
-}
-check "UDP to 6081 flows chassis-1 -> chassis-2 after the restart" probe_retry 1 2 6081
-check "UDP to 6081 flows chassis-2 -> chassis-1 after the restart" probe 2 1 6081
+# Loss across the restart itself is measured with a probe stream in tests/daemon/faults.sh.
+check "ping over Geneve chassis-1 -> chassis-2 after the restart" ping_gnv 1 2
+check "ping over Geneve chassis-2 -> chassis-1 after the restart" ping_gnv 2 1
 for c in 1 2; do
     check "chassis-$c: zero plaintext 6081 packets through kill -9 and restart" [ "$(counter "$c" plain_6081)" = 0 ]
 done

@@ -152,3 +152,79 @@ finish() {
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]
 }
+
+# --- Geneve overlay, pings and probe streams over it -------------------------------------
+# Each pair of chassis A < B gets a Geneve link in both namespaces: VNI "AB", overlay subnet
+# 192.168.AB.0/24 (chassis A is .A, B is .B), outer UDP to 6081 between the underlay addresses,
+# which the daemons' policies encrypt. A Geneve link holds the kernel's UDP socket on 6081, so
+# probes meant for the wire go over the overlay (to an inner port), not to 6081 itself.
+pair_id() { if [ "$1" -lt "$2" ]; then echo "$1$2"; else echo "$2$1"; fi; }
+# inner_of A B: chassis-A's address on the A-B overlay.
+inner_of() { echo "192.168.$(pair_id "$1" "$2").$1"; }
+# add_geneve A B: in chA, link gnvB to chassis-B's underlay address with A's overlay address.
+add_geneve() {
+    ip -n "ch$1" link add "gnv$2" type geneve id "$(pair_id "$1" "$2")" remote "$(ip_of "$2")" dstport 6081 &&
+        ip -n "ch$1" addr add "$(inner_of "$1" "$2")/24" dev "gnv$2" &&
+        ip -n "ch$1" link set "gnv$2" up
+}
+# add_geneve_mesh C...: Geneve links between every two of the given chassis.
+add_geneve_mesh() {
+    for a in "$@"; do
+        for b in "$@"; do
+            [ "$a" = "$b" ] || add_geneve "$a" "$b"
+        done
+    done
+}
+# ping_gnv A B [COUNT]: COUNT (default 3) pings from chassis-A to B's overlay address; true
+# when every reply arrived. The summary is in /tmp/ping.A.B.
+ping_gnv() {
+    ip netns exec "ch$1" ping -c "${3:-3}" -i 0.2 -W 3 -w 15 "$(inner_of "$2" "$1")" >"/tmp/ping.$1.$2" 2>&1
+    grep -q "${3:-3} packets transmitted, ${3:-3} packets received" "/tmp/ping.$1.$2"
+}
+# ping_rtt A B: the average round trip of the last ping_gnv A B, in ms.
+ping_rtt() { sed -n 's|.*min/avg/max = [0-9.]*/\([0-9.]*\)/.*|\1|p' "/tmp/ping.$1.$2"; }
+# probe_gnv A B: 5 UDP probes from chassis-A to B over their Geneve overlay; true when all
+# arrive.
+probe_gnv() {
+    out=/tmp/recv.gnv.$1.$2
+    ip netns exec "ch$2" "$probe_bin" recv "$(inner_of "$2" "$1"):7000" 5 8000 >"$out" 2>&1 &
+    pid=$!
+    wait_for 5 grep -q listening "$out" 2>/dev/null
+    ip netns exec "ch$1" "$probe_bin" send "$(inner_of "$2" "$1"):7000" 5 >/dev/null
+    wait "$pid"
+}
+# stream_start A B COUNT RATE: in the background, COUNT probes at RATE per second from chassis-A
+# to B over their overlay (inner port 7001); stream_end A B waits for it (in the shell that
+# started it, not in a command substitution), then stream_result A B prints
+# "L of COUNT[; missing RANGES]" (L lost; probe S left S/RATE seconds after the first). Streams
+# of different pairs may run at the same time.
+stream_start() {
+    out=/tmp/stream.$1.$2
+    ip netns exec "ch$2" "$probe_bin" recv "$(inner_of "$2" "$1"):7001" "$3" $(($3 * 1000 / $4 + 6000)) >"$out" 2>&1 &
+    echo $! >"$out.rpid"
+    wait_for 5 grep -q listening "$out" 2>/dev/null
+    ip netns exec "ch$1" "$probe_bin" send --rate "$4" "$(inner_of "$2" "$1"):7001" "$3" >"$out.send" 2>&1 &
+    echo $! >"$out.spid"
+}
+stream_end() {
+    wait "$(cat "/tmp/stream.$1.$2.spid")"
+    wait "$(cat "/tmp/stream.$1.$2.rpid")"
+}
+stream_result() { sed -n 's/^lost //p' "/tmp/stream.$1.$2"; }
+# lost_of "L of N[; ...]": L.
+lost_of() { echo "$1" | sed -n 's/^\([0-9]*\) of.*/\1/p'; }
+# spis C ADDR: the SPIs of chC's keyed states to or from ADDR, sorted, one per line.
+spis() {
+    ip -n "ch$1" xfrm state | awk -v a="$2" '
+        /^src/ { m = ($2 == a || $4 == a); spi = "" }
+        m && /proto esp spi/ { spi = $4 }
+        m && /aead/ && spi != "" { print spi; spi = "" }' | sort
+}
+# keyed_with C ADDR: chC's keyed (not larval) states from or to ADDR.
+keyed_with() {
+    ip -n "ch$1" xfrm state | awk -v a="$2" '/^src/ { m = ($2 == a || $4 == a) } m && /aead/ { n++ } END { print n + 0 }'
+}
+# uptime_s: seconds since boot, to time steps in the guest.
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+# elapsed_since T: seconds since uptime T, one decimal.
+elapsed_since() { awk -v s="$1" -v e="$(uptime_s)" 'BEGIN { printf "%.1f", e - s }'; }

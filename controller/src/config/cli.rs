@@ -46,6 +46,11 @@ pub struct Args {
     /// Serve Prometheus metrics on this address (default: not served).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<String>,
+    /// CHILD_SA lifetime in seconds: rekey after this long (less up to a tenth, at random),
+    /// the kernel deletes a state that was not rekeyed half as long again later (default
+    /// 3600). Short values are for tests of rekeying.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(10..=86400))]
+    pub child_sa_lifetime: Option<u64>,
     /// Print the effective configuration, with where each value came from, and exit.
     #[arg(long)]
     pub print_config: bool,
