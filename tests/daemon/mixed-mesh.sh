@@ -1,0 +1,307 @@
+# shellcheck shell=dash
+# Guest half of tests/phases/mixed-mesh-guest.sh, under dash in the rig's guest (tests/daemon/lib.sh
+# sets up the pieces). A real Southbound ovsdb-server and four chassis in network namespaces on
+# a bridge, a full mesh of Geneve tunnels:
+#   chassis-1  ovn-ipsecd   (smallest name: initiates to everyone at once)
+#   chassis-2  charon       (strongSwan 5.9.8, swanctl, as ovs-monitor-ipsec configures it)
+#   chassis-3  pluto        (Libreswan 4.10, as ovs-monitor-ipsec configures it)
+#   chassis-4  ovn-ipsecd   (largest name: initiates after its grace period)
+# mesh.tar (from tests/src/bin/swan-mesh-config.rs on the host) holds the ovs-pki PKI and the
+# swan chassis's configuration. Round 1: the swan daemons are passive (auto=route, as
+# ovs-monitor-ipsec loads them) and the ovn-ipsecd side initiates; charon initiates to pluto.
+# Round 2: each IKE SA is deleted (ipsecctl terminate / swanctl --terminate) and the other
+# side brings it up: charon and pluto initiate to both ovn-ipsecd chassis, pluto to charon.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+t0=$(date +%s)
+mesh=/tmp/mesh
+tar -xf "$here/mesh.tar" -C /tmp
+# An ovs-pki PKI for the four chassis instead of lib.sh's fixtures (start_daemon reads the CA
+# bundle from $pki).
+pki=$mesh/pki
+cp "$pki/cacert-bundle.pem" "$pki/ca-bundle.pem"
+all="1 2 3 4"
+ours="1 4"
+charon=2
+pluto=3
+UP=150
+
+elapsed() { echo $(($(date +%s) - t0)); }
+note() { echo "# [$(elapsed) s] $*"; }
+conn() { echo "ovn-chassis-$1-0"; }
+
+# --- strongSwan on chassis-2: charon with ovs-monitor-ipsec's configuration, swanctl over vici.
+swan() {
+    d=$mesh/chassis-$charon
+    STRONGSWAN_CONF=$d/strongswan.conf SWANCTL_DIR=$d/swanctl swanctl "$@" --uri "unix://$d/charon.vici"
+}
+start_charon() {
+    d=$mesh/chassis-$charon
+    # charon's pid file path is compiled in: a private /run inside its mount namespace.
+    ip netns exec "ch$charon" env STRONGSWAN_CONF="$d/strongswan.conf" SWANCTL_DIR="$d/swanctl" \
+        sh -c 'mount --bind "$1" /run && exec /usr/lib/ipsec/charon' sh "$d/run" \
+        >>"$d/charon.stdout" 2>&1 &
+    echo $! >"/tmp/ch$charon.pid"
+    wait_for 30 swan_answers && swan --load-all >/dev/null
+}
+swan_answers() { swan --stats >/dev/null 2>&1; }
+# charon_children C: how many of the tunnel to chassis-C's CHILD_SAs charon has INSTALLED.
+charon_children() { swan --list-sas --ike "$(conn "$1")" 2>/dev/null | grep -c 'INSTALLED, TRANSPORT'; }
+# charon_initiated C: charon was the original initiator of its IKE SA with chassis-C.
+charon_initiated() { swan --list-sas --ike "$(conn "$1")" --raw 2>/dev/null | grep -q 'initiator=yes'; }
+charon_ike_gone() { [ "$(swan --list-sas --ike "$(conn "$1")" 2>/dev/null | grep -c ESTABLISHED)" = 0 ]; }
+# charon_initiate C: swanctl --initiate of both children of the tunnel to chassis-C (what
+# `ipsec up` of the two conns does; ovs-monitor-ipsec leaves it to the trap policies).
+charon_initiate() {
+    for dir in out in; do
+        swan --initiate --ike "$(conn "$1")" --child "$(conn "$1")-$dir-1" --timeout 30 >/tmp/swan-init.log 2>&1 \
+            || { cat /tmp/swan-init.log; return 1; }
+    done
+}
+
+# --- Libreswan on chassis-3: pluto with ovs-monitor-ipsec's ipsec.conf and NSS db, via whack.
+whack() { /usr/libexec/ipsec/whack --ctlsocket "$mesh/chassis-$pluto/run/pluto.ctl" "$@"; }
+start_pluto() {
+    d=$mesh/chassis-$pluto
+    ip netns exec "ch$pluto" sh -c 'mount --bind "$1/run" /run && exec /usr/libexec/ipsec/pluto \
+        --config "$1/ipsec.conf" --nofork --stderrlog --rundir "$1/run" --dumpdir "$1/run" \
+        --nssdir "$1/nss" --ipsecdir "$1/ipsec.d" --secretsfile "$1/ipsec.secrets"' sh "$d" \
+        >>"$d/pluto.log" 2>&1 &
+    echo $! >"/tmp/ch$pluto.pid"
+    wait_for 60 sh -c "/usr/libexec/ipsec/whack --ctlsocket $d/run/pluto.ctl --status 2>/dev/null | grep -q 'Total IPsec connections: loaded 6,'"
+}
+# pluto_children C: pluto's established Child SAs of the tunnel to chassis-C ("in" and "out").
+pluto_children() {
+    whack --showstates 2>/dev/null | grep -c "\"$(conn "$1")-\(in\|out\)-1\".*STATE_V2_ESTABLISHED_CHILD_SA"
+}
+pluto_has_both() { [ "$(pluto_children "$1")" = 2 ]; }
+pluto_ike_gone() {
+    [ "$(whack --showstates 2>/dev/null | grep -c "\"$(conn "$1")-\(in\|out\)-1\".*STATE_V2_ESTABLISHED")" = 0 ]
+}
+# pluto_start C: what ovs-monitor-ipsec runs for each tunnel after loading it
+# (`ipsec auto --start --asynchronous` of the "in" and the "out" conn).
+pluto_start() {
+    for dir in in out; do whack --name "$(conn "$1")-$dir-1" --initiate --asynchronous >/dev/null; done
+}
+
+# --- ovn-ipsecd on chassis-1 and chassis-4.
+start_ours() { start_daemon "ch$1" "chassis-$1" "$pki/chassis-$1-cert.pem" "$pki/chassis-$1-privkey.pem"; }
+# our_role C P: chassis-C's daemon's role in its IKE SA with chassis-P (initiator/responder).
+our_role() {
+    ctl "$1" sas --json 2>/dev/null | tr -d ' \n' | sed 's/},{"peer"/}\n{"peer"/g' \
+        | grep "\"peer\":\"chassis-$2\"" | grep -o '"role":"[a-z]*"' | head -n 1 | cut -d'"' -f4
+}
+# our_children C P: CHILD_SAs chassis-C's daemon reports with chassis-P.
+our_children() {
+    ctl "$1" sas --json 2>/dev/null | tr -d ' \n' | sed 's/},{"peer"/}\n{"peer"/g' \
+        | grep "\"peer\":\"chassis-$2\"" | grep -o '"spi_in"' | wc -l
+}
+
+# --- Kernel views, the same for every implementation.
+# spis A B: the SPIs of chassis-A's keyed ESP states with chassis-B, sorted, one line.
+spis() {
+    ip -n "ch$1" xfrm state | awk -v peer="$(ip_of "$2")" '
+        /^src/ { s = $2; d = $4; spi = "" }
+        / spi / { for (i = 1; i < NF; i++) if ($i == "spi") spi = $(i + 1) }
+        /aead/ { if (s == peer || d == peer) print spi }' | sort | tr '\n' ' '
+}
+# pair_up A B: four keyed states (two CHILD_SAs, each direction) on each side, same SPIs.
+pair_up() {
+    [ "$(keyed_states_with "$1" "$(ip_of "$2")")" = 4 ] && [ "$(keyed_states_with "$2" "$(ip_of "$1")")" = 4 ] \
+        && [ "$(spis "$1" "$2")" = "$(spis "$2" "$1")" ]
+}
+# daemon_children C P: CHILD_SAs the daemon of chassis-C reports with chassis-P.
+daemon_children() {
+    case $1 in
+        "$charon") charon_children "$2" ;;
+        "$pluto") pluto_children "$2" ;;
+        *) our_children "$1" "$2" ;;
+    esac
+}
+label() {
+    case $1 in
+        "$charon") echo "chassis-$1 (charon)" ;;
+        "$pluto") echo "chassis-$1 (pluto)" ;;
+        *) echo "chassis-$1 (ovn-ipsecd)" ;;
+    esac
+}
+pair_reported() { [ "$(daemon_children "$1" "$2")" = 2 ] && [ "$(daemon_children "$2" "$1")" = 2 ]; }
+pairs="1-2 1-3 1-4 2-3 2-4 3-4"
+all_pairs_up() {
+    for p in $pairs; do pair_up "${p%-*}" "${p#*-}" || return 1; done
+}
+# check_mesh ROUND: every pair's two CHILD_SAs installed on both sides, by the kernel (four
+# states each side with matching SPIs) and by each daemon's own status.
+check_mesh() {
+    if wait_for "$UP" all_pairs_up; then
+        ok "$1: all 6 pairs up after $(elapsed) s of the run (4 keyed ESP states on each side, SPIs matching)"
+    else
+        not_ok "$1: all 6 pairs up"
+    fi
+    for p in $pairs; do
+        a=${p%-*}
+        b=${p#*-}
+        # A daemon may report a moment after the kernel has the states.
+        wait_for 10 pair_reported "$a" "$b"
+        ca=$(daemon_children "$a" "$b")
+        cb=$(daemon_children "$b" "$a")
+        sa=$(spis "$a" "$b")
+        sb=$(spis "$b" "$a")
+        check "$1: $(label "$a") <-> $(label "$b"): both CHILD_SAs installed on both sides (daemons report $ca and $cb; SPIs $sa)" \
+            [ "$ca" = 2 ] && [ "$cb" = 2 ] && [ "$sa" = "$sb" ] && [ "$(echo "$sa" | wc -w)" = 4 ]
+    done
+}
+# initiated_by ROUND A B: chassis-A (not chassis-B) brought up their IKE SA, as each side
+# reports it (charon: initiator flag; ovn-ipsecd: role; pluto reports no role, its peer does).
+initiated_by() {
+    a=$2
+    b=$3
+    verdict=0
+    seen=""
+    for side in "$a" "$b"; do
+        other=$b
+        [ "$side" = "$a" ] || other=$a
+        want=initiator
+        [ "$side" = "$a" ] || want=responder
+        case $side in
+            "$charon")
+                got=responder
+                charon_initiated "$other" && got=initiator
+                ;;
+            "$pluto") continue ;;
+            *) got=$(our_role "$side" "$other") ;;
+        esac
+        seen="$seen $(label "$side"): $got;"
+        [ "$got" = "$want" ] || verdict=1
+    done
+    check "$1: $(label "$a") initiated the IKE SA with $(label "$b") ($seen)" [ "$verdict" = 0 ]
+}
+# geneve_mesh: a Geneve device per tunnel in each chassis (VNI 10*A+B, 192.168.VNI.0/24).
+geneve_end() {
+    ip -n "ch$1" link add "gnv$2" type geneve id "$3" remote "$(ip_of "$2")" dstport 6081
+    ip -n "ch$1" addr add "192.168.$3.$1/24" dev "gnv$2"
+    ip -n "ch$1" link set "gnv$2" up
+}
+geneve_mesh() {
+    for p in $pairs; do
+        a=${p%-*}
+        b=${p#*-}
+        geneve_end "$a" "$b" $((10 * a + b))
+        geneve_end "$b" "$a" $((10 * a + b))
+    done
+}
+geneve_ping() { ip netns exec "ch$1" ping -c 2 -W 5 "192.168.$((10 * ${3:-$1} + ${4:-$2})).$2" >/dev/null 2>&1; }
+# check_geneve ROUND: ping over the Geneve device of every pair, from each side.
+check_geneve() {
+    for p in $pairs; do
+        a=${p%-*}
+        b=${p#*-}
+        check "$1: ping over Geneve $(label "$a") -> $(label "$b")" geneve_ping "$a" "$b" "$a" "$b"
+        check "$1: ping over Geneve $(label "$b") -> $(label "$a")" geneve_ping "$b" "$a" "$a" "$b"
+    done
+}
+check_wire() {
+    for c in $all; do
+        check "$1: $(label "$c"): ESP on the wire ($(counter "$c" esp_in) ESP packets in, $(counter "$c" decrypted_6081) decrypted to 6081), zero plaintext 6081 ($(counter "$c" plain_6081))" \
+            [ "$(counter "$c" esp_in)" -ge "$2" ] && [ "$(counter "$c" plain_6081)" = 0 ]
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+start_sb
+check "ovsdb-server with the Southbound schema answers" sbctl init
+sbctl set SB_Global . ipsec=true
+for c in $all; do
+    add_netns "$c"
+    # No IPv6 on the Geneve devices: their router solicitations would trigger charon's and
+    # pluto's trap policies and make the initiator of round 2 a race.
+    ip netns exec "ch$c" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    sbctl chassis-add "chassis-$c" geneve "$(ip_of "$c")"
+done
+check "4 chassis registered in the Southbound DB" [ "$(sbctl --bare --columns=name list Chassis | grep -c chassis)" = 4 ]
+
+start_charon
+check "charon on chassis-2 loaded ovs-monitor-ipsec's 3 tunnels ($(elapsed) s)" \
+    [ "$(swan --list-conns 2>/dev/null | grep -c '^ovn-chassis-.-0: IKEv2')" = 3 ]
+check "pluto on chassis-3 loaded ovs-monitor-ipsec's 6 conns (2 per tunnel) by $(elapsed) s" start_pluto
+echo "# chassis-2's swanctl.conf for the tunnel to chassis-1, and chassis-3's ipsec.conf conns to chassis-1:"
+sed -n '/ovn-chassis-1-0 {/,/^    }/p' "$mesh/chassis-$charon/swanctl/swanctl.conf" | sed 's/^/#   /'
+sed -n '/^conn %default/,/^$/p; /^conn ovn-chassis-1-0-/,/^$/p' "$mesh/chassis-$pluto/ipsec.conf" | sed 's/^/#   /'
+
+# Round 1: the swan daemons stay passive towards ovn-ipsecd; charon initiates to pluto.
+note "round 1: charon initiates to pluto, then ovn-ipsecd starts on chassis-1 and chassis-4"
+check "round 1: charon -> pluto: swanctl --initiate of both children" charon_initiate "$pluto"
+for c in $ours; do start_ours "$c"; done
+check_mesh "round 1"
+initiated_by "round 1" 1 "$charon"
+initiated_by "round 1" 1 "$pluto"
+initiated_by "round 1" 1 4
+initiated_by "round 1" "$charon" "$pluto"
+initiated_by "round 1" 4 "$charon"
+initiated_by "round 1" 4 "$pluto"
+note "round 1: traffic"
+for p in $pairs; do
+    a=${p%-*}
+    b=${p#*-}
+    check "round 1: UDP to 6081 $(label "$a") -> $(label "$b")" probe "$a" "$b" 6081
+    check "round 1: UDP to 6081 $(label "$b") -> $(label "$a")" probe "$b" "$a" 6081
+done
+geneve_mesh
+check_geneve "round 1"
+check_wire "round 1" 15
+
+# Round 2: each IKE SA with a swan peer is deleted and the other side brings it up.
+note "round 2: the swan side initiates"
+# swan_takes_over C P: chassis-C's daemon deletes its IKE SA with swan chassis-P, which then
+# initiates (before C's own retry) the way its ovs-monitor-ipsec configuration does.
+swan_takes_over() {
+    ctl "$1" terminate "chassis-$2" >/dev/null || return 1
+    case $2 in
+        "$charon")
+            wait_for 10 charon_ike_gone "$1" || return 1
+            charon_initiate "$1"
+            ;;
+        "$pluto")
+            wait_for 10 pluto_ike_gone "$1" || return 1
+            pluto_start "$1"
+            wait_for 30 pluto_has_both "$1"
+            ;;
+    esac
+}
+for c in $ours; do
+    for p in "$charon" "$pluto"; do
+        check "round 2: $(label "$c") deletes its IKE SA with $(label "$p"), which brings it up again" \
+            swan_takes_over "$c" "$p"
+    done
+done
+# pluto_takes_over_from_charon: charon deletes its IKE SA with pluto, pluto starts both conns.
+pluto_takes_over_from_charon() {
+    swan --terminate --ike "$(conn "$pluto")" --timeout 10 >/dev/null 2>&1 || return 1
+    wait_for 10 pluto_ike_gone "$charon" || return 1
+    pluto_start "$charon"
+    wait_for 30 pluto_has_both "$charon"
+}
+check "round 2: $(label "$charon") deletes its IKE SA with $(label "$pluto"), which brings it up again" \
+    pluto_takes_over_from_charon
+check_mesh "round 2"
+for c in $ours; do
+    initiated_by "round 2" "$charon" "$c"
+    initiated_by "round 2" "$pluto" "$c"
+done
+initiated_by "round 2" "$pluto" "$charon"
+check_geneve "round 2"
+check_wire "round 2" 30
+
+note "done"
+for c in $ours; do kill -TERM "$(cat "/tmp/ch$c.pid")" 2>/dev/null; done
+if [ "$failed" -gt 0 ]; then
+    echo "--- charon log (last 60 lines)"
+    tail -n 60 "$mesh/chassis-$charon/charon.log"
+    echo "--- pluto log (last 60 lines)"
+    tail -n 60 "$mesh/chassis-$pluto/pluto.log"
+    swan --list-sas
+    whack --showstates
+fi
+kill -TERM "$(cat "/tmp/ch$charon.pid")" "$(cat "/tmp/ch$pluto.pid")" 2>/dev/null
+finish $all
