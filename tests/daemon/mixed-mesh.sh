@@ -25,7 +25,8 @@ all="1 2 3 4"
 ours="1 4"
 charon=2
 pluto=3
-UP=150
+# Seconds for the whole mesh to come up (handshakes ~1-2 s each under emulation).
+UP=90
 
 elapsed() { echo $(($(date +%s) - t0)); }
 note() { echo "# [$(elapsed) s] $*"; }
@@ -43,7 +44,7 @@ start_charon() {
         sh -c 'mount --bind "$1" /run && exec /usr/lib/ipsec/charon' sh "$d/run" \
         >>"$d/charon.stdout" 2>&1 &
     echo $! >"/tmp/ch$charon.pid"
-    wait_for 30 swan_answers && swan --load-all >/dev/null
+    wait_secs 30 swan_answers && swan --load-all >/dev/null
 }
 swan_answers() { swan --stats >/dev/null 2>&1; }
 # charon_children C: how many of the tunnel to chassis-C's CHILD_SAs charon has INSTALLED.
@@ -69,7 +70,7 @@ start_pluto() {
         --nssdir "$1/nss" --ipsecdir "$1/ipsec.d" --secretsfile "$1/ipsec.secrets"' sh "$d" \
         >>"$d/pluto.log" 2>&1 &
     echo $! >"/tmp/ch$pluto.pid"
-    wait_for 60 sh -c "/usr/libexec/ipsec/whack --ctlsocket $d/run/pluto.ctl --status 2>/dev/null | grep -q 'Total IPsec connections: loaded 6,'"
+    wait_secs 60 sh -c "/usr/libexec/ipsec/whack --ctlsocket $d/run/pluto.ctl --status 2>/dev/null | grep -q 'Total IPsec connections: loaded 6,'"
 }
 # pluto_children C: pluto's established Child SAs of the tunnel to chassis-C ("in" and "out").
 pluto_children() {
@@ -99,17 +100,35 @@ our_children() {
 }
 
 # --- Kernel views, the same for every implementation.
-# spis A B: the SPIs of chassis-A's keyed ESP states with chassis-B, sorted, one line.
+# snapshot: every chassis's keyed ESP states (not larval SPI reservations) as "src dst spi"
+# lines in /tmp/xs.C, read by the functions below (one `ip xfrm state` per chassis per poll:
+# process start-up is what costs under emulation).
+snapshot() {
+    for c in $all; do
+        ip -n "ch$c" xfrm state | awk '
+            /^src/ { s = $2; d = $4; spi = "" }
+            / spi / { for (i = 1; i < NF; i++) if ($i == "spi") spi = $(i + 1) }
+            /aead/ { print s, d, spi }' >"/tmp/xs.$c"
+    done
+}
+# spis A B: the SPIs of chassis-A's keyed states with chassis-B (from the snapshot), sorted.
 spis() {
-    ip -n "ch$1" xfrm state | awk -v peer="$(ip_of "$2")" '
-        /^src/ { s = $2; d = $4; spi = "" }
-        / spi / { for (i = 1; i < NF; i++) if ($i == "spi") spi = $(i + 1) }
-        /aead/ { if (s == peer || d == peer) print spi }' | sort | tr '\n' ' '
+    awk -v p="$(ip_of "$2")" '$1 == p || $2 == p { print $3 }' "/tmp/xs.$1" | sort | tr '\n' ' '
 }
 # pair_up A B: four keyed states (two CHILD_SAs, each direction) on each side, same SPIs.
 pair_up() {
-    [ "$(keyed_states_with "$1" "$(ip_of "$2")")" = 4 ] && [ "$(keyed_states_with "$2" "$(ip_of "$1")")" = 4 ] \
-        && [ "$(spis "$1" "$2")" = "$(spis "$2" "$1")" ]
+    sa=$(spis "$1" "$2")
+    [ "$(echo "$sa" | wc -w)" = 4 ] && [ "$sa" = "$(spis "$2" "$1")" ]
+}
+# wait_secs SECONDS CMD...: polls CMD until it succeeds or SECONDS of wall clock have passed
+# (lib.sh's wait_for counts polls, which take long here).
+wait_secs() {
+    end=$(($(date +%s) + $1))
+    shift
+    until "$@"; do
+        [ "$(date +%s)" -lt "$end" ] || return 1
+        sleep 0.5
+    done
 }
 # daemon_children C P: CHILD_SAs the daemon of chassis-C reports with chassis-P.
 daemon_children() {
@@ -129,27 +148,31 @@ label() {
 pair_reported() { [ "$(daemon_children "$1" "$2")" = 2 ] && [ "$(daemon_children "$2" "$1")" = 2 ]; }
 pairs="1-2 1-3 1-4 2-3 2-4 3-4"
 all_pairs_up() {
+    snapshot
     for p in $pairs; do pair_up "${p%-*}" "${p#*-}" || return 1; done
 }
 # check_mesh ROUND: every pair's two CHILD_SAs installed on both sides, by the kernel (four
 # states each side with matching SPIs) and by each daemon's own status.
 check_mesh() {
-    if wait_for "$UP" all_pairs_up; then
+    if wait_secs "$UP" all_pairs_up; then
         ok "$1: all 6 pairs up after $(elapsed) s of the run (4 keyed ESP states on each side, SPIs matching)"
     else
-        not_ok "$1: all 6 pairs up"
+        not_ok "$1: all 6 pairs up within $UP s"
     fi
+    snapshot
     for p in $pairs; do
         a=${p%-*}
         b=${p#*-}
         # A daemon may report a moment after the kernel has the states.
-        wait_for 10 pair_reported "$a" "$b"
+        wait_secs 10 pair_reported "$a" "$b"
         ca=$(daemon_children "$a" "$b")
         cb=$(daemon_children "$b" "$a")
         sa=$(spis "$a" "$b")
         sb=$(spis "$b" "$a")
+        v=0
+        { [ "$ca" = 2 ] && [ "$cb" = 2 ] && [ "$sa" = "$sb" ] && [ "$(echo "$sa" | wc -w)" = 4 ]; } || v=1
         check "$1: $(label "$a") <-> $(label "$b"): both CHILD_SAs installed on both sides (daemons report $ca and $cb; SPIs $sa)" \
-            [ "$ca" = 2 ] && [ "$cb" = 2 ] && [ "$sa" = "$sb" ] && [ "$(echo "$sa" | wc -w)" = 4 ]
+            [ "$v" = 0 ]
     done
 }
 # initiated_by ROUND A B: chassis-A (not chassis-B) brought up their IKE SA, as each side
@@ -203,8 +226,12 @@ check_geneve() {
 }
 check_wire() {
     for c in $all; do
-        check "$1: $(label "$c"): ESP on the wire ($(counter "$c" esp_in) ESP packets in, $(counter "$c" decrypted_6081) decrypted to 6081), zero plaintext 6081 ($(counter "$c" plain_6081))" \
-            [ "$(counter "$c" esp_in)" -ge "$2" ] && [ "$(counter "$c" plain_6081)" = 0 ]
+        esp=$(counter "$c" esp_in)
+        plain=$(counter "$c" plain_6081)
+        v=0
+        { [ "$esp" -ge "$2" ] && [ "$plain" = 0 ]; } || v=1
+        check "$1: $(label "$c"): ESP on the wire ($esp ESP packets in, $(counter "$c" decrypted_6081) decrypted to 6081), zero plaintext 6081 ($plain)" \
+            [ "$v" = 0 ]
     done
 }
 
@@ -259,13 +286,13 @@ swan_takes_over() {
     ctl "$1" terminate "chassis-$2" >/dev/null || return 1
     case $2 in
         "$charon")
-            wait_for 10 charon_ike_gone "$1" || return 1
+            wait_secs 10 charon_ike_gone "$1" || return 1
             charon_initiate "$1"
             ;;
         "$pluto")
-            wait_for 10 pluto_ike_gone "$1" || return 1
+            wait_secs 10 pluto_ike_gone "$1" || return 1
             pluto_start "$1"
-            wait_for 30 pluto_has_both "$1"
+            wait_secs 30 pluto_has_both "$1"
             ;;
     esac
 }
@@ -278,9 +305,9 @@ done
 # pluto_takes_over_from_charon: charon deletes its IKE SA with pluto, pluto starts both conns.
 pluto_takes_over_from_charon() {
     swan --terminate --ike "$(conn "$pluto")" --timeout 10 >/dev/null 2>&1 || return 1
-    wait_for 10 pluto_ike_gone "$charon" || return 1
+    wait_secs 10 pluto_ike_gone "$charon" || return 1
     pluto_start "$charon"
-    wait_for 30 pluto_has_both "$charon"
+    wait_secs 30 pluto_has_both "$charon"
 }
 check "round 2: $(label "$charon") deletes its IKE SA with $(label "$pluto"), which brings it up again" \
     pluto_takes_over_from_charon
@@ -300,8 +327,16 @@ if [ "$failed" -gt 0 ]; then
     tail -n 60 "$mesh/chassis-$charon/charon.log"
     echo "--- pluto log (last 60 lines)"
     tail -n 60 "$mesh/chassis-$pluto/pluto.log"
+    echo "--- swanctl --list-sas"
     swan --list-sas
+    echo "--- whack --showstates"
     whack --showstates
+    for c in "$charon" "$pluto"; do
+        echo "--- ip xfrm state / policy in ch$c"
+        ip -s -n "ch$c" xfrm state
+        ip -n "ch$c" xfrm policy | grep '^src'
+    done
 fi
 kill -TERM "$(cat "/tmp/ch$charon.pid")" "$(cat "/tmp/ch$pluto.pid")" 2>/dev/null
-finish $all
+# shellcheck disable=SC2086 # a list of chassis numbers
+finish $ours
