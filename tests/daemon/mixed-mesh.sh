@@ -47,10 +47,16 @@ start_charon() {
     wait_secs 30 swan_answers && swan --load-all >/dev/null
 }
 swan_answers() { swan --stats >/dev/null 2>&1; }
-# charon_children C: how many of the tunnel to chassis-C's CHILD_SAs charon has INSTALLED.
-charon_children() { swan --list-sas --ike "$(conn "$1")" 2>/dev/null | grep -c 'INSTALLED, TRANSPORT'; }
+# charon_children C: how many CHILD_SAs of the tunnel to chassis-C charon reports INSTALLED
+# in transport mode (from the status snapshot: swanctl --list-sas --raw, one line per IKE SA).
+charon_children() {
+    line=$(grep -F "$(conn "$1") {" "/tmp/st.$charon")
+    n=$(echo "$line" | grep -o 'state=INSTALLED' | wc -l)
+    [ "$(echo "$line" | grep -o 'mode=TRANSPORT' | wc -l)" = "$n" ] || n=0
+    echo "$n"
+}
 # charon_initiated C: charon was the original initiator of its IKE SA with chassis-C.
-charon_initiated() { swan --list-sas --ike "$(conn "$1")" --raw 2>/dev/null | grep -q 'initiator=yes'; }
+charon_initiated() { grep -F "$(conn "$1") {" "/tmp/st.$charon" | grep -q 'initiator=yes'; }
 charon_ike_gone() { [ "$(swan --list-sas --ike "$(conn "$1")" 2>/dev/null | grep -c ESTABLISHED)" = 0 ]; }
 # charon_initiate C: swanctl --initiate of both children of the tunnel to chassis-C (what
 # `ipsec up` of the two conns does; ovs-monitor-ipsec leaves it to the trap policies).
@@ -74,9 +80,12 @@ start_pluto() {
 }
 # pluto_children C: pluto's established Child SAs of the tunnel to chassis-C ("in" and "out").
 pluto_children() {
-    whack --showstates 2>/dev/null | grep -c "\"$(conn "$1")-\(in\|out\)-1\".*STATE_V2_ESTABLISHED_CHILD_SA"
+    grep -c "\"$(conn "$1")-\(in\|out\)-1\".*STATE_V2_ESTABLISHED_CHILD_SA" "${2:-/tmp/st.$pluto}"
 }
-pluto_has_both() { [ "$(pluto_children "$1")" = 2 ]; }
+pluto_has_both() {
+    whack --showstates >/tmp/st.now 2>&1
+    [ "$(pluto_children "$1" /tmp/st.now)" = 2 ]
+}
 pluto_ike_gone() {
     [ "$(whack --showstates 2>/dev/null | grep -c "\"$(conn "$1")-\(in\|out\)-1\".*STATE_V2_ESTABLISHED")" = 0 ]
 }
@@ -88,15 +97,21 @@ pluto_start() {
 
 # --- ovn-ipsecd on chassis-1 and chassis-4.
 start_ours() { start_daemon "ch$1" "chassis-$1" "$pki/chassis-$1-cert.pem" "$pki/chassis-$1-privkey.pem"; }
-# our_role C P: chassis-C's daemon's role in its IKE SA with chassis-P (initiator/responder).
+# our_role C P: chassis-C's daemon's role in its IKE SA with chassis-P (initiator/responder),
+# from the status snapshot (ipsecctl sas --json, one line per IKE SA).
 our_role() {
-    ctl "$1" sas --json 2>/dev/null | tr -d ' \n' | sed 's/},{"peer"/}\n{"peer"/g' \
-        | grep "\"peer\":\"chassis-$2\"" | grep -o '"role":"[a-z]*"' | head -n 1 | cut -d'"' -f4
+    grep "\"peer\":\"chassis-$2\"" "/tmp/st.$1" | grep -o '"role":"[a-z]*"' | head -n 1 | cut -d'"' -f4
 }
-# our_children C P: CHILD_SAs chassis-C's daemon reports with chassis-P.
-our_children() {
-    ctl "$1" sas --json 2>/dev/null | tr -d ' \n' | sed 's/},{"peer"/}\n{"peer"/g' \
-        | grep "\"peer\":\"chassis-$2\"" | grep -o '"spi_in"' | wc -l
+# our_children C P: CHILD_SAs chassis-C's daemon reports with chassis-P (snapshot).
+our_children() { grep "\"peer\":\"chassis-$2\"" "/tmp/st.$1" | grep -o '"spi_in"' | wc -l; }
+# daemon_status: every daemon's own status, once, into /tmp/st.C.
+daemon_status() {
+    swan --list-sas --raw >"/tmp/st.$charon" 2>&1
+    whack --showstates >"/tmp/st.$pluto" 2>&1
+    for c in $ours; do
+        ctl "$c" sas --json 2>/dev/null | tr -d ' \n' | sed 's/},{"peer"/}\n{"peer"/g' >"/tmp/st.$c"
+        echo >>"/tmp/st.$c"
+    done
 }
 
 # --- Kernel views, the same for every implementation.
@@ -106,19 +121,23 @@ our_children() {
 snapshot() {
     for c in $all; do
         ip -n "ch$c" xfrm state | awk '
-            /^src/ { s = $2; d = $4; spi = "" }
-            / spi / { for (i = 1; i < NF; i++) if ($i == "spi") spi = $(i + 1) }
-            /aead/ { print s, d, spi }' >"/tmp/xs.$c"
+            /^src/ { s = $2; d = $4; spi = ""; mode = "" }
+            / spi / { for (i = 1; i < NF; i++) { if ($i == "spi") spi = $(i + 1); if ($i == "mode") mode = $(i + 1) } }
+            /aead/ { print s, d, spi, mode }' >"/tmp/xs.$c"
     done
 }
 # spis A B: the SPIs of chassis-A's keyed states with chassis-B (from the snapshot), sorted.
 spis() {
     awk -v p="$(ip_of "$2")" '$1 == p || $2 == p { print $3 }' "/tmp/xs.$1" | sort | tr '\n' ' '
 }
-# pair_up A B: four keyed states (two CHILD_SAs, each direction) on each side, same SPIs.
+# transport A B: how many of chassis-A's keyed states with chassis-B are transport mode.
+transport() { awk -v p="$(ip_of "$2")" '($1 == p || $2 == p) && $4 == "transport"' "/tmp/xs.$1" | wc -l; }
+# pair_up A B: four keyed transport-mode states (two CHILD_SAs, each direction) on each side,
+# the same SPIs on both.
 pair_up() {
     sa=$(spis "$1" "$2")
-    [ "$(echo "$sa" | wc -w)" = 4 ] && [ "$sa" = "$(spis "$2" "$1")" ]
+    [ "$(echo "$sa" | wc -w)" = 4 ] && [ "$sa" = "$(spis "$2" "$1")" ] \
+        && [ "$(transport "$1" "$2")" = 4 ] && [ "$(transport "$2" "$1")" = 4 ]
 }
 # wait_secs SECONDS CMD...: polls CMD until it succeeds or SECONDS of wall clock have passed
 # (lib.sh's wait_for counts polls, which take long here).
@@ -145,7 +164,14 @@ label() {
         *) echo "chassis-$1 (ovn-ipsecd)" ;;
     esac
 }
-pair_reported() { [ "$(daemon_children "$1" "$2")" = 2 ] && [ "$(daemon_children "$2" "$1")" = 2 ]; }
+# all_reported: every daemon reports both CHILD_SAs of each of its tunnels (a daemon may
+# report a moment after the kernel has the states).
+all_reported() {
+    daemon_status
+    for p in $pairs; do
+        [ "$(daemon_children "${p%-*}" "${p#*-}")" = 2 ] && [ "$(daemon_children "${p#*-}" "${p%-*}")" = 2 ] || return 1
+    done
+}
 pairs="1-2 1-3 1-4 2-3 2-4 3-4"
 all_pairs_up() {
     snapshot
@@ -160,18 +186,16 @@ check_mesh() {
         not_ok "$1: all 6 pairs up within $UP s"
     fi
     snapshot
+    wait_secs 20 all_reported
     for p in $pairs; do
         a=${p%-*}
         b=${p#*-}
-        # A daemon may report a moment after the kernel has the states.
-        wait_secs 10 pair_reported "$a" "$b"
         ca=$(daemon_children "$a" "$b")
         cb=$(daemon_children "$b" "$a")
         sa=$(spis "$a" "$b")
-        sb=$(spis "$b" "$a")
         v=0
-        { [ "$ca" = 2 ] && [ "$cb" = 2 ] && [ "$sa" = "$sb" ] && [ "$(echo "$sa" | wc -w)" = 4 ]; } || v=1
-        check "$1: $(label "$a") <-> $(label "$b"): both CHILD_SAs installed on both sides (daemons report $ca and $cb; SPIs $sa)" \
+        { [ "$ca" = 2 ] && [ "$cb" = 2 ] && pair_up "$a" "$b"; } || v=1
+        check "$1: $(label "$a") <-> $(label "$b"): both CHILD_SAs installed on both sides (the daemons report $ca and $cb; kernel SPIs $sa)" \
             [ "$v" = 0 ]
     done
 }
@@ -214,7 +238,7 @@ geneve_mesh() {
         geneve_end "$b" "$a" $((10 * a + b))
     done
 }
-geneve_ping() { ip netns exec "ch$1" ping -c 2 -W 5 "192.168.$((10 * ${3:-$1} + ${4:-$2})).$2" >/dev/null 2>&1; }
+geneve_ping() { ip netns exec "ch$1" ping -c 1 -W 5 "192.168.$((10 * ${3:-$1} + ${4:-$2})).$2" >/dev/null 2>&1; }
 # check_geneve ROUND: ping over the Geneve device of every pair, from each side.
 check_geneve() {
     for p in $pairs; do
