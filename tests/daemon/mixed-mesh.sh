@@ -11,6 +11,8 @@
 # ovs-monitor-ipsec loads them) and the ovn-ipsecd side initiates; charon initiates to pluto.
 # Round 2: each IKE SA is deleted (ipsecctl terminate / swanctl --terminate) and the other
 # side brings it up: charon and pluto initiate to both ovn-ipsecd chassis, pluto to charon.
+# Round 3: both ovn-ipsecd are killed with SIGKILL and restarted: Geneve flows meanwhile, the
+# new daemons renegotiate with every peer and the old states go.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -343,6 +345,47 @@ done
 initiated_by "round 2" "$pluto" "$charon"
 check_geneve "round 2"
 check_wire "round 2" 30
+
+# Round 3: both ovn-ipsecd are killed (kill -9) and restarted. The kernel keeps their states,
+# so Geneve keeps flowing meanwhile; the new daemons negotiate fresh SAs with every peer
+# (chassis-1 at once, chassis-4 after its grace period: charon and pluto still see their old
+# IKE SAs up and do not initiate), and the old states go on both sides.
+note "round 3: kill -9 and restart of both ovn-ipsecd"
+snapshot
+for p in $pairs; do spis "${p%-*}" "${p#*-}" >"/tmp/old.$p"; done
+for c in $ours; do kill -KILL "$(cat "/tmp/ch$c.pid")"; done
+sleep 0.5
+# flows_without_daemons: Geneve ping between each ovn-ipsecd chassis and each swan one.
+flows_without_daemons() {
+    for c in $ours; do
+        for p in "$charon" "$pluto"; do
+            if [ "$c" -lt "$p" ]; then geneve_ping "$p" "$c" "$c" "$p" || return 1; else geneve_ping "$p" "$c" "$p" "$c" || return 1; fi
+        done
+    done
+}
+check "round 3: with both ovn-ipsecd killed, ping over Geneve from charon and pluto to both still flows" \
+    flows_without_daemons
+for c in $ours; do start_ours "$c"; done
+# renewed: every pair with an ovn-ipsecd end has new SPIs, and the old states are gone.
+renewed() {
+    for p in 1-2 1-3 1-4 2-4 3-4; do
+        [ "$(spis "${p%-*}" "${p#*-}")" != "$(cat "/tmp/old.$p")" ] || return 1
+    done
+}
+all_renewed() { all_pairs_up && renewed; }
+if wait_secs "$UP" all_renewed; then
+    ok "round 3: fresh CHILD_SAs with every peer after the restart, old states gone on both sides ($(elapsed) s into the run)"
+else
+    not_ok "round 3: fresh CHILD_SAs with every peer after the restart, old states gone on both sides"
+fi
+check_mesh "round 3"
+initiated_by "round 3" 1 "$charon"
+initiated_by "round 3" 1 "$pluto"
+initiated_by "round 3" 1 4
+initiated_by "round 3" 4 "$charon"
+initiated_by "round 3" 4 "$pluto"
+check_geneve "round 3"
+check_wire "round 3" 45
 
 note "done"
 for c in $ours; do kill -TERM "$(cat "/tmp/ch$c.pid")" 2>/dev/null; done
