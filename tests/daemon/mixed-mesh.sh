@@ -12,7 +12,8 @@
 # Round 2: each IKE SA is deleted (ipsecctl terminate / swanctl --terminate) and the other
 # side brings it up: charon and pluto initiate to both ovn-ipsecd chassis, pluto to charon.
 # Round 3: both ovn-ipsecd are killed with SIGKILL and restarted: Geneve flows meanwhile, the
-# new daemons renegotiate with every peer and the old states go.
+# new daemons renegotiate with every peer and their old states go (pluto keeps a stale Child
+# SA: see the note there).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -366,19 +367,58 @@ flows_without_daemons() {
 check "round 3: with both ovn-ipsecd killed, ping over Geneve from charon and pluto to both still flows" \
     flows_without_daemons
 for c in $ours; do start_ours "$c"; done
-# renewed: every pair with an ovn-ipsecd end has new SPIs, and the old states are gone.
-renewed() {
-    for p in 1-2 1-3 1-4 2-4 3-4; do
-        [ "$(spis "${p%-*}" "${p#*-}")" != "$(cat "/tmp/old.$p")" ] || return 1
+# contains_all LIST1 LIST2: every word of LIST1 is in LIST2.
+contains_all() {
+    for w in $1; do
+        case " $2 " in
+            *" $w "*) ;;
+            *) return 1 ;;
+        esac
     done
 }
-all_renewed() { all_pairs_up && renewed; }
+# renewed_pair A B: ovn-ipsecd chassis-A has four fresh transport states with chassis-B (none
+# of the old SPIs) and chassis-B has them too; B has nothing else, except that pluto may keep
+# the two states of the stale Child SA (below).
+renewed_pair() {
+    sa=$(spis "$1" "$2")
+    sb=$(spis "$2" "$1")
+    p=$(($1 < $2 ? $1 : $2))-$(($1 < $2 ? $2 : $1))
+    [ "$(echo "$sa" | wc -w)" = 4 ] && [ "$(transport "$1" "$2")" = 4 ] || return 1
+    for w in $sa; do
+        case " $(cat "/tmp/old.$p") " in *" $w "*) return 1 ;; esac
+    done
+    contains_all "$sa" "$sb" || return 1
+    if [ "$2" = "$pluto" ]; then [ "$(echo "$sb" | wc -w)" -le 6 ]; else [ "$sa" = "$sb" ]; fi
+}
+renewed_pairs="1-2 1-3 1-4 4-2 4-3"
+all_renewed() {
+    snapshot
+    for p in $renewed_pairs; do renewed_pair "${p%-*}" "${p#*-}" || return 1; done
+}
 if wait_secs "$UP" all_renewed; then
-    ok "round 3: fresh CHILD_SAs with every peer after the restart, old states gone on both sides ($(elapsed) s into the run)"
+    ok "round 3: fresh CHILD_SAs between each restarted ovn-ipsecd and every peer by $(elapsed) s into the run, its old states gone"
 else
-    not_ok "round 3: fresh CHILD_SAs with every peer after the restart, old states gone on both sides"
+    not_ok "round 3: fresh CHILD_SAs between each restarted ovn-ipsecd and every peer within $UP s"
 fi
-check_mesh "round 3"
+snapshot
+wait_secs 20 all_reported
+for p in $renewed_pairs; do
+    a=${p%-*}
+    b=${p#*-}
+    ca=$(daemon_children "$a" "$b")
+    cb=$(daemon_children "$b" "$a")
+    v=0
+    { renewed_pair "$a" "$b" && [ "$ca" = 2 ] && [ "$cb" -ge 2 ]; } || v=1
+    check "round 3: $(label "$a") <-> $(label "$b"): fresh CHILD_SAs on both sides (the daemons report $ca and $cb; kernel SPIs $(spis "$a" "$b"))" [ "$v" = 0 ]
+    if [ "$b" = "$pluto" ]; then
+        # Limitation (Libreswan's, seen here): pluto acts on INITIAL_CONTACT only for the conn
+        # the new IKE SA lands on ("in"), so the old "out" Child SA of the dead IKE SA stays
+        # until it expires; its outbound state is older than the new one, so the kernel does
+        # not pick it and traffic is unaffected.
+        echo "# note: pluto keeps $(($(echo "$(spis "$b" "$a")" | wc -w) - 4)) states of a stale Child SA with chassis-$a (pluto reports $cb Child SAs)"
+    fi
+done
+check "round 3: charon <-> pluto untouched: both CHILD_SAs on both sides" pair_up "$charon" "$pluto"
 initiated_by "round 3" 1 "$charon"
 initiated_by "round 3" 1 "$pluto"
 initiated_by "round 3" 1 4
