@@ -15,10 +15,12 @@ cd "$(dirname "$0")/../.."
 need_rust
 
 libreswan=${OVN_IPSEC_LIBRESWAN:-$OVN_IPSEC_CACHE/libreswan}
-[ -x /usr/lib/ipsec/charon ] && command -v swanctl >/dev/null && command -v certutil >/dev/null \
-    || die "mixed-mesh-guest: strongSwan or the NSS tools are missing: run bash tests/setup/peers.sh"
-[ -x "$libreswan/usr/libexec/ipsec/pluto" ] \
-    || die "mixed-mesh-guest: no unpacked Libreswan in $libreswan: run bash tests/setup/peers.sh"
+if [ ! -x /usr/lib/ipsec/charon ] || ! command -v swanctl >/dev/null || ! command -v certutil >/dev/null; then
+    die "mixed-mesh-guest: strongSwan or the NSS tools are missing: run bash tests/setup/peers.sh"
+fi
+if [ ! -x "$libreswan/usr/libexec/ipsec/pluto" ]; then
+    die "mixed-mesh-guest: no unpacked Libreswan in $libreswan: run bash tests/setup/peers.sh"
+fi
 
 cargo build --locked -q -p ovn-ipsec-tests --bin swan-mesh-config
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
