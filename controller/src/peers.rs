@@ -111,15 +111,23 @@ pub fn ike_proposals() -> Vec<IkeProposal> {
     vec![first, aes128]
 }
 
-/// ESP proposals: ovs-monitor-ipsec's `aes256gcm16` first, then AES-128-GCM.
+/// ESP proposals: ovs-monitor-ipsec's `aes256gcm16-modp2048` first, then AES-128-GCM, both
+/// with PFS over MODP-2048 for the CREATE_CHILD_SA of the second Geneve child: a charon
+/// configured by ovs-monitor-ipsec (`esp=aes256gcm16-modp2048`) and a pluto (PFS on by
+/// default) refuse a CREATE_CHILD_SA without a KE payload with NO_PROPOSAL_CHOSEN, leaving the
+/// tunnel with one child (seen in tests/daemon/mixed-mesh.sh). MODP-2048 comes first because
+/// a KE payload goes with the first group of the first proposal and a group the peer does not
+/// list is not retried (INVALID_KE for a CHILD_SA). The IKE_AUTH child ignores the groups.
 pub fn esp_proposals() -> Vec<EspProposal> {
-    let mut aes128 = EspProposal::aes256gcm16();
+    let mut aes256 = EspProposal::aes256gcm16();
+    aes256.ke = vec![KeGroup::MODP_2048];
+    let mut aes128 = aes256.clone();
     aes128.encryption = vec![Encryption {
         id: EncrId::ENCR_AES_GCM_16,
         key_bits: Some(128),
     }];
     aes128.esn = vec![EsnId::NO_ESN];
-    vec![EspProposal::aes256gcm16(), aes128]
+    vec![aes256, aes128]
 }
 
 /// The engine configuration for one desired peer: two transport-mode CHILD_SAs with the
@@ -303,5 +311,19 @@ impl PeerTable {
             .values()
             .flat_map(|p| p.child_sas.iter().cloned())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn esp_proposals_ask_for_pfs_with_modp2048_as_ovs_monitor_ipsec_peers_require() {
+        let proposals = esp_proposals();
+        assert!(!proposals.is_empty());
+        for p in &proposals {
+            assert_eq!(p.ke.first(), Some(&KeGroup::MODP_2048), "{p:?}");
+        }
     }
 }

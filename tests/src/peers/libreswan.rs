@@ -265,7 +265,7 @@ impl IkePeer for Libreswan {
 /// `ovs_cert_cacert` with trust `CT,,` (NSS takes the bundle's first certificate, switchca),
 /// and the chassis certificate with its key, through a PKCS#12 file with an empty password,
 /// as `ovs_certkey_<CN>`.
-fn build_nss_db(
+pub fn build_nss_db(
     nss: &Path,
     scratch: &Path,
     pki: &Pki,
