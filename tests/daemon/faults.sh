@@ -287,6 +287,7 @@ check "no SA with the expired chassis: chassis-1 has 0 keyed states with $(ip_of
 check "ping over Geneve chassis-1 -> chassis-4 stays blocked" ping_blocked 1 4
 no_new_plain "expired certificate" "$base" 1 4
 check "chassis-1 <-> chassis-2 unaffected (ping)" ping_gnv 1 2
+del_geneve_of 4 1
 sbctl chassis-del chassis-4
 kill -TERM "$(cat /tmp/ch4.pid)" 2>/dev/null
 
@@ -325,6 +326,7 @@ table inet ike {
 NFT
 ike_before=$(ip netns exec ch3 nft list counter inet ike ike_in | sed -n 's/.*packets \([0-9]*\) .*/\1/p')
 t0=$(uptime_s)
+del_geneve_of 3 1 2
 sbctl chassis-del chassis-3
 gone3() {
     for c in 1 2; do

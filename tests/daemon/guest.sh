@@ -19,8 +19,13 @@ all_up() {
 start_sb
 check "ovsdb-server with the Southbound schema answers" sbctl init
 sbctl set SB_Global . ipsec=true
+# Plaintext Geneve packets are also logged to the kernel log (addresses, ports, length, guest
+# uptime), shown on failure.
+echo 1 >/proc/sys/net/netfilter/nf_log_all_netns
 for c in $(seq 1 "$n"); do
     add_netns "$c"
+    ip netns exec "ch$c" nft add rule inet wire input udp dport 6081 meta secpath missing \
+        log prefix "\"plain-6081-ch$c \"" level info
     sbctl chassis-add "chassis-$c" geneve "$(ip_of "$c")"
 done
 check "$n chassis registered in the Southbound DB" [ "$(sbctl --bare --columns=name list Chassis | grep -c chassis)" = "$n" ]
@@ -89,6 +94,7 @@ for c in $(seq 1 "$n"); do
 done
 
 gone=$n
+del_geneve_of "$gone" $(seq 1 $((n - 1)))
 sbctl chassis-del "chassis-$gone"
 gone_ip=$(ip_of "$gone")
 no_trace_of_gone() {
@@ -101,6 +107,7 @@ fi
 
 # Forced UDP encapsulation from the Southbound: the remaining pairs are negotiated again with
 # ESP in UDP on port 4500, which the kernel decapsulates through the daemon's socket option.
+echo "# forced encapsulation switched on at guest uptime $(cut -d' ' -f1 /proc/uptime) s"
 sbctl set SB_Global . options:ipsec_encapsulation=true
 encap_up() {
     for c in 1 2; do
@@ -170,4 +177,12 @@ for c in $(seq 1 "$n"); do kill -TERM "$(cat "/tmp/ch$c.pid")" 2>/dev/null; done
 sleep 1
 check "SIGTERM leaves the policies in place (chassis-1)" [ "$(policies_with 1 "$(ip_of 2)")" -ge 2 ]
 
+if [ "$failed" -gt 0 ]; then
+    echo "--- plaintext Geneve packets in the kernel log (guest uptime now $(cut -d' ' -f1 /proc/uptime))"
+    dmesg | grep plain-6081 | tail -n 20
+    for c in 1 2; do
+        echo "--- ovn-ipsecd chassis-$c, every line since the encapsulation change (no DEBUG)"
+        grep -v DEBUG "/tmp/ch$c.log" | sed -n '/ipsec_encap\|encap=true/,$p' | head -n 12
+    done
+fi
 finish $(seq 1 "$n")

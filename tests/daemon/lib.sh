@@ -228,3 +228,14 @@ keyed_with() {
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 # elapsed_since T: seconds since uptime T, one decimal.
 elapsed_since() { awk -v s="$1" -v e="$(uptime_s)" 'BEGIN { printf "%.1f", e - s }'; }
+# del_geneve_of C N...: removes the Geneve links between chassis C and each of chassis N...
+# (as ovn-controller drops its tunnels to a chassis that left the Southbound; a link left
+# behind would keep sending IPv6 router solicitations, in plaintext once unprotected).
+del_geneve_of() {
+    gc=$1
+    shift
+    for o in "$@"; do
+        ip -n "ch$o" link del "gnv$gc" 2>/dev/null
+        ip -n "ch$gc" link del "gnv$o" 2>/dev/null
+    done
+}
