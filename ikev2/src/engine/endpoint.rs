@@ -647,6 +647,10 @@ impl Endpoint {
                 self.on_child_lifetime(now, id);
                 self.ike_sas.contains_key(&id)
             }
+            Timer::Replace => {
+                self.on_replace_timer(now, id);
+                self.ike_sas.contains_key(&id)
+            }
             Timer::Rekey => {
                 self.on_ike_rekey_timer(now, id);
                 self.ike_sas.contains_key(&id)

@@ -52,11 +52,14 @@ pub enum Timer {
     Delete,
     /// The earliest soft (rekey) or hard (expiry) lifetime of the IKE SA's CHILD_SAs.
     ChildLifetime,
+    /// A newer IKE SA with the same peer and identity came up: replace this one unless the
+    /// peer deleted it by then (its reauthentication, RFC 7296 §2.8.3).
+    Replace,
 }
 
 impl Timer {
     /// Every timer, in the order of the table.
-    pub const ALL: [Timer; 8] = [
+    pub const ALL: [Timer; 9] = [
         Timer::Retransmit,
         Timer::HalfOpen,
         Timer::Rekey,
@@ -65,6 +68,7 @@ impl Timer {
         Timer::NatKeepalive,
         Timer::Delete,
         Timer::ChildLifetime,
+        Timer::Replace,
     ];
 
     fn index(self) -> usize {
@@ -77,6 +81,7 @@ impl Timer {
             Timer::NatKeepalive => 5,
             Timer::Delete => 6,
             Timer::ChildLifetime => 7,
+            Timer::Replace => 8,
         }
     }
 }

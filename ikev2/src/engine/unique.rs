@@ -7,12 +7,17 @@
 //!
 //! The rule: when IKE_AUTH establishes an IKE SA with a peer configuration, which names one
 //! remote address and the one identity its certificate had to prove, every other
-//! *established* IKE SA of that configuration is replaced. Its CHILD_SAs are reported deleted
-//! after the new IKE SA's first CHILD_SA was reported installed (make before break), and one
-//! INFORMATIONAL Delete is sent under its keys, not retransmitted: a peer that restarted
-//! answers it with INVALID_IKE_SPI at most, a peer that still holds it (it set up a second
-//! IKE SA on purpose) learns that it is gone. Half-open IKE SAs are left to crossed
-//! initiation (`ike_sa_init.rs`) and the half-open timer.
+//! *established* IKE SA of that configuration is replaced [`REPLACE_DELAY`] later, unless it
+//! is gone by then. The delay is what tells a restart from a reauthentication (RFC 7296
+//! §2.8.3): a reauthenticating peer also sends no INITIAL_CONTACT, creates its CHILD_SAs in
+//! the new IKE SA and then deletes the old one itself, well within the delay; replacing at
+//! once would delete the old CHILD_SAs before the peer's second CHILD_SA exists. Our own
+//! reauthentication deletes the old IKE SA itself (`reauth.rs`) and is not touched here.
+//! A replaced IKE SA's CHILD_SAs are reported deleted, and one INFORMATIONAL Delete is sent
+//! under its keys, not retransmitted: a peer that restarted answers it with INVALID_IKE_SPI
+//! at most, a peer that still holds it (it set up a second IKE SA on purpose) learns that it
+//! is gone. Half-open IKE SAs are left to crossed initiation (`ike_sa_init.rs`) and the
+//! half-open timer.
 //!
 //! An IKE SA established less than [`REPLACE_MIN_AGE`] before the new one is kept: two IKE
 //! SAs completing that close together come from a crossed initiation with a peer that does
@@ -28,11 +33,17 @@ use tracing::info;
 use super::endpoint::Endpoint;
 use super::event::{DownReason, IkeSaId, PeerId};
 use super::ike_sa::State;
+use super::timers::Timer;
 
 /// How long an IKE SA must have been established before a newer one replaces it: longer
 /// than the few round trips in which crossed initiations complete, shorter than a peer's
 /// restart.
 pub const REPLACE_MIN_AGE: Duration = Duration::from_secs(5);
+
+/// How long an older IKE SA is kept after a newer one with the same peer came up: long enough
+/// for a reauthenticating peer to create its CHILD_SAs and delete the old IKE SA itself, even
+/// with a few retransmissions.
+pub const REPLACE_DELAY: Duration = Duration::from_secs(20);
 
 /// When each IKE SA established by IKE_AUTH came up.
 #[derive(Debug, Default)]
@@ -57,19 +68,44 @@ impl Endpoint {
             .ike_sas
             .values()
             .filter(|sa| sa.peer == peer && sa.id != new && old_enough(&sa.id))
-            .filter(|sa| matches!(&sa.state, State::Established(e) if !e.deleting))
+            .filter(|sa| {
+                matches!(&sa.state, State::Established(e)
+                    if !e.deleting && e.rekey.replaced_by.is_none() && e.rekey.reauth.is_none())
+            })
             .map(|sa| sa.id)
             .collect();
         for old in older {
-            info!(
-                ike_sa = old.0,
-                replaced_by = new.0,
-                "a new IKE SA with the same peer and identity replaces this one"
-            );
-            self.stats.ike_sas_replaced += 1;
-            // Queues the Delete and reports the CHILD_SAs deleted; the IKE SA goes at once.
-            self.delete_established(now, old, true);
-            self.remove_ike_sa(old, DownReason::Replaced);
+            if let Some(sa) = self.ike_sas.get_mut(&old) {
+                if !sa.timers.is_set(Timer::Replace) {
+                    info!(
+                        ike_sa = old.0,
+                        newer = new.0,
+                        "a newer IKE SA with the same peer and identity is up: this one goes unless the peer deletes it first"
+                    );
+                    sa.timers.set(Timer::Replace, now + REPLACE_DELAY);
+                }
+            }
         }
+    }
+
+    /// [`Timer::Replace`]: the older IKE SA is still here, so the peer did not reauthenticate
+    /// but restarted; it goes now.
+    pub(crate) fn on_replace_timer(&mut self, now: Instant, old: IkeSaId) {
+        let Some(sa) = self.ike_sas.get(&old) else {
+            return;
+        };
+        let still_ours = matches!(&sa.state, State::Established(e)
+            if !e.deleting && e.rekey.replaced_by.is_none() && e.rekey.reauth.is_none());
+        if !still_ours {
+            return;
+        }
+        info!(
+            ike_sa = old.0,
+            "replaced by a newer IKE SA with the same peer and identity"
+        );
+        self.stats.ike_sas_replaced += 1;
+        // Queues the Delete and reports the CHILD_SAs deleted; the IKE SA goes at once.
+        self.delete_established(now, old, true);
+        self.remove_ike_sa(old, DownReason::Replaced);
     }
 }

@@ -3,8 +3,8 @@
 
 mod collisions;
 mod commands;
-mod credentials_update;
 mod cookie;
+mod credentials_update;
 mod fragments;
 mod ike_auth;
 mod ike_rekey;

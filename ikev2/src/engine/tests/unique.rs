@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::ike_auth::{fixture_time, installs, Mesh};
 use super::*;
 use crate::engine::event::DownReason;
-use crate::engine::unique::REPLACE_MIN_AGE;
+use crate::engine::unique::{REPLACE_DELAY, REPLACE_MIN_AGE};
 
 /// `a` restarts as pluto does: a fresh endpoint that initiates again without INITIAL_CONTACT.
 fn restart_a_as_pluto(mesh: &mut Mesh, seed: u64) -> IkeSaId {
@@ -36,6 +36,9 @@ fn peer_restarting_without_initial_contact_replaces_the_old_ike_sa_after_the_new
     mesh.net.advance(REPLACE_MIN_AGE, STEPS);
     restart_a_as_pluto(&mut mesh, 77);
     mesh.run(Duration::from_secs(5));
+    // The old IKE SA waits REPLACE_DELAY for the peer to delete it (a reauthentication would).
+    assert_eq!(mesh.net.node(mesh.b).endpoint.ike_sas().count(), 2);
+    mesh.net.advance(REPLACE_DELAY, STEPS);
 
     // b holds exactly the new IKE SA, with both CHILD_SAs.
     let new = mesh.only_ike_sa_of_b();
