@@ -51,6 +51,7 @@ impl Daemon {
         self.certificate = certificate;
 
         let mut updated = 0usize;
+        let mut reauthenticating = 0usize;
         for peer in self.peers.peers.values() {
             let Some(id) = peer.engine_id else {
                 continue;
@@ -61,14 +62,24 @@ impl Daemon {
                 self.credentials.trust.clone(),
             );
             match result {
-                Ok(()) => updated += 1,
+                Ok(()) => {
+                    updated += 1;
+                    // RFC 7296 §2.8.3: an IKE SA rekey keeps the old authentication, so the new
+                    // certificate is only presented by a new IKE SA; reauthenticate now, make
+                    // before break. A peer without an established IKE SA presents it when it
+                    // next comes up.
+                    // Limitation: every peer reauthenticates at once, not spread over time.
+                    if self.endpoint.reauthenticate(Instant::now(), id).is_ok() {
+                        reauthenticating += 1;
+                    }
+                }
                 Err(error) => {
                     peer.span
                         .in_scope(|| warn!(%error, "peer kept its old credentials"));
                 }
             }
         }
-        info!(subject = %self.certificate.0, peers = updated, "certificate and key in use; each peer's next IKE SA presents them");
+        info!(subject = %self.certificate.0, peers = updated, reauthenticating, "certificate and key in use; established IKE SAs reauthenticate with them");
         if let Some(left) = expires_soon {
             warn!(
                 subject = %self.certificate.0,

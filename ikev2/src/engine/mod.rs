@@ -12,8 +12,8 @@
 //! - `create_child_sa.rs`: additional CHILD_SAs, with optional PFS; CHILD_SA rekeys and their
 //!   collisions (RFC 7296 §2.8.1).
 //! - `ike_rekey.rs`: IKE SA rekeying (§2.18) and its collisions.
-//! - `reauth.rs`: reauthentication as make-before-break of a whole new IKE SA (§2.8.3).
-//! - `credentials_update.rs`: new credentials for a peer (certificate rotation).
+//! - `reauth.rs`: reauthentication as make-before-break of a whole new IKE SA (§2.8.3), and
+//!   new credentials for a peer (certificate rotation).
 //! - [`cookie`]: stateless COOKIEs of a responder under load (RFC 7296 §2.6).
 //! - [`unknown_spi`]: INVALID_IKE_SPI answers and hints outside any IKE SA (RFC 7296 §1.5).
 //! - `unique.rs`: a newly authenticated IKE SA replaces older ones with the same peer.
@@ -28,7 +28,6 @@
 pub mod config;
 pub mod cookie;
 mod create_child_sa;
-mod credentials_update;
 pub mod datagram;
 mod endpoint;
 pub mod event;
@@ -54,7 +53,6 @@ pub mod window;
 pub use config::{
     ChildConfig, ConfigError, Credentials, EndpointConfig, Mode, PeerConfig, IKE_PORT, NAT_T_PORT,
 };
-pub use credentials_update::CredentialsUpdateError;
 pub use endpoint::{CommandError, Endpoint, IkeSaInfo, Transmit};
 pub use event::{
     AuthFailure, DownReason, EspAlgorithms, EspKeys, Event, IkeAlgorithms, IkeSaId, PeerId,

@@ -5,17 +5,19 @@
 //! The new IKE_AUTH carries no INITIAL_CONTACT, so the peer keeps the old IKE SA (and its
 //! CHILD_SAs) until our Delete of it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tracing::{debug, info};
 
-use super::config::{ConfigError, PeerConfig};
+use super::config::{ConfigError, Credentials, PeerConfig};
 use super::endpoint::{CommandError, Endpoint};
 use super::event::{DownReason, Event, IkeSaId, PeerId};
 use super::ike_rekey::is_leaving;
 use super::ike_sa::State;
 use super::timers::Timer;
+use crate::auth::TrustStore;
 
 /// How long a reauthentication may take before it is started again; a new IKE SA that failed
 /// is noticed at this interval.
@@ -48,6 +50,26 @@ impl Endpoint {
             .get_mut(&peer)
             .ok_or(UpdatePeerError::UnknownPeer(peer))?;
         Ok(std::mem::replace(slot, config))
+    }
+
+    /// Gives `peer` new credentials and CAs (certificate rotation), keeping the rest of its
+    /// configuration; the old ones stay if the result is not valid. Established IKE SAs keep
+    /// their keys; the next IKE_AUTH (a new IKE SA or a reauthentication) presents the new
+    /// certificate and checks the peer against the new CAs.
+    pub fn update_credentials(
+        &mut self,
+        peer: PeerId,
+        credentials: Credentials,
+        trusted_cas: Arc<TrustStore>,
+    ) -> Result<(), UpdatePeerError> {
+        let mut updated = self
+            .peers
+            .get(&peer)
+            .ok_or(UpdatePeerError::UnknownPeer(peer))?
+            .clone();
+        updated.credentials = credentials;
+        updated.trusted_cas = trusted_cas;
+        self.update_peer(peer, updated).map(drop)
     }
 
     /// Reauthenticates with `peer` now: a new IKE SA is set up next to the established one,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::ike_auth::{jumbo, ups, Mesh};
 use super::*;
 use crate::engine::event::{AuthFailure, DownReason};
-use crate::engine::CredentialsUpdateError;
+use crate::engine::UpdatePeerError;
 
 #[test]
 fn new_credentials_keep_the_established_ike_sa_and_are_presented_by_the_next_one() {
@@ -84,7 +84,7 @@ fn credentials_without_a_certificate_are_refused_and_the_old_ones_stay() {
     let endpoint = &mut mesh.net.node_mut(a).endpoint;
     assert!(matches!(
         endpoint.update_credentials(peer, empty, trust_store()),
-        Err(CredentialsUpdateError::Invalid(_))
+        Err(UpdatePeerError::Invalid(_))
     ));
     assert_eq!(endpoint.peer(peer).unwrap().credentials.chain.len(), 1);
     let now = std::time::Instant::now();
@@ -92,6 +92,6 @@ fn credentials_without_a_certificate_are_refused_and_the_old_ones_stay() {
     let endpoint = &mut mesh.net.node_mut(a).endpoint;
     assert_eq!(
         endpoint.update_credentials(peer, removed.credentials, trust_store()),
-        Err(CredentialsUpdateError::UnknownPeer(peer))
+        Err(UpdatePeerError::UnknownPeer(peer))
     );
 }
