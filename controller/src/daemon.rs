@@ -533,7 +533,7 @@ impl Daemon {
                 }
                 self.initiate_due(now);
             }
-            Command::Rekey(name) => self.rekey_children(&name, now),
+            Command::Rekey(name) => self.rekey_peer(&name, now),
             Command::Terminate(name) => {
                 for peer in self.peers.peers.values_mut() {
                     if peer.desired.remote_chassis != name {

@@ -289,12 +289,8 @@ impl ControlHandler for DaemonHandler {
             });
         }
         self.queue_for(peer, Command::Rekey(peer.into()))?;
-        // Limitation: only the CHILD_SAs are rekeyed; the engine cannot rekey an IKE SA yet.
         Ok(ActionDone {
-            message: format!(
-                "rekey of the CHILD_SAs with {peer} started (the IKE SA is kept: IKE SA \
-                 rekeying is not implemented)"
-            ),
+            message: format!("rekey of the CHILD_SAs and the IKE SA with {peer} started"),
         })
     }
 
@@ -673,7 +669,7 @@ impl Daemon {
 
     /// `ipsecctl rekey`: asks the engine to rekey the newest CHILD_SA of each kind with the
     /// chassis now.
-    pub(crate) fn rekey_children(&mut self, chassis: &str, now: Instant) {
+    pub(crate) fn rekey_peer(&mut self, chassis: &str, now: Instant) {
         for peer in self.peers.peers.values() {
             if peer.desired.remote_chassis != chassis {
                 continue;
@@ -698,6 +694,11 @@ impl Daemon {
                     ),
                     Err(error) => tracing::warn!(%error, "cannot rekey the CHILD_SA"),
                 }
+            }
+            // RFC 7296 §2.18; queued behind the CHILD_SA rekeys in the peer's window.
+            match self.endpoint.rekey_ike(now, id) {
+                Ok(()) => tracing::info!("rekey of the IKE SA asked for by the operator"),
+                Err(error) => tracing::warn!(%error, "cannot rekey the IKE SA"),
             }
         }
     }

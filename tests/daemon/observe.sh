@@ -121,7 +121,7 @@ old_spis=$(ctl 1 sas --json | jq -r '[.ike_sas[].child_sas[].spi_in] | sort | jo
 
 # --- rekey
 expect_exit 0 "ipsecctl rekey chassis-2" ctl 1 rekey chassis-2
-check "rekey's message says the CHILD_SAs are rekeyed" grep -q "rekey of the CHILD_SAs with chassis-2 started" /tmp/out
+check "rekey's message says the CHILD_SAs and the IKE SA are rekeyed" grep -q "rekey of the CHILD_SAs and the IKE SA with chassis-2 started" /tmp/out
 rekeyed() {
     spis=$(ctl 1 sas --json | jq -r '.ike_sas[].child_sas[].spi_in')
     [ "$(echo "$spis" | grep -c .)" = 2 ] || return 1

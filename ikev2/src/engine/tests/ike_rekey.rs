@@ -360,3 +360,32 @@ fn an_ike_sa_waiting_for_its_delete_after_a_rekey_does_not_block_a_new_initiatio
     endpoint.remove_ike_sa(new, DownReason::PeerUnreachable);
     assert!(endpoint.initiate(now, peer).is_ok());
 }
+
+/// What `ipsecctl rekey PEER` asks of the engine: both CHILD_SAs and the IKE SA at once. The
+/// requests queue behind each other in the window; afterwards one IKE SA each, and both
+/// CHILD_SAs replaced, keys agreeing.
+#[test]
+fn rekeying_both_child_sas_and_the_ike_sa_at_once_settles_on_one_of_each() {
+    for seed in [71, 72, 73] {
+        let (mut mesh, mut ea, mut eb) = established(seed);
+        let (old_a, old_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+        let old_children: Vec<u32> = live(&ea).keys().copied().collect();
+        let now = mesh.net.now();
+        let peer = mesh.a_to_b;
+        let endpoint = &mut mesh.net.node_mut(mesh.a).endpoint;
+        for spi in &old_children {
+            endpoint.rekey_child(now, peer, *spi).unwrap();
+        }
+        endpoint.rekey_ike(now, peer).unwrap();
+        mesh.run(Duration::from_secs(20));
+        let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
+        let (new_a, new_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+        assert_ne!((new_a, new_b), (old_a, old_b), "{na:?}");
+        assert_same_ike_sa(&mesh, new_a, new_b);
+        assert_eq!(rekeys(&na).len(), 2, "{na:?}");
+        ea.extend(na);
+        eb.extend(nb);
+        assert_agree(&ea, &eb, 2);
+        assert!(live(&ea).keys().all(|spi| !old_children.contains(spi)));
+    }
+}
