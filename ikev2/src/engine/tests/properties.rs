@@ -11,6 +11,15 @@ use super::ike_auth::{installed_pairs_match, Mesh};
 use super::*;
 use crate::registry::KeGroup;
 
+/// `default` cases, or `PROPTEST_CASES` when set (for a longer run by hand: an explicit
+/// case count would otherwise win over the variable).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Replays `events` into the CHILD_SAs still installed, by inbound SPI.
 fn live_children(events: &[Event]) -> BTreeMap<u32, Event> {
     let mut live = BTreeMap::new();
@@ -29,7 +38,7 @@ fn live_children(events: &[Event]) -> BTreeMap<u32, Event> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(cases(128)))]
 
     #[test]
     fn after_a_bad_network_heals_both_sides_agree(
@@ -159,7 +168,7 @@ fn apply(mesh: &mut Mesh, node: NodeId, peer: PeerId, command: &Command) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(cases(96)))]
 
     #[test]
     fn after_rekeys_and_reauthentications_on_a_bad_network_both_sides_agree(
