@@ -51,7 +51,7 @@ plain_counts() {
     for c in "$@"; do pc="$pc $(plain "$c")"; done
     echo "$pc" | sed 's/^ //'
 }
-# restart_daemon C [FLAGS...]: chassis-C's daemon again (chassis-1 uses the certificate copy in
+# start_one C [FLAGS...]: chassis-C's daemon (chassis-1 uses the certificate copy in
 # /tmp that the certificate fault replaces).
 start_one() {
     c=$1
