@@ -11,6 +11,9 @@ use xfrm::Event;
 use crate::daemon::Daemon;
 use crate::kernel::SaDirection;
 
+// Limitation: until the rekey completes, the reinstalled outbound state is still dropped by the
+// peer as replays (24-126 of 600 probes at 50/s in five runs, 0.5-2.5 s under emulation).
+
 /// Which of our states an XFRM event says someone else removed.
 enum Lost {
     /// Every state (a flush, or a delete the kernel did not describe).

@@ -51,7 +51,7 @@ plain_counts() {
     for c in "$@"; do pc="$pc $(plain "$c")"; done
     echo "$pc" | sed 's/^ //'
 }
-# restart_daemon C [FLAGS...]: chassis-C's daemon again (chassis-1 uses the certificate copy in
+# start_one C [FLAGS...]: chassis-C's daemon (chassis-1 uses the certificate copy in
 # /tmp that the certificate fault replaces).
 start_one() {
     c=$1
@@ -70,6 +70,18 @@ ping_both() { ping_gnv "$1" "$2" && ping_gnv "$2" "$1"; }
 ping_blocked() { ! ping_gnv "$1" "$2" 1; }
 pings_from_1() { ping_both 1 2 && ping_both 1 3; }
 check_pings_after() { check "after the $1: ping over Geneve chassis-1 <-> chassis-2 and chassis-1 <-> chassis-3" pings_from_1; }
+# timed NAME T0 WAIT CMD...: waits up to WAIT seconds for CMD; ok "NAME after X s" with the
+# time since uptime T0 once it holds, not ok otherwise.
+timed() {
+    tname=$1
+    tfrom=$2
+    shift 2
+    if wait_for "$@"; then
+        ok "$tname after $(elapsed_since "$tfrom") s"
+    else
+        not_ok "$tname (not within $1 s)"
+    fi
+}
 # step NAME: a header with the guest uptime, to line the kernel log up with the steps.
 step() { echo "# --- $1 (guest uptime $(uptime_s) s)"; }
 # decolor: the daemons' log lines without their ANSI colours.
@@ -358,8 +370,8 @@ short_up() {
         [ "$(ip -s -n ch1 xfrm state | grep -c "soft $LIFETIME(sec)")" = 4 ] &&
         [ "$(ip -s -n ch2 xfrm state | grep -c "soft $LIFETIME(sec)")" = 4 ]
 }
-check "chassis-1 and chassis-2 restarted with --child-sa-lifetime $LIFETIME: new SAs with a ${LIFETIME} s soft lifetime after $(elapsed_since "$t0") s" \
-    wait_for 90 short_up
+timed "chassis-1 and chassis-2 restarted with --child-sa-lifetime $LIFETIME: new SAs with a ${LIFETIME} s soft lifetime" \
+    "$t0" 90 short_up
 base=$(plain_counts 1 2)
 before=$(spis 1 "$(ip_of 2)")
 sb_down=$(elapsed_since "$t_start")
@@ -373,8 +385,8 @@ check "ovsdb-server stopped: both daemons log the Southbound as unreachable and 
     wait_for 20 sh -c "grep -q 'Southbound unreachable; keeping every SA' /tmp/ch1.log && grep -q 'Southbound unreachable; keeping every SA' /tmp/ch2.log"
 sleep $((LIFETIME + 2))
 rekeyed() { none_of "$before" 1 "$(ip_of 2)" && mesh_up 1 2; }
-check "with ovsdb-server down for $(elapsed_since "$t0") s (> the ${LIFETIME} s lifetime): CHILD_SAs rekeyed (none of the old SPIs left, 4 keyed states each side)" \
-    wait_for 20 rekeyed
+timed "with ovsdb-server down longer than the ${LIFETIME} s lifetime: CHILD_SAs rekeyed (none of the old SPIs left, 4 keyed states each side), checked" \
+    "$t0" 20 rekeyed
 rekeys=$(tail -n +"$((sb_lines + 1))" /tmp/ch1.log | grep -c 'CHILD_SA rekeyed')
 downs=$(tail -n +"$((sb_lines + 1))" /tmp/ch1.log | grep -c 'peer down')
 check "chassis-1 logged $rekeys CHILD_SA rekeys while the Southbound was down, and $downs IKE SAs going down" \
@@ -382,13 +394,13 @@ check "chassis-1 logged $rekeys CHILD_SA rekeys while the Southbound was down, a
 check "with ovsdb-server down: ping over Geneve chassis-1 -> chassis-2" ping_gnv 1 2
 connected1=$(grep -c 'Southbound connected' /tmp/ch1.log)
 connected2=$(grep -c 'Southbound connected' /tmp/ch2.log)
-start_sb
 t0=$(uptime_s)
+start_sb
 resynced() {
     [ "$(grep -c 'Southbound connected' /tmp/ch1.log)" -gt "$connected1" ] &&
         [ "$(grep -c 'Southbound connected' /tmp/ch2.log)" -gt "$connected2" ]
 }
-check "ovsdb-server started again: both daemons reconnected after $(elapsed_since "$t0") s" wait_for 60 resynced
+timed "ovsdb-server started again: both daemons reconnected" "$t0" 60 resynced
 stream_end 1 2
 lost=$(stream_result 1 2)
 ok "ovsdb-server down, rekeys meanwhile: lost $(lost_of "$lost") of $N probes chassis-1 -> chassis-2 at $RATE/s"
