@@ -44,9 +44,6 @@ impl Daemon {
         }
     }
 
-    // Limitation: nothing starts a reauthentication when the certificate changes; an IKE SA
-    // that stays up presents the new certificate only when it is next replaced (a restart of
-    // the peer, a failure, or reauthentication once the engine and `peer_config` do it).
     fn use_identity(&mut self, identity: LocalIdentity, now: SystemTime) {
         let expires_soon = identity.expires_within(now, EXPIRY_WARNING);
         let (credentials, certificate) = credentials_of(&self.chassis, identity);
