@@ -103,7 +103,7 @@ states() { ip -n "ch$1" xfrm state | grep -c '^src'; }
 states_with() { ip -n "ch$1" xfrm state | grep '^src' | grep -c "$2"; }
 # keyed_states_with C ADDR: states (not larval SPI reservations) from or to ADDR in chC.
 keyed_states_with() {
-    echo $(($(ip -n "ch$1" xfrm state src "$2" | grep -c aead) + $(ip -n "ch$1" xfrm state dst "$2" | grep -c aead)))
+    echo $(($(ip -n "ch$1" xfrm state list src "$2" | grep -c aead) + $(ip -n "ch$1" xfrm state list dst "$2" | grep -c aead)))
 }
 policies_with() { ip -n "ch$1" xfrm policy | grep '^src' | grep -c "$2"; }
 
