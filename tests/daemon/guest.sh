@@ -137,7 +137,7 @@ start_daemon ch4 chassis-2 "$pki/chassis-2-cert.pem" "$pki/chassis-2-privkey.pem
 check "chassis-1 rejects chassis-4 presenting chassis-2's certificate (warning names both)" \
     wait_for 60 sh -c "grep 'authentication failed' /tmp/ch1.log | grep -q 'chassis-4'"
 check "no SA with the impostor: chassis-1 has 0 keyed states and its policies for $(ip_of 4)" \
-    [ "$(keyed_states_with 1 "$(ip_of 4)")" = 0 ] && [ "$(policies_with 1 "$(ip_of 4)")" -ge 2 ]
+    [ "$(keyed_with 1 "$(ip_of 4)")" = 0 ] && [ "$(policies_with 1 "$(ip_of 4)")" -ge 2 ]
 send_probes 1 "$(ip_of 4):6081" 5
 sleep 1
 check "traffic to the impostor stays blocked: 0 plaintext 6081 packets arrive in chassis-4" \
