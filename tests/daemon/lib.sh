@@ -101,10 +101,6 @@ ctl() {
 
 states() { ip -n "ch$1" xfrm state | grep -c '^src'; }
 states_with() { ip -n "ch$1" xfrm state | grep '^src' | grep -c "$2"; }
-# keyed_states_with C ADDR: states (not larval SPI reservations) from or to ADDR in chC.
-keyed_states_with() {
-    echo $(($(ip -n "ch$1" xfrm state list src "$2" | grep -c aead) + $(ip -n "ch$1" xfrm state list dst "$2" | grep -c aead)))
-}
 policies_with() { ip -n "ch$1" xfrm policy | grep '^src' | grep -c "$2"; }
 
 # probe A B PORT: 5 probes from chassis-A to chassis-B's PORT; true when all arrive.
