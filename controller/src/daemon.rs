@@ -354,6 +354,9 @@ impl Daemon {
         match ev {
             SouthboundEvent::Connected { remote, delta } => {
                 info!(%remote, delta, "Southbound connected");
+                if self.southbound.remote.is_some() {
+                    self.metrics.southbound_reconnected();
+                }
                 self.southbound.remote = Some(remote);
                 self.southbound.connected = true;
                 self.southbound.last_sync = Some(SystemTime::now());

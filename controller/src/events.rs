@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use ikev2::engine::{AuthFailure, DownReason, EspAlgorithms, Event};
-use ikev2::registry::{EncrId, EsnId};
+use ikev2::registry::{EncrId, EsnId, NotifyType};
 use tracing::{info, warn};
 use xfrm::{Key, Lifetimes, Limits, Mode, SpiRange, SpiRequest};
 
@@ -232,6 +232,13 @@ impl Daemon {
                         info!(?reason, ?ike_sa, "older IKE SA gone");
                         return;
                     }
+                    if reason == DownReason::PeerUnreachable && p.ike == IkeState::Up {
+                        // RFC 7296 §2.4: an established IKE SA's request went unanswered.
+                        self.metrics.dead_peer();
+                    }
+                    if let Some(failure) = failure_of(reason) {
+                        self.metrics.failure(failure);
+                    }
                     p.ike_sa = None;
                     p.ike = IkeState::Idle;
                     p.up_since = None;
@@ -263,6 +270,58 @@ impl Daemon {
                     self.metrics.failure(crate::metrics::FailureReason::Auth);
                 }
             }
+        }
+    }
+}
+
+/// The failure an IKE SA going down stands for in the metrics; authentication failures are
+/// counted from their own event (`AuthFailed`), ends asked for or replaced ones are none.
+fn failure_of(reason: DownReason) -> Option<crate::metrics::FailureReason> {
+    use crate::metrics::FailureReason;
+    match reason {
+        DownReason::PeerUnreachable | DownReason::HalfOpenTimeout => Some(FailureReason::Timeout),
+        DownReason::NoProposalChosen => Some(FailureReason::NoProposal),
+        DownReason::KeyExchangeFailed => Some(FailureReason::InvalidKe),
+        DownReason::PeerError(NotifyType::TS_UNACCEPTABLE) => Some(FailureReason::TsUnacceptable),
+        DownReason::PeerError(NotifyType::NO_PROPOSAL_CHOSEN) => Some(FailureReason::NoProposal),
+        DownReason::PeerError(NotifyType::INVALID_KE_PAYLOAD) => Some(FailureReason::InvalidKe),
+        DownReason::PeerError(_)
+        | DownReason::AuthFailed
+        | DownReason::DeletedByPeer
+        | DownReason::Terminated
+        | DownReason::Expired
+        | DownReason::Rekeyed
+        | DownReason::Superseded
+        | DownReason::Replaced => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::FailureReason;
+
+    #[test]
+    fn ike_sas_going_down_count_as_the_failure_their_reason_names() {
+        assert_eq!(
+            failure_of(DownReason::PeerUnreachable),
+            Some(FailureReason::Timeout)
+        );
+        assert_eq!(
+            failure_of(DownReason::PeerError(NotifyType::TS_UNACCEPTABLE)),
+            Some(FailureReason::TsUnacceptable)
+        );
+        assert_eq!(
+            failure_of(DownReason::KeyExchangeFailed),
+            Some(FailureReason::InvalidKe)
+        );
+        // Counted from AuthFailed, not twice; rekeys and operator actions are no failures.
+        for reason in [
+            DownReason::AuthFailed,
+            DownReason::Rekeyed,
+            DownReason::Terminated,
+        ] {
+            assert_eq!(failure_of(reason), None);
         }
     }
 }

@@ -494,8 +494,9 @@ impl Daemon {
             to_u32(self.peers.child_sas().len() / 2),
         );
         self.metrics.set_southbound_state(status.southbound.state);
-        self.metrics
-            .cookies_sent_total(self.endpoint.stats().cookies_sent);
+        let stats = self.endpoint.stats();
+        self.metrics.cookies_sent_total(stats.cookies_sent);
+        self.metrics.retransmissions_total(stats.retransmissions);
 
         let age = |p: &Peer| {
             p.up_since

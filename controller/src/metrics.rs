@@ -435,9 +435,13 @@ impl Metrics {
         self.rekeys.get_or_create(&rekey_labels(kind, result)).inc();
     }
 
-    /// Counts one retransmitted IKE request.
-    pub fn retransmission(&self) {
-        self.retransmissions.inc();
+    /// Brings the retransmission counter up to `total`, the endpoint's own count
+    /// (`ikev2::engine::EndpointStats::retransmissions`); a smaller total changes nothing.
+    pub fn retransmissions_total(&self, total: u64) {
+        let counted = self.retransmissions.get();
+        if total > counted {
+            self.retransmissions.inc_by(total - counted);
+        }
     }
 
     /// Counts an IKE SA closed by dead peer detection.

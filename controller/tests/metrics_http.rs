@@ -84,7 +84,7 @@ fn update(m: &Metrics) {
     m.failure(FailureReason::InvalidKe);
     m.rekey(RekeyKind::Child, RekeyResult::Success);
     m.rekey(RekeyKind::Ike, RekeyResult::Failure);
-    m.retransmission();
+    m.retransmissions_total(1);
     m.dead_peer();
     m.cookie_sent();
     m.set_southbound_state(ConnectionState::Connected);

@@ -601,6 +601,7 @@ impl Endpoint {
             Timer::Retransmit => match sa.requests.on_timeout(now) {
                 RetransmitOutcome::Resend(datagrams) => {
                     sa.sync_retransmit_timer();
+                    self.stats.retransmissions += 1;
                     let (local, remote) = (sa.local, sa.remote);
                     for bytes in datagrams {
                         self.transmits.push_back(Transmit {

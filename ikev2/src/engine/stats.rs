@@ -27,4 +27,6 @@ pub struct EndpointStats {
     pub invalid_ike_spi_received: u64,
     /// Older IKE SAs replaced by a newly authenticated one with the same peer.
     pub ike_sas_replaced: u64,
+    /// Requests sent again because their response did not come in time (RFC 7296 §2.1).
+    pub retransmissions: u64,
 }
