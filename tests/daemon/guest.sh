@@ -1,7 +1,8 @@
 # shellcheck shell=dash
 # Guest half of tests/phases/daemon-guest.sh, under dash in the rig's guest (tests/daemon/lib.sh
 # sets up the pieces). A real ovsdb-server with the OVN Southbound schema; N chassis in network
-# namespaces on a bridge, each with its own ovn-ipsecd (flags only, no Open_vSwitch DB); checks
+# namespaces on a bridge, each with its own ovn-ipsecd (flags; chassis-2 none: it reads a local
+# Open_vSwitch DB as on an OVN node); checks
 # IKE/CHILD_SAs, ping over real Geneve links between every pair (the outer UDP to 6081 ESP on
 # the wire, no plaintext 6081), and that chassis-del removes the chassis's states and policies
 # on the others.
@@ -30,7 +31,12 @@ for c in $(seq 1 "$n"); do
 done
 check "$n chassis registered in the Southbound DB" [ "$(sbctl --bare --columns=name list Chassis | grep -c chassis)" = "$n" ]
 
-for c in $(seq 1 "$n"); do start_chassis "$c"; done
+# chassis-2 runs as on an OVN node: no flags, everything from its Open_vSwitch database.
+for c in $(seq 1 "$n"); do
+    if [ "$c" = 2 ]; then start_chassis_zero_config 2; else start_chassis "$c"; fi
+done
+check "chassis-2 started with no configuration: its identity came from the Open_vSwitch DB" \
+    wait_for 20 grep -q "identity of chassis 'chassis-2' are valid" /tmp/ch2.log
 
 # Before any SA: policies are in and block. Probes sent now must not reach the wire in
 # plaintext (the plaintext counters are checked below).
@@ -185,4 +191,5 @@ if [ "$failed" -gt 0 ]; then
         grep -v DEBUG "/tmp/ch$c.log" | sed -n '/ipsec_encap\|encap=true/,$p' | head -n 12
     done
 fi
+kill "$(cat /tmp/ch2-run/ovs.pid)" 2>/dev/null
 finish $(seq 1 "$n")

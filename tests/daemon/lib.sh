@@ -93,6 +93,31 @@ start_chassis() {
     [ -f "$pki/chassis-$1-chain.pem" ] && cert="$pki/chassis-$1-chain.pem"
     start_daemon "ch$1" "chassis-$1" "$cert" "$pki/chassis-$1-privkey.pem"
 }
+# start_chassis_zero_config C: the daemon of chassis-C with no flags and no configuration
+# file. Like an OVN node, it finds everything in the local Open_vSwitch database at its default
+# path: the chassis name, Southbound remote, encap IP and type as ovn-controller's setup leaves
+# them (external_ids), the certificate paths as for ovs-monitor-ipsec (other_config). A private
+# mount namespace gives this chassis its own /var/run/openvswitch and /run/ovn-ipsec; its control
+# socket is linked at /tmp/chC.ctl for ctl.
+start_chassis_zero_config() {
+    c=$1
+    run=/tmp/ch$c-run
+    mkdir -p "$run/openvswitch" "$run/ovn-ipsec" /var/run/openvswitch /run/ovn-ipsec
+    ovsdb-tool create "$run/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+    ovsdb-server --detach --no-chdir --pidfile="$run/ovs.pid" --log-file="$run/ovs.log" \
+        --remote="punix:$run/openvswitch/db.sock" --unixctl="$run/ovs.ctl" "$run/conf.db"
+    ovs-vsctl --no-wait --db="unix:$run/openvswitch/db.sock" -- init -- set Open_vSwitch . \
+        external_ids:system-id="chassis-$c" external_ids:ovn-remote="$sb" \
+        external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip="$(ip_of "$c")" \
+        other_config:certificate="$pki/chassis-$c-cert.pem" \
+        other_config:private_key="$pki/chassis-$c-privkey.pem" \
+        other_config:ca_cert="$pki/ca-bundle.pem"
+    ln -sf "$run/ovn-ipsec/control.sock" "/tmp/ch$c.ctl"
+    OVN_IPSECD_LOG=${OVN_IPSECD_LOG:-info,controller=debug} ip netns exec "ch$c" unshare -m sh -c \
+        "mount --bind $run/openvswitch /var/run/openvswitch && mount --bind $run/ovn-ipsec /run/ovn-ipsec && exec $here/ovn-ipsecd" \
+        >>"/tmp/ch$c.log" 2>&1 &
+    echo $! >"/tmp/ch$c.pid"
+}
 ctl() {
     c=$1
     shift

@@ -152,7 +152,7 @@ expect_exit 0 "ipsecctl initiate chassis-2 --json" ctl 1 initiate chassis-2 --js
 check "... answers {\"message\": \"queued for chassis-2\"}" sh -c "jq -e '.message == \"queued for chassis-2\"' /tmp/out >/dev/null"
 expect_exit 0 "ipsecctl reload" ctl 1 reload
 check "... prints 'reload queued'" grep -qx "reload queued" /tmp/out
-check "... and the daemon reloads" wait_for 10 grep -q "reload: certificate and key loaded" /tmp/ch1.log
+check "... and the daemon reloads" wait_for 10 grep -q "certificate and key in use" /tmp/ch1.log
 expect_exit 0 "ipsecctl reload --json" ctl 1 reload --json
 check "... as JSON" sh -c "jq -e '.message == \"reload queued\"' /tmp/out >/dev/null"
 hs_before=$(sample $page ovn_ipsec_handshakes_total)
