@@ -286,12 +286,9 @@ impl Endpoint {
             self.rekey_later(now, id, rekey);
             return;
         };
-        let Some(sa) = self.ike_sas.get_mut(&id) else {
+        let Some((local, remote)) = self.record_request(id, mid, &datagrams, now) else {
             return;
         };
-        sa.requests.sent(mid, datagrams.clone(), now);
-        sa.sync_retransmit_timer();
-        let (local, remote) = (sa.local, sa.remote);
         self.set_creating(
             id,
             Some(Creating::Sent {

@@ -695,6 +695,21 @@ impl Endpoint {
         }
     }
 
+    /// Keeps the datagrams of request `mid` of IKE SA `id` for retransmission and rearms the
+    /// retransmission timer; the IKE SA's addresses to send them on, `None` if it is gone.
+    pub(crate) fn record_request(
+        &mut self,
+        id: IkeSaId,
+        mid: u32,
+        datagrams: &[Vec<u8>],
+        now: Instant,
+    ) -> Option<(SocketAddr, SocketAddr)> {
+        let sa = self.ike_sas.get_mut(&id)?;
+        sa.requests.sent(mid, datagrams.to_vec(), now);
+        sa.sync_retransmit_timer();
+        Some((sa.local, sa.remote))
+    }
+
     /// Queues a datagram (already framed for its port).
     pub(crate) fn queue_datagram(&mut self, local: SocketAddr, remote: SocketAddr, bytes: Vec<u8>) {
         self.transmits.push_back(Transmit {

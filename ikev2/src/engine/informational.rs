@@ -278,12 +278,9 @@ impl Endpoint {
         let Some(datagrams) = self.seal(id, ExchangeType::INFORMATIONAL, mid, false, inner) else {
             return false;
         };
-        let Some(sa) = self.ike_sas.get_mut(&id) else {
+        let Some((local, remote)) = self.record_request(id, mid, &datagrams, now) else {
             return false;
         };
-        sa.requests.sent(mid, datagrams.clone(), now);
-        sa.sync_retransmit_timer();
-        let (local, remote) = (sa.local, sa.remote);
         self.queue_datagrams(local, remote, datagrams);
         true
     }
