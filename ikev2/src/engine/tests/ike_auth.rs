@@ -82,6 +82,39 @@ impl Mesh {
             .unwrap()
     }
 
+    /// The peer chassis `node` has configured: the other chassis.
+    fn peer_of(&self, node: NodeId) -> PeerId {
+        if node == self.a {
+            self.a_to_b
+        } else {
+            self.b_to_a
+        }
+    }
+
+    /// Chassis `node` asks now to rekey its CHILD_SA `spi_in` with the other chassis.
+    pub fn rekey_child_on(&mut self, node: NodeId, spi_in: u32) {
+        let (now, peer) = (self.net.now(), self.peer_of(node));
+        let endpoint = &mut self.net.node_mut(node).endpoint;
+        endpoint.rekey_child(now, peer, spi_in).unwrap();
+    }
+
+    /// Chassis `node` asks now to rekey its IKE SA with the other chassis.
+    pub fn rekey_ike_on(&mut self, node: NodeId) {
+        let (now, peer) = (self.net.now(), self.peer_of(node));
+        self.net
+            .node_mut(node)
+            .endpoint
+            .rekey_ike(now, peer)
+            .unwrap();
+    }
+
+    /// Chassis `node` asks now to reauthenticate with the other chassis.
+    pub fn reauthenticate_on(&mut self, node: NodeId) {
+        let (now, peer) = (self.net.now(), self.peer_of(node));
+        let endpoint = &mut self.net.node_mut(node).endpoint;
+        endpoint.reauthenticate(now, peer).unwrap();
+    }
+
     pub fn run(&mut self, d: Duration) {
         self.net.run_for(d, STEPS);
     }

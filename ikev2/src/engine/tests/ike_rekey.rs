@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::collisions::{deleted, installed, nonces, Lowest};
 use super::ike_auth::Mesh;
-use super::rekey::{assert_agree, established, live, rekeys};
+use super::rekey::{assert_agree, downs, established, first_child, live, rekeys};
 use super::*;
 use crate::engine::event::DownReason;
 use crate::engine::{IkeAlgorithms, Role};
@@ -31,16 +31,6 @@ fn ike_rekeys(events: &[Event]) -> Vec<(IkeSaId, IkeSaId)> {
         .collect()
 }
 
-fn downs(events: &[Event]) -> Vec<(IkeSaId, DownReason)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::IkeSaDown { ike_sa, reason, .. } => Some((*ike_sa, *reason)),
-            _ => None,
-        })
-        .collect()
-}
-
 /// a's and b's IKE SAs are two ends of one: same SPIs, same keys, opposite roles.
 fn assert_same_ike_sa(mesh: &Mesh, a: IkeSaId, b: IkeSaId) {
     let (ea, eb) = (
@@ -56,13 +46,7 @@ fn assert_same_ike_sa(mesh: &Mesh, a: IkeSaId, b: IkeSaId) {
 
 fn rekey_child_on_a(mesh: &mut Mesh, ea: &mut Vec<Event>, eb: &mut Vec<Event>) {
     let spi = *live(ea).keys().next().unwrap();
-    let now = mesh.net.now();
-    let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_child(now, peer, spi)
-        .unwrap();
+    mesh.rekey_child_on(mesh.a, spi);
     mesh.run(Duration::from_secs(2));
     let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
     assert_eq!(rekeys(&na).len(), 1, "{na:?}");
@@ -84,13 +68,7 @@ fn rekey_ike_command_replaces_the_ike_sa_and_keeps_the_child_sas() {
         .unwrap()
         .spi_i;
 
-    let now = mesh.net.now();
-    let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_ike(now, peer)
-        .unwrap();
+    mesh.rekey_ike_on(mesh.a);
     mesh.run(Duration::from_secs(2));
     let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
 
@@ -133,13 +111,7 @@ fn rekey_ike_command_replaces_the_ike_sa_and_keeps_the_child_sas() {
 fn the_original_responder_can_rekey_and_becomes_the_new_ike_sas_initiator() {
     let (mut mesh, mut ea, mut eb) = established(71);
     for round in 0..2 {
-        let now = mesh.net.now();
-        let peer = mesh.b_to_a;
-        mesh.net
-            .node_mut(mesh.b)
-            .endpoint
-            .rekey_ike(now, peer)
-            .unwrap();
+        mesh.rekey_ike_on(mesh.b);
         mesh.run(Duration::from_secs(2));
         let (new_a, new_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
         let info = mesh.net.node(mesh.b).endpoint.ike_sa_info(new_b).unwrap();
@@ -180,18 +152,8 @@ fn collide_ike(seed: u64, lowest: Lowest) {
     let (na, nb) = nonces(lowest);
     mesh.net.node_mut(mesh.a).endpoint.forced_nonces = na.into();
     mesh.net.node_mut(mesh.b).endpoint.forced_nonces = nb.into();
-    let now = mesh.net.now();
-    let (pa, pb) = (mesh.a_to_b, mesh.b_to_a);
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_ike(now, pa)
-        .unwrap();
-    mesh.net
-        .node_mut(mesh.b)
-        .endpoint
-        .rekey_ike(now, pb)
-        .unwrap();
+    mesh.rekey_ike_on(mesh.a);
+    mesh.rekey_ike_on(mesh.b);
     // Well within the grace period of a replaced IKE SA: the Deletes did the work.
     mesh.run(Duration::from_secs(5));
     let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
@@ -255,22 +217,9 @@ fn simultaneous_ike_rekey_where_our_answer_nonce_is_lowest_keeps_our_ike_sa() {
 fn ike_rekey_crossing_a_child_rekey_is_retried_and_both_complete() {
     for seed in 77..80 {
         let (mut mesh, mut ea, mut eb) = established(seed);
-        let (_, install) = live(&eb).into_iter().next().unwrap();
-        let Event::ChildSaInstall { spi_in, .. } = install else {
-            unreachable!()
-        };
-        let now = mesh.net.now();
-        let (pa, pb) = (mesh.a_to_b, mesh.b_to_a);
-        mesh.net
-            .node_mut(mesh.a)
-            .endpoint
-            .rekey_ike(now, pa)
-            .unwrap();
-        mesh.net
-            .node_mut(mesh.b)
-            .endpoint
-            .rekey_child(now, pb, spi_in)
-            .unwrap();
+        let (spi_in, _) = first_child(&eb);
+        mesh.rekey_ike_on(mesh.a);
+        mesh.rekey_child_on(mesh.b, spi_in);
         mesh.run(Duration::from_secs(30));
         ea.extend(mesh.events(mesh.a));
         eb.extend(mesh.events(mesh.b));
@@ -297,13 +246,7 @@ fn ike_rekey_answered_invalid_ke_is_retried_with_the_group_asked_for() {
     config.ike_proposals[0].ke = vec![KeGroup::CURVE25519];
     endpoint.update_peer(peer, config).unwrap();
 
-    let now = mesh.net.now();
-    let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_ike(now, peer)
-        .unwrap();
+    mesh.rekey_ike_on(mesh.a);
     mesh.run(Duration::from_secs(2));
     let na = mesh.events(mesh.a);
     let groups: Vec<KeGroup> = na
@@ -341,13 +284,8 @@ fn an_ike_sa_waiting_for_its_delete_after_a_rekey_does_not_block_a_new_initiatio
             && d.bytes[18] == crate::registry::ExchangeType::INFORMATIONAL.0
             && d.bytes[19] & 0x20 != 0
     });
-    let now = mesh.net.now();
     let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_ike(now, peer)
-        .unwrap();
+    mesh.rekey_ike_on(mesh.a);
     mesh.run(Duration::from_secs(2));
     let na = mesh.events(mesh.a);
     let [(_, new)] = ike_rekeys(&na)[..] else {
