@@ -458,12 +458,7 @@ impl Endpoint {
         else {
             return;
         };
-        let Some(sa) = self.ike_sas.get_mut(&id) else {
-            return;
-        };
-        sa.responses.responded(message_id, datagrams.clone());
-        let (local, remote) = (sa.local, sa.remote);
-        self.queue_datagrams(local, remote, datagrams);
+        self.send_response(id, message_id, datagrams);
     }
 
     fn send_create_child_response(&mut self, now: Instant, id: IkeSaId, spi_in: u32) {
@@ -551,12 +546,9 @@ impl Endpoint {
             return;
         };
 
-        let Some(sa) = self.ike_sas.get_mut(&id) else {
+        if !self.send_response(id, message_id, datagrams) {
             return;
-        };
-        sa.responses.responded(message_id, datagrams.clone());
-        let (local, remote) = (sa.local, sa.remote);
-        self.queue_datagrams(local, remote, datagrams);
+        }
 
         let Some(sa) = self.ike_sas.get(&id) else {
             return;

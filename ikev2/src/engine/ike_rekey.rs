@@ -26,7 +26,7 @@ use super::event::{DownReason, Event, IkeSaId, PeerId};
 use super::ike_auth::AuthPayloads;
 use super::ike_sa::{Creating, Established, IkeRekeySent, IkeSa, PeerIkeRekey, Role, State};
 use super::ike_sa_init::{
-    derive_keys_from_seed, supported_transforms, DerivedKeys, MAX_INVALID_KE_RETRIES,
+    answer_of, derive_keys_from_seed, supported_transforms, DerivedKeys, MAX_INVALID_KE_RETRIES,
     MAX_NONCE_LEN, MIN_NONCE_LEN,
 };
 use super::proposal::{
@@ -73,20 +73,6 @@ fn rekeyed_keys(
 ) -> Option<DerivedKeys> {
     derive_keys_from_seed(provider, selected, ni, nr, spi_i, spi_r, |_| {
         rekey_skeyseed(provider, old_prf, old_sk_d, shared, ni, nr)
-    })
-}
-
-/// The single proposal of an answer, with its SPI.
-fn answer_of(sa: &Sa) -> Option<Selected> {
-    let [proposal] = sa.proposals.as_slice() else {
-        return None;
-    };
-    let offered = OfferedProposal::from(proposal);
-    Some(Selected {
-        number: offered.number,
-        protocol: offered.protocol,
-        spi: offered.spi,
-        transforms: offered.transforms.iter().map(|t| t.spec).collect(),
     })
 }
 

@@ -991,8 +991,9 @@ impl Endpoint {
     }
 }
 
-/// The responder's chosen proposal: exactly one (RFC 7296 §3.3).
-fn answer_of(sa: &Sa) -> Option<Selected> {
+/// The responder's chosen proposal, with its SPI: exactly one (RFC 7296 §3.3), in IKE_SA_INIT
+/// and in an IKE SA rekey alike.
+pub(super) fn answer_of(sa: &Sa) -> Option<Selected> {
     let [proposal] = sa.proposals.as_slice() else {
         return None;
     };
