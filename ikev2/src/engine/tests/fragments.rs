@@ -52,10 +52,7 @@ fn ike_auth_with_rsa_2048_certificates_over_mtu_1280_completes_only_in_fragments
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(5));
 
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (2, 2));
     assert_eq!(mesh.net.stats().too_big, 0);
     let auth: Vec<_> = mesh
@@ -103,10 +100,7 @@ fn lost_request_fragment_is_recovered_by_the_retransmission_of_every_fragment() 
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(10));
 
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (2, 2));
     assert_eq!(mesh.net.stats().filtered, 1);
     let request_fragments = mesh
@@ -138,10 +132,7 @@ fn lost_response_fragment_is_resent_with_every_fragment_of_the_cached_response()
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(10));
 
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (2, 2));
     // b installed once: the retransmitted request was answered from the cache, on its first
     // fragment only (RFC 7383 §2.6.1), so the response went out exactly twice.

@@ -122,6 +122,14 @@ impl Mesh {
     pub fn events(&mut self, node: NodeId) -> Vec<Event> {
         self.net.node_mut(node).take_events()
     }
+
+    /// The CHILD_SAs each chassis installed since its events were last taken: (a's, b's).
+    pub fn installs_on_both(&mut self) -> (Vec<Installed>, Vec<Installed>) {
+        (
+            installs(&self.events(self.a)),
+            installs(&self.events(self.b)),
+        )
+    }
 }
 
 pub(super) fn jumbo() -> Conditions {
@@ -308,10 +316,7 @@ fn second_child_sa_refused_by_the_responder_leaves_the_first() {
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(2));
 
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (1, 1));
     assert_eq!(ia[0].name, "in");
     assert_child_pair(&ia[0], &ib[0]);
@@ -324,10 +329,7 @@ fn forced_encapsulation_makes_udp_encapsulated_child_sas_on_port_4500() {
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(2));
 
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (2, 2));
     assert_child_pair(&ia[0], &ib[0]);
     assert_child_pair(&ia[1], &ib[1]);
@@ -459,10 +461,7 @@ fn ike_auth_is_fragmented_to_fit_a_small_mtu() {
     mesh.run(Duration::from_secs(5));
 
     assert_eq!(mesh.net.stats().too_big, 0);
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (2, 2));
     assert_child_pair(&ia[0], &ib[0]);
 }
@@ -583,10 +582,7 @@ fn spi_answers_arriving_later_still_complete_the_handshake() {
         .unwrap();
     mesh.run(Duration::from_secs(2));
 
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (1, 1));
     assert_eq!(ia[0].spi_in, 0xa0a0_0001);
     assert_child_pair(&ia[0], &ib[0]);
