@@ -425,14 +425,10 @@ fn unacceptable_selectors_keep_the_ike_sa_without_a_child_sa() {
 #[test]
 fn lost_ike_auth_response_is_answered_again_from_the_cache() {
     let mut mesh = Mesh::new(6);
-    let mut dropped = false;
-    mesh.net.set_filter(move |d| {
-        let is_auth_response = Header::decode(&d.bytes)
-            .is_ok_and(|h| h.exchange_type == ExchangeType::IKE_AUTH && h.flags.is_response());
-        let drop = is_auth_response && !dropped;
-        dropped |= drop;
-        drop
-    });
+    mesh.net.set_filter(drop_first(|d| {
+        Header::decode(&d.bytes)
+            .is_ok_and(|h| h.exchange_type == ExchangeType::IKE_AUTH && h.flags.is_response())
+    }));
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(5));
 

@@ -219,6 +219,19 @@ impl Pair {
     }
 }
 
+/// A filter for `Network::set_filter` that loses the first datagram `lost` picks and lets
+/// every other one through: one lost transmission, for the retransmission tests.
+pub(super) fn drop_first(
+    mut lost: impl FnMut(&crate::engine::sim::Datagram) -> bool + 'static,
+) -> impl FnMut(&crate::engine::sim::Datagram) -> bool + 'static {
+    let mut dropped = false;
+    move |d| {
+        let drop = !dropped && lost(d);
+        dropped |= drop;
+        drop
+    }
+}
+
 /// Drains `endpoint`'s events.
 pub(super) fn events(endpoint: &mut Endpoint) -> Vec<Event> {
     std::iter::from_fn(|| endpoint.poll_event()).collect()
