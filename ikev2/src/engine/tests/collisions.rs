@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::ike_auth::Mesh;
+use super::ike_auth::{child_pfs, Mesh};
 use super::rekey::{assert_agree, established, first_child, live, rekeys};
 use super::*;
 use crate::engine::ike_sa::State;
@@ -226,17 +226,8 @@ fn pfs_group_refused_with_invalid_ke_is_retried_once_with_the_group_asked_for() 
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(2));
     let (ea, eb) = (mesh.events(mesh.a), mesh.events(mesh.b));
-    let pfs = |events: &[Event]| -> Vec<Option<KeGroup>> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                Event::ChildSaInstall { algorithms, .. } => Some(algorithms.pfs),
-                _ => None,
-            })
-            .collect()
-    };
-    assert_eq!(pfs(&ea), vec![None, Some(KeGroup::CURVE25519)]);
-    assert_eq!(pfs(&eb), pfs(&ea));
+    assert_eq!(child_pfs(&ea), vec![None, Some(KeGroup::CURVE25519)]);
+    assert_eq!(child_pfs(&eb), child_pfs(&ea));
     assert_agree(&ea, &eb, 2);
 }
 

@@ -181,6 +181,17 @@ pub(super) fn installs(events: &[Event]) -> Vec<Installed> {
         .collect()
 }
 
+/// The key exchange group of each CHILD_SA installed in `events`, `None` where it had no PFS.
+pub(super) fn child_pfs(events: &[Event]) -> Vec<Option<crate::registry::KeGroup>> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChildSaInstall { algorithms, .. } => Some(algorithms.pfs),
+            _ => None,
+        })
+        .collect()
+}
+
 pub(super) fn ups(events: &[Event]) -> usize {
     events
         .iter()
@@ -283,21 +294,12 @@ fn pfs_child_sa_uses_a_fresh_key_exchange() {
     mesh.run(Duration::from_secs(2));
 
     let (ea, eb) = (mesh.events(mesh.a), mesh.events(mesh.b));
-    let pfs_of = |events: &[Event]| -> Vec<Option<crate::registry::KeGroup>> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                Event::ChildSaInstall { algorithms, .. } => Some(algorithms.pfs),
-                _ => None,
-            })
-            .collect()
-    };
     // The IKE_AUTH child has no PFS (its keys come from the IKE SA); the second has.
     assert_eq!(
-        pfs_of(&ea),
+        child_pfs(&ea),
         vec![None, Some(crate::registry::KeGroup::ECP_256)]
     );
-    assert_eq!(pfs_of(&eb), pfs_of(&ea));
+    assert_eq!(child_pfs(&eb), child_pfs(&ea));
     let (ia, ib) = (installs(&ea), installs(&eb));
     assert_child_pair(&ia[1], &ib[1]);
 }
