@@ -302,8 +302,7 @@ fn settled_child_sa_the_peer_answers_not_found_for_is_removed_even_without_its_d
     // Well past the time our answer creating it could still be on its way to the peer.
     mesh.net
         .advance(crate::engine::create_child_sa::NOT_FOUND_SETTLE * 2, STEPS);
-    ea.extend(mesh.events(mesh.a));
-    eb.extend(mesh.events(mesh.b));
+    mesh.collect_events(&mut ea, &mut eb);
     let (a_old, spi_out) = first_child(&ea);
     // b deletes its copy, and every Delete b sends is lost.
     expire_on_b(&mut mesh, a_old, Duration::ZERO);

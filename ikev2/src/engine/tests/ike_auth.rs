@@ -123,6 +123,13 @@ impl Mesh {
         self.net.node_mut(node).take_events()
     }
 
+    /// Appends what each chassis reported since its events were last taken: a's to `ea`, b's
+    /// to `eb`.
+    pub fn collect_events(&mut self, ea: &mut Vec<Event>, eb: &mut Vec<Event>) {
+        ea.extend(self.events(self.a));
+        eb.extend(self.events(self.b));
+    }
+
     /// The CHILD_SAs each chassis installed since its events were last taken: (a's, b's).
     pub fn installs_on_both(&mut self) -> (Vec<Installed>, Vec<Installed>) {
         (

@@ -117,8 +117,7 @@ fn the_original_responder_can_rekey_and_becomes_the_new_ike_sas_initiator() {
         let info = mesh.net.node(mesh.b).endpoint.ike_sa_info(new_b).unwrap();
         assert_eq!(info.role, Role::Initiator, "round {round}");
         assert_same_ike_sa(&mesh, new_a, new_b);
-        ea.extend(mesh.events(mesh.a));
-        eb.extend(mesh.events(mesh.b));
+        mesh.collect_events(&mut ea, &mut eb);
         assert_eq!(ike_rekeys(&ea).len(), round + 1);
         // The message flags follow the new roles: an exchange in each direction works.
         rekey_child_on_a(&mut mesh, &mut ea, &mut eb);
@@ -132,8 +131,7 @@ fn soft_lifetime_rekeys_the_ike_sa_and_its_child_sas_before_they_expire() {
     // IKE SA and CHILD_SAs: soft 3600 s minus up to 300 s of jitter, hard 4000 s; the
     // exchanges may collide and be retried.
     mesh.net.advance(Duration::from_secs(3700), STEPS);
-    ea.extend(mesh.events(mesh.a));
-    eb.extend(mesh.events(mesh.b));
+    mesh.collect_events(&mut ea, &mut eb);
     assert_eq!(ike_rekeys(&ea).len(), 1, "{:?}", ike_rekeys(&ea));
     assert_eq!(ike_rekeys(&eb).len(), 1);
     assert_same_ike_sa(&mesh, only(&mesh, mesh.a), only(&mesh, mesh.b));
@@ -221,8 +219,7 @@ fn ike_rekey_crossing_a_child_rekey_is_retried_and_both_complete() {
         mesh.rekey_ike_on(mesh.a);
         mesh.rekey_child_on(mesh.b, spi_in);
         mesh.run(Duration::from_secs(30));
-        ea.extend(mesh.events(mesh.a));
-        eb.extend(mesh.events(mesh.b));
+        mesh.collect_events(&mut ea, &mut eb);
         assert_eq!(ike_rekeys(&ea).len(), 1, "seed {seed}");
         assert_eq!(rekeys(&eb).len(), 1, "seed {seed}");
         assert_same_ike_sa(&mesh, only(&mesh, mesh.a), only(&mesh, mesh.b));

@@ -88,8 +88,7 @@ fn soft_lifetime_rekeys_both_child_sas_before_they_expire() {
 
     // Soft lifetime 3600 s minus up to 300 s of jitter; the IKE SA's hard lifetime is 4000 s.
     mesh.net.advance(Duration::from_secs(3650), STEPS);
-    ea.extend(mesh.events(mesh.a));
-    eb.extend(mesh.events(mesh.b));
+    mesh.collect_events(&mut ea, &mut eb);
 
     // Each CHILD_SA was replaced once, on both sides, and the old ones are gone.
     let (ra, rb) = (rekeys(&ea), rekeys(&eb));
@@ -154,8 +153,7 @@ fn simultaneous_rekeys_of_one_child_sa_settle_on_one_replacement() {
         mesh.rekey_child_on(mesh.b, spi_out);
         mesh.run(Duration::from_secs(30));
 
-        ea.extend(mesh.events(mesh.a));
-        eb.extend(mesh.events(mesh.b));
+        mesh.collect_events(&mut ea, &mut eb);
         // Both rekeys are answered; the nonce rule of RFC 7296 §2.8.1 keeps one replacement.
         assert_eq!(rekeys(&ea).len(), 1, "seed {seed}: {:?}", rekeys(&ea));
         assert_eq!(rekeys(&eb).len(), 1);
