@@ -82,6 +82,13 @@ impl Mesh {
             .unwrap()
     }
 
+    /// The one IKE SA chassis `node` holds; panics unless there is exactly one.
+    pub fn only_ike_sa(&self, node: NodeId) -> IkeSaId {
+        let ids: Vec<IkeSaId> = self.net.node(node).endpoint.ike_sas().collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        ids[0]
+    }
+
     /// The peer chassis `node` has configured: the other chassis.
     fn peer_of(&self, node: NodeId) -> PeerId {
         if node == self.a {

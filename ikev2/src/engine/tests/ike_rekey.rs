@@ -11,12 +11,6 @@ use crate::engine::event::DownReason;
 use crate::engine::{IkeAlgorithms, Role};
 use crate::registry::KeGroup;
 
-fn only(mesh: &Mesh, node: NodeId) -> IkeSaId {
-    let ids: Vec<IkeSaId> = mesh.net.node(node).endpoint.ike_sas().collect();
-    assert_eq!(ids.len(), 1, "{ids:?}");
-    ids[0]
-}
-
 fn ike_rekeys(events: &[Event]) -> Vec<(IkeSaId, IkeSaId)> {
     events
         .iter()
@@ -58,7 +52,7 @@ fn rekey_child_on_a(mesh: &mut Mesh, ea: &mut Vec<Event>, eb: &mut Vec<Event>) {
 #[test]
 fn rekey_ike_command_replaces_the_ike_sa_and_keeps_the_child_sas() {
     let (mut mesh, mut ea, mut eb) = established(70);
-    let (old_a, old_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+    let (old_a, old_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
     let old_keys = mesh.net.node(mesh.a).endpoint.ike_sa_keys(old_a).cloned();
     let old_spi_i = mesh
         .net
@@ -72,7 +66,7 @@ fn rekey_ike_command_replaces_the_ike_sa_and_keeps_the_child_sas() {
     mesh.run(Duration::from_secs(2));
     let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
 
-    let (new_a, new_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+    let (new_a, new_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
     assert_eq!(ike_rekeys(&na), vec![(old_a, new_a)]);
     assert_eq!(ike_rekeys(&nb), vec![(old_b, new_b)]);
     // The old IKE SA is deleted by a, the rekey's initiator, and reported as rekeyed.
@@ -104,7 +98,7 @@ fn rekey_ike_command_replaces_the_ike_sa_and_keeps_the_child_sas() {
     ea.extend(na);
     eb.extend(nb);
     rekey_child_on_a(&mut mesh, &mut ea, &mut eb);
-    assert_eq!(only(&mesh, mesh.a), new_a);
+    assert_eq!(mesh.only_ike_sa(mesh.a), new_a);
 }
 
 #[test]
@@ -113,7 +107,7 @@ fn the_original_responder_can_rekey_and_becomes_the_new_ike_sas_initiator() {
     for round in 0..2 {
         mesh.rekey_ike_on(mesh.b);
         mesh.run(Duration::from_secs(2));
-        let (new_a, new_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+        let (new_a, new_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
         let info = mesh.net.node(mesh.b).endpoint.ike_sa_info(new_b).unwrap();
         assert_eq!(info.role, Role::Initiator, "round {round}");
         assert_same_ike_sa(&mesh, new_a, new_b);
@@ -134,7 +128,7 @@ fn soft_lifetime_rekeys_the_ike_sa_and_its_child_sas_before_they_expire() {
     mesh.collect_events(&mut ea, &mut eb);
     assert_eq!(ike_rekeys(&ea).len(), 1, "{:?}", ike_rekeys(&ea));
     assert_eq!(ike_rekeys(&eb).len(), 1);
-    assert_same_ike_sa(&mesh, only(&mesh, mesh.a), only(&mesh, mesh.b));
+    assert_same_ike_sa(&mesh, mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
     assert_agree(&ea, &eb, 2);
     assert!(live(&ea).keys().all(|spi| !first.contains(spi)));
     // Past the old hard lifetime nothing expires: everything was replaced.
@@ -146,7 +140,7 @@ fn soft_lifetime_rekeys_the_ike_sa_and_its_child_sas_before_they_expire() {
 fn collide_ike(seed: u64, lowest: Lowest) {
     let (mut mesh, ea, eb) = established(seed);
     let children = (live(&ea), live(&eb));
-    let (old_a, old_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+    let (old_a, old_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
     let (na, nb) = nonces(lowest);
     mesh.net.node_mut(mesh.a).endpoint.forced_nonces = na.into();
     mesh.net.node_mut(mesh.b).endpoint.forced_nonces = nb.into();
@@ -156,7 +150,7 @@ fn collide_ike(seed: u64, lowest: Lowest) {
     mesh.run(Duration::from_secs(5));
     let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
 
-    let (new_a, new_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+    let (new_a, new_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
     assert_same_ike_sa(&mesh, new_a, new_b);
     // The survivor is the IKE SA of the winning exchange: made by b's rekey when a's
     // exchange had the lowest nonce, so b is its original initiator.
@@ -222,7 +216,7 @@ fn ike_rekey_crossing_a_child_rekey_is_retried_and_both_complete() {
         mesh.collect_events(&mut ea, &mut eb);
         assert_eq!(ike_rekeys(&ea).len(), 1, "seed {seed}");
         assert_eq!(rekeys(&eb).len(), 1, "seed {seed}");
-        assert_same_ike_sa(&mesh, only(&mesh, mesh.a), only(&mesh, mesh.b));
+        assert_same_ike_sa(&mesh, mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
         assert_agree(&ea, &eb, 2);
     }
 }
@@ -257,7 +251,7 @@ fn ike_rekey_answered_invalid_ke_is_retried_with_the_group_asked_for() {
         })
         .collect();
     assert_eq!(groups, vec![KeGroup::CURVE25519]);
-    assert_same_ike_sa(&mesh, only(&mesh, mesh.a), only(&mesh, mesh.b));
+    assert_same_ike_sa(&mesh, mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
 }
 
 #[test]
@@ -303,7 +297,7 @@ fn an_ike_sa_waiting_for_its_delete_after_a_rekey_does_not_block_a_new_initiatio
 fn rekeying_both_child_sas_and_the_ike_sa_at_once_settles_on_one_of_each() {
     for seed in [71, 72, 73] {
         let (mut mesh, mut ea, mut eb) = established(seed);
-        let (old_a, old_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+        let (old_a, old_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
         let old_children: Vec<u32> = live(&ea).keys().copied().collect();
         let now = mesh.net.now();
         let peer = mesh.a_to_b;
@@ -314,7 +308,7 @@ fn rekeying_both_child_sas_and_the_ike_sa_at_once_settles_on_one_of_each() {
         endpoint.rekey_ike(now, peer).unwrap();
         mesh.run(Duration::from_secs(20));
         let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
-        let (new_a, new_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+        let (new_a, new_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
         assert_ne!((new_a, new_b), (old_a, old_b), "{na:?}");
         assert_same_ike_sa(&mesh, new_a, new_b);
         assert_eq!(rekeys(&na).len(), 2, "{na:?}");
