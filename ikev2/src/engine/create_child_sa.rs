@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
 
-use super::config::Mode;
+use super::config::{Mode, PeerConfig};
 use super::endpoint::Endpoint;
 use super::event::{Event, IkeSaId, SpiRequestId};
 use super::ike_auth::{
@@ -34,6 +34,7 @@ use super::proposal::{to_wire_proposal, KeRule, OfferedProposal};
 use super::traffic_selector;
 use crate::codec::{self, Delete, Ke, Nonce, Notify, NotifyData, Payload, PayloadBody, Sa};
 use crate::crypto::{KeMethod, KeyExchange};
+use crate::keys::ChildSaKeys;
 use crate::registry::{ExchangeType, KeGroup, NotifyType, ProtocolId, TransformType};
 
 /// A rekey that could not start, or was refused (TEMPORARY_FAILURE), is tried again after
@@ -286,12 +287,9 @@ impl Endpoint {
             self.rekey_later(now, id, rekey);
             return;
         };
-        let Some(sa) = self.ike_sas.get_mut(&id) else {
+        let Some((local, remote)) = self.record_request(id, mid, &datagrams, now) else {
             return;
         };
-        sa.requests.sent(mid, datagrams.clone(), now);
-        sa.sync_retransmit_timer();
-        let (local, remote) = (sa.local, sa.remote);
         self.set_creating(
             id,
             Some(Creating::Sent {
@@ -460,12 +458,7 @@ impl Endpoint {
         else {
             return;
         };
-        let Some(sa) = self.ike_sas.get_mut(&id) else {
-            return;
-        };
-        sa.responses.responded(message_id, datagrams.clone());
-        let (local, remote) = (sa.local, sa.remote);
-        self.queue_datagrams(local, remote, datagrams);
+        self.send_response(id, message_id, datagrams);
     }
 
     fn send_create_child_response(&mut self, now: Instant, id: IkeSaId, spi_in: u32) {
@@ -553,12 +546,9 @@ impl Endpoint {
             return;
         };
 
-        let Some(sa) = self.ike_sas.get_mut(&id) else {
+        if !self.send_response(id, message_id, datagrams) {
             return;
-        };
-        sa.responses.responded(message_id, datagrams.clone());
-        let (local, remote) = (sa.local, sa.remote);
-        self.queue_datagrams(local, remote, datagrams);
+        }
 
         let Some(sa) = self.ike_sas.get(&id) else {
             return;
@@ -584,18 +574,7 @@ impl Endpoint {
             local_ts: answer.narrowed.responder,
             remote_ts: answer.narrowed.initiator,
         };
-        let deadlines = config
-            .children
-            .get(child.index)
-            .map(|c| c.lifetime.deadlines(now, self.random_u64()));
-        let Some(sa) = self.ike_sas.get(&id) else {
-            return;
-        };
-        let made = keys
-            .zip(deadlines)
-            .and_then(|(k, d)| child_install(sa, id, &config, child, k, false, pfs, d));
-        let new = made.as_ref().map(|(c, _)| (c.spi_in, c.spi_out));
-        self.record_child(id, made);
+        let new = self.add_child(now, id, &config, child, keys, false, pfs);
         let (Some((old_spi_in, old_spi_out)), Some((new_spi_in, new_spi_out))) = (rekey_of, new)
         else {
             return;
@@ -638,6 +617,32 @@ impl Endpoint {
             State::Established(e) => e.children.iter_mut().find(|c| c.spi_in == spi_in),
             _ => None,
         }
+    }
+
+    /// Arms the lifetime of the new CHILD_SA `child` of IKE SA `id`, adds it with its `keys`
+    /// (see [`child_install`]) and reports it; its (SPI in, SPI out), `None` if not made.
+    #[allow(clippy::too_many_arguments)]
+    fn add_child(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        config: &PeerConfig,
+        child: NewChild,
+        keys: Option<ChildSaKeys>,
+        we_initiated: bool,
+        pfs: Option<KeGroup>,
+    ) -> Option<(u32, u32)> {
+        let deadlines = config
+            .children
+            .get(child.index)
+            .map(|c| c.lifetime.deadlines(now, self.random_u64()));
+        let sa = self.ike_sas.get(&id)?;
+        let made = keys
+            .zip(deadlines)
+            .and_then(|(k, d)| child_install(sa, id, config, child, k, we_initiated, pfs, d));
+        let new = made.as_ref().map(|(c, _)| (c.spi_in, c.spi_out));
+        self.record_child(id, made);
+        new
     }
 
     /// Adds a new CHILD_SA to IKE SA `id` and reports it.
@@ -905,18 +910,7 @@ impl Endpoint {
             local_ts: tsi,
             remote_ts: tsr,
         };
-        let deadlines = config
-            .children
-            .get(child.index)
-            .map(|c| c.lifetime.deadlines(now, self.random_u64()));
-        let Some(sa) = self.ike_sas.get(&id) else {
-            return;
-        };
-        let made = keys
-            .zip(deadlines)
-            .and_then(|(k, d)| child_install(sa, id, &config, child, k, true, pfs, d));
-        let new = made.as_ref().map(|(c, _)| (c.spi_in, c.spi_out));
-        self.record_child(id, made);
+        let new = self.add_child(now, id, &config, child, keys, true, pfs);
         let Some(old) = rekey else {
             return;
         };

@@ -695,6 +695,33 @@ impl Endpoint {
         }
     }
 
+    /// Keeps the datagrams of request `mid` of IKE SA `id` for retransmission and rearms the
+    /// retransmission timer; the IKE SA's addresses to send them on, `None` if it is gone.
+    pub(crate) fn record_request(
+        &mut self,
+        id: IkeSaId,
+        mid: u32,
+        datagrams: &[Vec<u8>],
+        now: Instant,
+    ) -> Option<(SocketAddr, SocketAddr)> {
+        let sa = self.ike_sas.get_mut(&id)?;
+        sa.requests.sent(mid, datagrams.to_vec(), now);
+        sa.sync_retransmit_timer();
+        Some((sa.local, sa.remote))
+    }
+
+    /// Keeps the datagrams of our response to request `mid` of IKE SA `id`, to answer a
+    /// retransmitted request again (RFC 7296 §2.1), and queues them; false if the IKE SA is gone.
+    pub(crate) fn send_response(&mut self, id: IkeSaId, mid: u32, datagrams: Vec<Vec<u8>>) -> bool {
+        let Some(sa) = self.ike_sas.get_mut(&id) else {
+            return false;
+        };
+        sa.responses.responded(mid, datagrams.clone());
+        let (local, remote) = (sa.local, sa.remote);
+        self.queue_datagrams(local, remote, datagrams);
+        true
+    }
+
     /// Queues a datagram (already framed for its port).
     pub(crate) fn queue_datagram(&mut self, local: SocketAddr, remote: SocketAddr, bytes: Vec<u8>) {
         self.transmits.push_back(Transmit {

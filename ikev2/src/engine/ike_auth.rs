@@ -769,12 +769,9 @@ impl Endpoint {
             self.remove_ike_sa(id, DownReason::AuthFailed);
             return;
         };
-        let Some(sa) = self.ike_sas.get_mut(&id) else {
+        if !self.send_response(id, mid, datagrams) {
             return;
-        };
-        sa.responses.responded(mid, datagrams.clone());
-        let (local, remote) = (sa.local, sa.remote);
-        self.queue_datagrams(local, remote, datagrams);
+        }
 
         let child = pending.child.ok().map(|answer| NewChild {
             index: answer.child,

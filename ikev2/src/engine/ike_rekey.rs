@@ -22,11 +22,12 @@ use tracing::{debug, info};
 use super::config::PeerConfig;
 use super::create_child_sa::{lower_nonce, REKEY_RETRY};
 use super::endpoint::{CommandError, Endpoint};
-use super::event::{DownReason, Event, IkeAlgorithms, IkeSaId, PeerId};
+use super::event::{DownReason, Event, IkeSaId, PeerId};
 use super::ike_auth::AuthPayloads;
 use super::ike_sa::{Creating, Established, IkeRekeySent, IkeSa, PeerIkeRekey, Role, State};
 use super::ike_sa_init::{
-    supported_transforms, MAX_INVALID_KE_RETRIES, MAX_NONCE_LEN, MIN_NONCE_LEN,
+    answer_of, derive_keys_from_seed, supported_transforms, DerivedKeys, MAX_INVALID_KE_RETRIES,
+    MAX_NONCE_LEN, MIN_NONCE_LEN,
 };
 use super::proposal::{
     select_from_sa, to_wire_proposal, KeRule, OfferedProposal, SelectError, Selected, TransformSpec,
@@ -34,9 +35,9 @@ use super::proposal::{
 use super::timers::{Timer, TimerTable, NAT_KEEPALIVE_INTERVAL};
 use super::window::{RequestWindow, ResponseWindow};
 use crate::codec::{Ke, Nonce, Notify, NotifyData, Payload, Sa};
-use crate::crypto::{AeadCipher, KeMethod, KeyExchange, PrfAlgorithm, SharedSecret};
-use crate::keys::{rekey_skeyseed, IkeSaKeyLengths, IkeSaKeys};
-use crate::registry::{ExchangeType, KeGroup, NotifyType, PrfId, ProtocolId, TransformType};
+use crate::crypto::{KeMethod, KeyExchange, PrfAlgorithm, SharedSecret};
+use crate::keys::rekey_skeyseed;
+use crate::registry::{ExchangeType, KeGroup, NotifyType, ProtocolId, TransformType};
 
 /// Size of an IKE SPI in an SA payload (RFC 7296 §3.3.1).
 const IKE_SPI_SIZE: usize = 8;
@@ -45,14 +46,6 @@ const IKE_SPI_SIZE: usize = 8;
 /// anyway (the peer should send it at once, RFC 7296 §2.18).
 pub const REKEYED_IKE_SA_GRACE: Duration = Duration::from_secs(60);
 
-/// The keys and algorithms of a new IKE SA made by a rekey.
-struct RekeyedKeys {
-    keys: IkeSaKeys,
-    algorithms: IkeAlgorithms,
-    prf: PrfAlgorithm,
-    cipher: AeadCipher,
-}
-
 /// The new IKE SA's parameters the two roles share.
 struct NewIkeSa {
     role: Role,
@@ -60,7 +53,7 @@ struct NewIkeSa {
     spi_r: [u8; 8],
     ni: Vec<u8>,
     nr: Vec<u8>,
-    keys: RekeyedKeys,
+    keys: DerivedKeys,
 }
 
 /// RFC 7296 §2.18: the new IKE SA's SKEYSEED from the old SK_d, then its SK_* as in §2.14.
@@ -77,39 +70,9 @@ fn rekeyed_keys(
     nr: &[u8],
     spi_i: &[u8; 8],
     spi_r: &[u8; 8],
-) -> Option<RekeyedKeys> {
-    let (encryption, key_bits) = selected.encryption();
-    let prf_id = PrfId(selected.get(TransformType::PRF)?.id);
-    let cipher = AeadCipher::from_transform(encryption, key_bits).ok()?;
-    let prf = PrfAlgorithm::from_id(prf_id).ok()?;
-    let seed = rekey_skeyseed(provider, old_prf, old_sk_d, shared, ni, nr);
-    let lengths = IkeSaKeyLengths::aead(prf, cipher);
-    let keys = IkeSaKeys::derive(provider, prf, lengths, &seed, ni, nr, spi_i, spi_r).ok()?;
-    Some(RekeyedKeys {
-        keys,
-        algorithms: IkeAlgorithms {
-            encryption,
-            key_bits,
-            prf: prf_id,
-            integrity: selected.integrity(),
-            ke: selected.ke_group(),
-        },
-        prf,
-        cipher,
-    })
-}
-
-/// The single proposal of an answer, with its SPI.
-fn answer_of(sa: &Sa) -> Option<Selected> {
-    let [proposal] = sa.proposals.as_slice() else {
-        return None;
-    };
-    let offered = OfferedProposal::from(proposal);
-    Some(Selected {
-        number: offered.number,
-        protocol: offered.protocol,
-        spi: offered.spi,
-        transforms: offered.transforms.iter().map(|t| t.spec).collect(),
+) -> Option<DerivedKeys> {
+    derive_keys_from_seed(provider, selected, ni, nr, spi_i, spi_r, |_| {
+        rekey_skeyseed(provider, old_prf, old_sk_d, shared, ni, nr)
     })
 }
 
@@ -146,18 +109,27 @@ impl Endpoint {
     /// Rekeys the IKE SA with `peer` now (RFC 7296 §2.18): the rekey starts at the next
     /// `handle_timeout`, or as soon as the exchange in progress on the IKE SA is done.
     pub fn rekey_ike(&mut self, now: Instant, peer: PeerId) -> Result<(), CommandError> {
+        self.arm_on_staying_ike_sa(now, peer, Timer::Rekey)
+    }
+
+    /// Arms `timer` at `now` on `peer`'s established IKE SA that is not on its way out (see
+    /// [`is_leaving`]): what the rekey and reauthenticate commands start from.
+    pub(super) fn arm_on_staying_ike_sa(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        timer: Timer,
+    ) -> Result<(), CommandError> {
         if !self.peers.contains_key(&peer) {
             return Err(CommandError::UnknownPeer(peer));
         }
         let sa = self.ike_sas.values_mut().find(|sa| {
-            sa.peer == peer
-                && matches!(&sa.state, State::Established(e)
-                    if !e.deleting && e.rekey.replaced_by.is_none() && !e.rekey.redundant)
+            sa.peer == peer && matches!(sa.state, State::Established(_)) && !is_leaving(sa)
         });
         let Some(sa) = sa else {
             return Err(CommandError::NotEstablished(peer));
         };
-        sa.timers.set(Timer::Rekey, now);
+        sa.timers.set(timer, now);
         Ok(())
     }
 
@@ -280,12 +252,9 @@ impl Endpoint {
         else {
             return false;
         };
-        let Some(sa) = self.ike_sas.get_mut(&id) else {
+        let Some((local, remote)) = self.record_request(id, mid, &datagrams, now) else {
             return false;
         };
-        sa.requests.sent(mid, datagrams.clone(), now);
-        sa.sync_retransmit_timer();
-        let (local, remote) = (sa.local, sa.remote);
         self.set_creating(
             id,
             Some(Creating::IkeRekey(Box::new(IkeRekeySent {

@@ -30,7 +30,7 @@ use crate::codec::{
 use crate::crypto::{
     AeadCipher, CryptoProvider, KeMethod, KeyExchange, PrfAlgorithm, SharedSecret,
 };
-use crate::keys::{skeyseed, IkeSaKeyLengths, IkeSaKeys};
+use crate::keys::{skeyseed, IkeSaKeyLengths, IkeSaKeys, Skeyseed};
 use crate::registry::{
     CertEncoding, ExchangeType, HashAlgorithm, KeGroup, NotifyType, ProtocolId, TransformType,
 };
@@ -159,11 +159,11 @@ pub(crate) fn supported_transforms(p: &IkeProposal) -> Vec<TransformSpec> {
 }
 
 /// The keys of a new IKE SA and what was negotiated.
-struct DerivedKeys {
-    keys: IkeSaKeys,
-    algorithms: IkeAlgorithms,
-    prf: PrfAlgorithm,
-    cipher: AeadCipher,
+pub(super) struct DerivedKeys {
+    pub(super) keys: IkeSaKeys,
+    pub(super) algorithms: IkeAlgorithms,
+    pub(super) prf: PrfAlgorithm,
+    pub(super) cipher: AeadCipher,
 }
 
 /// RFC 7296 §2.14: SKEYSEED and SK_* for the chosen proposal.
@@ -176,11 +176,28 @@ fn derive_keys(
     spi_i: &[u8; 8],
     spi_r: &[u8; 8],
 ) -> Option<DerivedKeys> {
+    derive_keys_from_seed(provider, selected, ni, nr, spi_i, spi_r, |prf| {
+        skeyseed(provider, prf, ni, nr, shared)
+    })
+}
+
+/// RFC 7296 §2.14: SK_* for the chosen proposal from the SKEYSEED `seed` makes with the new
+/// IKE SA's PRF; shared by a first IKE SA (§2.14) and a rekeyed one (§2.18), which differ only
+/// in how SKEYSEED is computed.
+pub(super) fn derive_keys_from_seed(
+    provider: &dyn CryptoProvider,
+    selected: &Selected,
+    ni: &[u8],
+    nr: &[u8],
+    spi_i: &[u8; 8],
+    spi_r: &[u8; 8],
+    seed: impl FnOnce(PrfAlgorithm) -> Skeyseed,
+) -> Option<DerivedKeys> {
     let (encryption, key_bits) = selected.encryption();
     let prf_id = crate::registry::PrfId(selected.get(TransformType::PRF)?.id);
     let cipher = AeadCipher::from_transform(encryption, key_bits).ok()?;
     let prf = PrfAlgorithm::from_id(prf_id).ok()?;
-    let seed = skeyseed(provider, prf, ni, nr, shared);
+    let seed = seed(prf);
     let lengths = IkeSaKeyLengths::aead(prf, cipher);
     let keys = IkeSaKeys::derive(provider, prf, lengths, &seed, ni, nr, spi_i, spi_r).ok()?;
     Some(DerivedKeys {
@@ -974,8 +991,9 @@ impl Endpoint {
     }
 }
 
-/// The responder's chosen proposal: exactly one (RFC 7296 §3.3).
-fn answer_of(sa: &Sa) -> Option<Selected> {
+/// The responder's chosen proposal, with its SPI: exactly one (RFC 7296 §3.3), in IKE_SA_INIT
+/// and in an IKE SA rekey alike.
+pub(super) fn answer_of(sa: &Sa) -> Option<Selected> {
     let [proposal] = sa.proposals.as_slice() else {
         return None;
     };

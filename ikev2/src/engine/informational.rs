@@ -108,12 +108,9 @@ impl Endpoint {
         let Some(datagrams) = self.seal(id, header.exchange_type, mid, true, &response) else {
             return;
         };
-        let Some(sa) = self.ike_sas.get_mut(&id) else {
+        if !self.send_response(id, mid, datagrams) {
             return;
-        };
-        sa.responses.responded(mid, datagrams.clone());
-        let (local, remote) = (sa.local, sa.remote);
-        self.queue_datagrams(local, remote, datagrams);
+        }
         if deleted_ike {
             let reason = self.ike_sa_deleted_by_peer(now, id);
             info!(ike_sa = id.0, ?reason, "IKE SA deleted by the peer");
@@ -278,12 +275,9 @@ impl Endpoint {
         let Some(datagrams) = self.seal(id, ExchangeType::INFORMATIONAL, mid, false, inner) else {
             return false;
         };
-        let Some(sa) = self.ike_sas.get_mut(&id) else {
+        let Some((local, remote)) = self.record_request(id, mid, &datagrams, now) else {
             return false;
         };
-        sa.requests.sent(mid, datagrams.clone(), now);
-        sa.sync_retransmit_timer();
-        let (local, remote) = (sa.local, sa.remote);
         self.queue_datagrams(local, remote, datagrams);
         true
     }

@@ -75,19 +75,7 @@ impl Endpoint {
     /// Reauthenticates with `peer` now: a new IKE SA is set up next to the established one,
     /// which is deleted once the new one and its CHILD_SAs are up.
     pub fn reauthenticate(&mut self, now: Instant, peer: PeerId) -> Result<(), CommandError> {
-        if !self.peers.contains_key(&peer) {
-            return Err(CommandError::UnknownPeer(peer));
-        }
-        let sa = self.ike_sas.values_mut().find(|sa| {
-            sa.peer == peer
-                && matches!(&sa.state, State::Established(e)
-                    if !e.deleting && e.rekey.replaced_by.is_none() && !e.rekey.redundant)
-        });
-        let Some(sa) = sa else {
-            return Err(CommandError::NotEstablished(peer));
-        };
-        sa.timers.set(Timer::Reauth, now);
-        Ok(())
+        self.arm_on_staying_ike_sa(now, peer, Timer::Reauth)
     }
 
     /// [`Timer::Reauth`] fired on established IKE SA `id`: start the new IKE SA, unless one is

@@ -5,8 +5,8 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::ike_auth::Mesh;
-use super::rekey::{assert_agree, established, live, rekeys};
+use super::ike_auth::{child_pfs, Mesh};
+use super::rekey::{assert_agree, established, first_child, live, rekeys};
 use super::*;
 use crate::engine::ike_sa::State;
 use crate::engine::sim::Datagram;
@@ -68,25 +68,12 @@ pub(super) fn nonces(lowest: Lowest) -> ([Vec<u8>; 2], [Vec<u8>; 2]) {
 
 fn collide(seed: u64, lowest: Lowest) {
     let (mut mesh, mut ea, mut eb) = established(seed);
-    let (a_old, install) = live(&ea).into_iter().next().unwrap();
-    let Event::ChildSaInstall { spi_out: b_old, .. } = install else {
-        unreachable!()
-    };
+    let (a_old, b_old) = first_child(&ea);
     let (na, nb) = nonces(lowest);
     mesh.net.node_mut(mesh.a).endpoint.forced_nonces = na.into();
     mesh.net.node_mut(mesh.b).endpoint.forced_nonces = nb.into();
-    let now = mesh.net.now();
-    let (pa, pb) = (mesh.a_to_b, mesh.b_to_a);
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_child(now, pa, a_old)
-        .unwrap();
-    mesh.net
-        .node_mut(mesh.b)
-        .endpoint
-        .rekey_child(now, pb, b_old)
-        .unwrap();
+    mesh.rekey_child_on(mesh.a, a_old);
+    mesh.rekey_child_on(mesh.b, b_old);
     mesh.run(Duration::from_secs(5));
     let (new_a, new_b) = (mesh.events(mesh.a), mesh.events(mesh.b));
 
@@ -175,10 +162,7 @@ fn informational_request_from_b(d: &Datagram) -> bool {
 fn child_sa_deleted_by_the_peer_before_our_rekey_arrives_is_answered_not_found_and_goes_with_the_peers_delete(
 ) {
     let (mut mesh, mut ea, mut eb) = established(64);
-    let (a_old, install) = live(&ea).into_iter().next().unwrap();
-    let Event::ChildSaInstall { spi_out, .. } = install else {
-        unreachable!()
-    };
+    let (a_old, spi_out) = first_child(&ea);
     // b's copy expires now (b deletes it) as a starts rekeying it; b's first Delete is lost,
     // so a hears CHILD_SA_NOT_FOUND before the retransmitted Delete. The CHILD_SA is young
     // (b might not know it yet), so a keeps it until the Delete comes.
@@ -192,13 +176,7 @@ fn child_sa_deleted_by_the_peer_before_our_rekey_arrives_is_answered_not_found_a
         }
         drop
     });
-    let now = mesh.net.now();
-    let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_child(now, peer, a_old)
-        .unwrap();
+    mesh.rekey_child_on(mesh.a, a_old);
     mesh.run(Duration::from_secs(5));
     assert_eq!(dropped.get(), 1);
     let (new_a, new_b) = (mesh.events(mesh.a), mesh.events(mesh.b));
@@ -216,20 +194,11 @@ fn child_sa_deleted_by_the_peer_before_our_rekey_arrives_is_answered_not_found_a
 #[test]
 fn child_sa_deleted_by_the_peer_after_it_answered_our_rekey_leaves_the_new_one_on_both_sides() {
     let (mut mesh, mut ea, mut eb) = established(65);
-    let (a_old, install) = live(&ea).into_iter().next().unwrap();
-    let Event::ChildSaInstall { spi_out, .. } = install else {
-        unreachable!()
-    };
+    let (a_old, spi_out) = first_child(&ea);
     // a's request reaches b after 10 ms; b's copy expires at 15 ms, so b's Delete reaches a
     // after b's answer, while a's own Delete of the old CHILD_SA is outstanding.
     expire_on_b(&mut mesh, a_old, Duration::from_millis(15));
-    let now = mesh.net.now();
-    let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_child(now, peer, a_old)
-        .unwrap();
+    mesh.rekey_child_on(mesh.a, a_old);
     mesh.run(Duration::from_secs(5));
     let (new_a, new_b) = (mesh.events(mesh.a), mesh.events(mesh.b));
 
@@ -257,17 +226,8 @@ fn pfs_group_refused_with_invalid_ke_is_retried_once_with_the_group_asked_for() 
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(2));
     let (ea, eb) = (mesh.events(mesh.a), mesh.events(mesh.b));
-    let pfs = |events: &[Event]| -> Vec<Option<KeGroup>> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                Event::ChildSaInstall { algorithms, .. } => Some(algorithms.pfs),
-                _ => None,
-            })
-            .collect()
-    };
-    assert_eq!(pfs(&ea), vec![None, Some(KeGroup::CURVE25519)]);
-    assert_eq!(pfs(&eb), pfs(&ea));
+    assert_eq!(child_pfs(&ea), vec![None, Some(KeGroup::CURVE25519)]);
+    assert_eq!(child_pfs(&eb), child_pfs(&ea));
     assert_agree(&ea, &eb, 2);
 }
 
@@ -342,22 +302,12 @@ fn settled_child_sa_the_peer_answers_not_found_for_is_removed_even_without_its_d
     // Well past the time our answer creating it could still be on its way to the peer.
     mesh.net
         .advance(crate::engine::create_child_sa::NOT_FOUND_SETTLE * 2, STEPS);
-    ea.extend(mesh.events(mesh.a));
-    eb.extend(mesh.events(mesh.b));
-    let (a_old, install) = live(&ea).into_iter().next().unwrap();
-    let Event::ChildSaInstall { spi_out, .. } = install else {
-        unreachable!()
-    };
+    mesh.collect_events(&mut ea, &mut eb);
+    let (a_old, spi_out) = first_child(&ea);
     // b deletes its copy, and every Delete b sends is lost.
     expire_on_b(&mut mesh, a_old, Duration::ZERO);
     mesh.net.set_filter(informational_request_from_b);
-    let now = mesh.net.now();
-    let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_child(now, peer, a_old)
-        .unwrap();
+    mesh.rekey_child_on(mesh.a, a_old);
     mesh.run(Duration::from_secs(2));
     let (new_a, new_b) = (mesh.events(mesh.a), mesh.events(mesh.b));
     assert_eq!(deleted(&new_a), vec![a_old]);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::ike_auth::{installs, Mesh};
+use super::ike_auth::Mesh;
 use super::*;
 use crate::codec::{Header, Message, Notify, Payload, PayloadBody};
 use crate::engine::cookie::{COOKIE_LEN, COOKIE_SECRET_LIFETIME};
@@ -19,24 +19,8 @@ fn under_load(threshold: usize) -> EndpointConfig {
 
 /// A pair whose `b` demands COOKIEs always.
 fn pair_with_loaded_b(seed: u64) -> Pair {
-    let mut a = endpoint(seed * 2);
-    let mut b = endpoint_with(seed * 2 + 1, under_load(0));
-    let a_to_b = a
-        .add_peer(geneve_peer(A, "chassis-1", B, "chassis-2"))
-        .unwrap();
-    let b_to_a = b
-        .add_peer(geneve_peer(B, "chassis-2", A, "chassis-1"))
-        .unwrap();
-    let mut net = Network::new(Instant::now(), seed, Conditions::default());
-    let a = net.add_node(&[A], a);
-    let b = net.add_node(&[B], b);
-    Pair {
-        net,
-        a,
-        b,
-        a_to_b,
-        b_to_a,
-    }
+    let configs = (EndpointConfig::default(), under_load(0));
+    Pair::with_endpoints(seed, Conditions::default(), configs, |_| {}, |_| {})
 }
 
 /// The COOKIE notify of an IKE_SA_INIT message, if it has one.
@@ -144,10 +128,7 @@ fn cookie_handshake_completes_ike_auth_with_the_cookie_in_the_signed_request() {
     );
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(5));
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (2, 2));
     assert_eq!(mesh.net.node(mesh.b).endpoint.stats().cookies_sent, 1);
 }

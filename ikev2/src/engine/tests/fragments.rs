@@ -52,10 +52,7 @@ fn ike_auth_with_rsa_2048_certificates_over_mtu_1280_completes_only_in_fragments
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(5));
 
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (2, 2));
     assert_eq!(mesh.net.stats().too_big, 0);
     let auth: Vec<_> = mesh
@@ -93,20 +90,13 @@ fn ike_auth_with_rsa_2048_certificates_over_mtu_1280_completes_only_in_fragments
 fn lost_request_fragment_is_recovered_by_the_retransmission_of_every_fragment() {
     let mut mesh = Mesh::with(2, mtu_1280(), |_| {}, |_| {});
     // The first transmission of the IKE_AUTH request's last fragment is lost.
-    let mut dropped = false;
-    mesh.net.set_filter(move |d| {
-        let last = matches!(skf(d), Some((ExchangeType::IKE_AUTH, false, n, t)) if n == t);
-        let drop = last && !dropped;
-        dropped |= drop;
-        drop
-    });
+    mesh.net.set_filter(drop_first(
+        |d| matches!(skf(d), Some((ExchangeType::IKE_AUTH, false, n, t)) if n == t),
+    ));
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(10));
 
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (2, 2));
     assert_eq!(mesh.net.stats().filtered, 1);
     let request_fragments = mesh
@@ -128,20 +118,13 @@ fn lost_request_fragment_is_recovered_by_the_retransmission_of_every_fragment() 
 #[test]
 fn lost_response_fragment_is_resent_with_every_fragment_of_the_cached_response() {
     let mut mesh = Mesh::with(3, mtu_1280(), |_| {}, |_| {});
-    let mut dropped = false;
-    mesh.net.set_filter(move |d| {
-        let first = matches!(skf(d), Some((ExchangeType::IKE_AUTH, true, 1, _)));
-        let drop = first && !dropped;
-        dropped |= drop;
-        drop
-    });
+    mesh.net.set_filter(drop_first(|d| {
+        matches!(skf(d), Some((ExchangeType::IKE_AUTH, true, 1, _)))
+    }));
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(10));
 
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (2, 2));
     // b installed once: the retransmitted request was answered from the cache, on its first
     // fragment only (RFC 7383 §2.6.1), so the response went out exactly twice.

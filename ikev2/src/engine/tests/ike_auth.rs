@@ -82,12 +82,67 @@ impl Mesh {
             .unwrap()
     }
 
+    /// The one IKE SA chassis `node` holds; panics unless there is exactly one.
+    pub fn only_ike_sa(&self, node: NodeId) -> IkeSaId {
+        let ids: Vec<IkeSaId> = self.net.node(node).endpoint.ike_sas().collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        ids[0]
+    }
+
+    /// The peer chassis `node` has configured: the other chassis.
+    fn peer_of(&self, node: NodeId) -> PeerId {
+        if node == self.a {
+            self.a_to_b
+        } else {
+            self.b_to_a
+        }
+    }
+
+    /// Chassis `node` asks now to rekey its CHILD_SA `spi_in` with the other chassis.
+    pub fn rekey_child_on(&mut self, node: NodeId, spi_in: u32) {
+        let (now, peer) = (self.net.now(), self.peer_of(node));
+        let endpoint = &mut self.net.node_mut(node).endpoint;
+        endpoint.rekey_child(now, peer, spi_in).unwrap();
+    }
+
+    /// Chassis `node` asks now to rekey its IKE SA with the other chassis.
+    pub fn rekey_ike_on(&mut self, node: NodeId) {
+        let (now, peer) = (self.net.now(), self.peer_of(node));
+        self.net
+            .node_mut(node)
+            .endpoint
+            .rekey_ike(now, peer)
+            .unwrap();
+    }
+
+    /// Chassis `node` asks now to reauthenticate with the other chassis.
+    pub fn reauthenticate_on(&mut self, node: NodeId) {
+        let (now, peer) = (self.net.now(), self.peer_of(node));
+        let endpoint = &mut self.net.node_mut(node).endpoint;
+        endpoint.reauthenticate(now, peer).unwrap();
+    }
+
     pub fn run(&mut self, d: Duration) {
         self.net.run_for(d, STEPS);
     }
 
     pub fn events(&mut self, node: NodeId) -> Vec<Event> {
         self.net.node_mut(node).take_events()
+    }
+
+    /// Appends what each chassis reported since its events were last taken: a's to `ea`, b's
+    /// to `eb`.
+    pub fn collect_events(&mut self, ea: &mut Vec<Event>, eb: &mut Vec<Event>) {
+        ea.extend(self.events(self.a));
+        eb.extend(self.events(self.b));
+    }
+
+    /// The CHILD_SAs each chassis installed since its events were last taken: (a's, b's).
+    pub fn installs_on_both(&mut self) -> (Vec<Installed>, Vec<Installed>) {
+        (
+            installs(&self.events(self.a)),
+            installs(&self.events(self.b)),
+        )
     }
 }
 
@@ -135,6 +190,17 @@ pub(super) fn installs(events: &[Event]) -> Vec<Installed> {
                 udp_encap: *udp_encap,
                 encryption: algorithms.encryption,
             }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The key exchange group of each CHILD_SA installed in `events`, `None` where it had no PFS.
+pub(super) fn child_pfs(events: &[Event]) -> Vec<Option<crate::registry::KeGroup>> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChildSaInstall { algorithms, .. } => Some(algorithms.pfs),
             _ => None,
         })
         .collect()
@@ -242,21 +308,12 @@ fn pfs_child_sa_uses_a_fresh_key_exchange() {
     mesh.run(Duration::from_secs(2));
 
     let (ea, eb) = (mesh.events(mesh.a), mesh.events(mesh.b));
-    let pfs_of = |events: &[Event]| -> Vec<Option<crate::registry::KeGroup>> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                Event::ChildSaInstall { algorithms, .. } => Some(algorithms.pfs),
-                _ => None,
-            })
-            .collect()
-    };
     // The IKE_AUTH child has no PFS (its keys come from the IKE SA); the second has.
     assert_eq!(
-        pfs_of(&ea),
+        child_pfs(&ea),
         vec![None, Some(crate::registry::KeGroup::ECP_256)]
     );
-    assert_eq!(pfs_of(&eb), pfs_of(&ea));
+    assert_eq!(child_pfs(&eb), child_pfs(&ea));
     let (ia, ib) = (installs(&ea), installs(&eb));
     assert_child_pair(&ia[1], &ib[1]);
 }
@@ -275,10 +332,7 @@ fn second_child_sa_refused_by_the_responder_leaves_the_first() {
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(2));
 
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (1, 1));
     assert_eq!(ia[0].name, "in");
     assert_child_pair(&ia[0], &ib[0]);
@@ -291,10 +345,7 @@ fn forced_encapsulation_makes_udp_encapsulated_child_sas_on_port_4500() {
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(2));
 
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (2, 2));
     assert_child_pair(&ia[0], &ib[0]);
     assert_child_pair(&ia[1], &ib[1]);
@@ -390,14 +441,10 @@ fn unacceptable_selectors_keep_the_ike_sa_without_a_child_sa() {
 #[test]
 fn lost_ike_auth_response_is_answered_again_from_the_cache() {
     let mut mesh = Mesh::new(6);
-    let mut dropped = false;
-    mesh.net.set_filter(move |d| {
-        let is_auth_response = Header::decode(&d.bytes)
-            .is_ok_and(|h| h.exchange_type == ExchangeType::IKE_AUTH && h.flags.is_response());
-        let drop = is_auth_response && !dropped;
-        dropped |= drop;
-        drop
-    });
+    mesh.net.set_filter(drop_first(|d| {
+        Header::decode(&d.bytes)
+            .is_ok_and(|h| h.exchange_type == ExchangeType::IKE_AUTH && h.flags.is_response())
+    }));
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(5));
 
@@ -426,10 +473,7 @@ fn ike_auth_is_fragmented_to_fit_a_small_mtu() {
     mesh.run(Duration::from_secs(5));
 
     assert_eq!(mesh.net.stats().too_big, 0);
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (2, 2));
     assert_child_pair(&ia[0], &ib[0]);
 }
@@ -550,10 +594,7 @@ fn spi_answers_arriving_later_still_complete_the_handshake() {
         .unwrap();
     mesh.run(Duration::from_secs(2));
 
-    let (ia, ib) = (
-        installs(&mesh.events(mesh.a)),
-        installs(&mesh.events(mesh.b)),
-    );
+    let (ia, ib) = mesh.installs_on_both();
     assert_eq!((ia.len(), ib.len()), (1, 1));
     assert_eq!(ia[0].spi_in, 0xa0a0_0001);
     assert_child_pair(&ia[0], &ib[0]);

@@ -5,17 +5,11 @@ use std::time::Duration;
 
 use super::collisions::{deleted, installed, nonces, Lowest};
 use super::ike_auth::Mesh;
-use super::rekey::{assert_agree, established, live, rekeys};
+use super::rekey::{assert_agree, downs, established, first_child, live, rekeys};
 use super::*;
 use crate::engine::event::DownReason;
 use crate::engine::{IkeAlgorithms, Role};
 use crate::registry::KeGroup;
-
-fn only(mesh: &Mesh, node: NodeId) -> IkeSaId {
-    let ids: Vec<IkeSaId> = mesh.net.node(node).endpoint.ike_sas().collect();
-    assert_eq!(ids.len(), 1, "{ids:?}");
-    ids[0]
-}
 
 fn ike_rekeys(events: &[Event]) -> Vec<(IkeSaId, IkeSaId)> {
     events
@@ -26,16 +20,6 @@ fn ike_rekeys(events: &[Event]) -> Vec<(IkeSaId, IkeSaId)> {
                 new_ike_sa,
                 ..
             } => Some((*old_ike_sa, *new_ike_sa)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn downs(events: &[Event]) -> Vec<(IkeSaId, DownReason)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::IkeSaDown { ike_sa, reason, .. } => Some((*ike_sa, *reason)),
             _ => None,
         })
         .collect()
@@ -56,13 +40,7 @@ fn assert_same_ike_sa(mesh: &Mesh, a: IkeSaId, b: IkeSaId) {
 
 fn rekey_child_on_a(mesh: &mut Mesh, ea: &mut Vec<Event>, eb: &mut Vec<Event>) {
     let spi = *live(ea).keys().next().unwrap();
-    let now = mesh.net.now();
-    let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_child(now, peer, spi)
-        .unwrap();
+    mesh.rekey_child_on(mesh.a, spi);
     mesh.run(Duration::from_secs(2));
     let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
     assert_eq!(rekeys(&na).len(), 1, "{na:?}");
@@ -74,7 +52,7 @@ fn rekey_child_on_a(mesh: &mut Mesh, ea: &mut Vec<Event>, eb: &mut Vec<Event>) {
 #[test]
 fn rekey_ike_command_replaces_the_ike_sa_and_keeps_the_child_sas() {
     let (mut mesh, mut ea, mut eb) = established(70);
-    let (old_a, old_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+    let (old_a, old_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
     let old_keys = mesh.net.node(mesh.a).endpoint.ike_sa_keys(old_a).cloned();
     let old_spi_i = mesh
         .net
@@ -84,17 +62,11 @@ fn rekey_ike_command_replaces_the_ike_sa_and_keeps_the_child_sas() {
         .unwrap()
         .spi_i;
 
-    let now = mesh.net.now();
-    let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_ike(now, peer)
-        .unwrap();
+    mesh.rekey_ike_on(mesh.a);
     mesh.run(Duration::from_secs(2));
     let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
 
-    let (new_a, new_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+    let (new_a, new_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
     assert_eq!(ike_rekeys(&na), vec![(old_a, new_a)]);
     assert_eq!(ike_rekeys(&nb), vec![(old_b, new_b)]);
     // The old IKE SA is deleted by a, the rekey's initiator, and reported as rekeyed.
@@ -126,27 +98,20 @@ fn rekey_ike_command_replaces_the_ike_sa_and_keeps_the_child_sas() {
     ea.extend(na);
     eb.extend(nb);
     rekey_child_on_a(&mut mesh, &mut ea, &mut eb);
-    assert_eq!(only(&mesh, mesh.a), new_a);
+    assert_eq!(mesh.only_ike_sa(mesh.a), new_a);
 }
 
 #[test]
 fn the_original_responder_can_rekey_and_becomes_the_new_ike_sas_initiator() {
     let (mut mesh, mut ea, mut eb) = established(71);
     for round in 0..2 {
-        let now = mesh.net.now();
-        let peer = mesh.b_to_a;
-        mesh.net
-            .node_mut(mesh.b)
-            .endpoint
-            .rekey_ike(now, peer)
-            .unwrap();
+        mesh.rekey_ike_on(mesh.b);
         mesh.run(Duration::from_secs(2));
-        let (new_a, new_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+        let (new_a, new_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
         let info = mesh.net.node(mesh.b).endpoint.ike_sa_info(new_b).unwrap();
         assert_eq!(info.role, Role::Initiator, "round {round}");
         assert_same_ike_sa(&mesh, new_a, new_b);
-        ea.extend(mesh.events(mesh.a));
-        eb.extend(mesh.events(mesh.b));
+        mesh.collect_events(&mut ea, &mut eb);
         assert_eq!(ike_rekeys(&ea).len(), round + 1);
         // The message flags follow the new roles: an exchange in each direction works.
         rekey_child_on_a(&mut mesh, &mut ea, &mut eb);
@@ -160,11 +125,10 @@ fn soft_lifetime_rekeys_the_ike_sa_and_its_child_sas_before_they_expire() {
     // IKE SA and CHILD_SAs: soft 3600 s minus up to 300 s of jitter, hard 4000 s; the
     // exchanges may collide and be retried.
     mesh.net.advance(Duration::from_secs(3700), STEPS);
-    ea.extend(mesh.events(mesh.a));
-    eb.extend(mesh.events(mesh.b));
+    mesh.collect_events(&mut ea, &mut eb);
     assert_eq!(ike_rekeys(&ea).len(), 1, "{:?}", ike_rekeys(&ea));
     assert_eq!(ike_rekeys(&eb).len(), 1);
-    assert_same_ike_sa(&mesh, only(&mesh, mesh.a), only(&mesh, mesh.b));
+    assert_same_ike_sa(&mesh, mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
     assert_agree(&ea, &eb, 2);
     assert!(live(&ea).keys().all(|spi| !first.contains(spi)));
     // Past the old hard lifetime nothing expires: everything was replaced.
@@ -176,27 +140,17 @@ fn soft_lifetime_rekeys_the_ike_sa_and_its_child_sas_before_they_expire() {
 fn collide_ike(seed: u64, lowest: Lowest) {
     let (mut mesh, ea, eb) = established(seed);
     let children = (live(&ea), live(&eb));
-    let (old_a, old_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+    let (old_a, old_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
     let (na, nb) = nonces(lowest);
     mesh.net.node_mut(mesh.a).endpoint.forced_nonces = na.into();
     mesh.net.node_mut(mesh.b).endpoint.forced_nonces = nb.into();
-    let now = mesh.net.now();
-    let (pa, pb) = (mesh.a_to_b, mesh.b_to_a);
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_ike(now, pa)
-        .unwrap();
-    mesh.net
-        .node_mut(mesh.b)
-        .endpoint
-        .rekey_ike(now, pb)
-        .unwrap();
+    mesh.rekey_ike_on(mesh.a);
+    mesh.rekey_ike_on(mesh.b);
     // Well within the grace period of a replaced IKE SA: the Deletes did the work.
     mesh.run(Duration::from_secs(5));
     let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
 
-    let (new_a, new_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+    let (new_a, new_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
     assert_same_ike_sa(&mesh, new_a, new_b);
     // The survivor is the IKE SA of the winning exchange: made by b's rekey when a's
     // exchange had the lowest nonce, so b is its original initiator.
@@ -255,28 +209,14 @@ fn simultaneous_ike_rekey_where_our_answer_nonce_is_lowest_keeps_our_ike_sa() {
 fn ike_rekey_crossing_a_child_rekey_is_retried_and_both_complete() {
     for seed in 77..80 {
         let (mut mesh, mut ea, mut eb) = established(seed);
-        let (_, install) = live(&eb).into_iter().next().unwrap();
-        let Event::ChildSaInstall { spi_in, .. } = install else {
-            unreachable!()
-        };
-        let now = mesh.net.now();
-        let (pa, pb) = (mesh.a_to_b, mesh.b_to_a);
-        mesh.net
-            .node_mut(mesh.a)
-            .endpoint
-            .rekey_ike(now, pa)
-            .unwrap();
-        mesh.net
-            .node_mut(mesh.b)
-            .endpoint
-            .rekey_child(now, pb, spi_in)
-            .unwrap();
+        let (spi_in, _) = first_child(&eb);
+        mesh.rekey_ike_on(mesh.a);
+        mesh.rekey_child_on(mesh.b, spi_in);
         mesh.run(Duration::from_secs(30));
-        ea.extend(mesh.events(mesh.a));
-        eb.extend(mesh.events(mesh.b));
+        mesh.collect_events(&mut ea, &mut eb);
         assert_eq!(ike_rekeys(&ea).len(), 1, "seed {seed}");
         assert_eq!(rekeys(&eb).len(), 1, "seed {seed}");
-        assert_same_ike_sa(&mesh, only(&mesh, mesh.a), only(&mesh, mesh.b));
+        assert_same_ike_sa(&mesh, mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
         assert_agree(&ea, &eb, 2);
     }
 }
@@ -297,13 +237,7 @@ fn ike_rekey_answered_invalid_ke_is_retried_with_the_group_asked_for() {
     config.ike_proposals[0].ke = vec![KeGroup::CURVE25519];
     endpoint.update_peer(peer, config).unwrap();
 
-    let now = mesh.net.now();
-    let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_ike(now, peer)
-        .unwrap();
+    mesh.rekey_ike_on(mesh.a);
     mesh.run(Duration::from_secs(2));
     let na = mesh.events(mesh.a);
     let groups: Vec<KeGroup> = na
@@ -317,7 +251,7 @@ fn ike_rekey_answered_invalid_ke_is_retried_with_the_group_asked_for() {
         })
         .collect();
     assert_eq!(groups, vec![KeGroup::CURVE25519]);
-    assert_same_ike_sa(&mesh, only(&mesh, mesh.a), only(&mesh, mesh.b));
+    assert_same_ike_sa(&mesh, mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
 }
 
 #[test]
@@ -341,13 +275,8 @@ fn an_ike_sa_waiting_for_its_delete_after_a_rekey_does_not_block_a_new_initiatio
             && d.bytes[18] == crate::registry::ExchangeType::INFORMATIONAL.0
             && d.bytes[19] & 0x20 != 0
     });
-    let now = mesh.net.now();
     let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_ike(now, peer)
-        .unwrap();
+    mesh.rekey_ike_on(mesh.a);
     mesh.run(Duration::from_secs(2));
     let na = mesh.events(mesh.a);
     let [(_, new)] = ike_rekeys(&na)[..] else {
@@ -368,7 +297,7 @@ fn an_ike_sa_waiting_for_its_delete_after_a_rekey_does_not_block_a_new_initiatio
 fn rekeying_both_child_sas_and_the_ike_sa_at_once_settles_on_one_of_each() {
     for seed in [71, 72, 73] {
         let (mut mesh, mut ea, mut eb) = established(seed);
-        let (old_a, old_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+        let (old_a, old_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
         let old_children: Vec<u32> = live(&ea).keys().copied().collect();
         let now = mesh.net.now();
         let peer = mesh.a_to_b;
@@ -379,7 +308,7 @@ fn rekeying_both_child_sas_and_the_ike_sa_at_once_settles_on_one_of_each() {
         endpoint.rekey_ike(now, peer).unwrap();
         mesh.run(Duration::from_secs(20));
         let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
-        let (new_a, new_b) = (only(&mesh, mesh.a), only(&mesh, mesh.b));
+        let (new_a, new_b) = (mesh.only_ike_sa(mesh.a), mesh.only_ike_sa(mesh.b));
         assert_ne!((new_a, new_b), (old_a, old_b), "{na:?}");
         assert_same_ike_sa(&mesh, new_a, new_b);
         assert_eq!(rekeys(&na).len(), 2, "{na:?}");

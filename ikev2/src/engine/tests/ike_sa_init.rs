@@ -272,12 +272,7 @@ fn no_common_proposal_reports_no_proposal_chosen_and_leaves_no_state() {
 fn lost_response_is_retransmitted_from_the_responders_cache() {
     let mut pair = Pair::new(10, Conditions::default());
     // Lose b's first answer.
-    let mut dropped = false;
-    pair.net.set_filter(move |d| {
-        let drop = d.src.ip() == B && !dropped;
-        dropped |= drop;
-        drop
-    });
+    pair.net.set_filter(drop_first(|d| d.src.ip() == B));
     pair.initiate_from_a();
     pair.run(Duration::from_secs(5));
 

@@ -158,8 +158,20 @@ impl Pair {
         tweak_a: impl FnOnce(&mut PeerConfig),
         tweak_b: impl FnOnce(&mut PeerConfig),
     ) -> Self {
-        let mut a = endpoint(seed.wrapping_mul(2));
-        let mut b = endpoint(seed.wrapping_mul(2).wrapping_add(1));
+        let config = EndpointConfig::default();
+        Self::with_endpoints(seed, conditions, (config.clone(), config), tweak_a, tweak_b)
+    }
+
+    /// Like [`Pair::with`], with each endpoint's settings.
+    pub fn with_endpoints(
+        seed: u64,
+        conditions: Conditions,
+        (config_a, config_b): (EndpointConfig, EndpointConfig),
+        tweak_a: impl FnOnce(&mut PeerConfig),
+        tweak_b: impl FnOnce(&mut PeerConfig),
+    ) -> Self {
+        let mut a = endpoint_with(seed.wrapping_mul(2), config_a);
+        let mut b = endpoint_with(seed.wrapping_mul(2).wrapping_add(1), config_b);
         let mut ca = geneve_peer(A, "chassis-1", B, "chassis-2");
         let mut cb = geneve_peer(B, "chassis-2", A, "chassis-1");
         tweak_a(&mut ca);
@@ -204,6 +216,19 @@ impl Pair {
             [id] => Some(*id),
             _ => None,
         }
+    }
+}
+
+/// A filter for `Network::set_filter` that loses the first datagram `lost` picks and lets
+/// every other one through: one lost transmission, for the retransmission tests.
+pub(super) fn drop_first(
+    mut lost: impl FnMut(&crate::engine::sim::Datagram) -> bool + 'static,
+) -> impl FnMut(&crate::engine::sim::Datagram) -> bool + 'static {
+    let mut dropped = false;
+    move |d| {
+        let drop = !dropped && lost(d);
+        dropped |= drop;
+        drop
     }
 }
 

@@ -48,16 +48,7 @@ proptest! {
         jitter_ms in 0u64..80,
         crossed in any::<bool>(),
     ) {
-        // Curve25519 keeps each case fast; nothing here depends on the group.
-        let fast = |p: &mut PeerConfig| p.ike_proposals[0].ke = vec![KeGroup::CURVE25519];
-        let conditions = Conditions {
-            loss_ppm,
-            duplicate_ppm,
-            jitter: Duration::from_millis(jitter_ms),
-            mtu: 9000,
-            ..Conditions::default()
-        };
-        let mut mesh = Mesh::with(seed, conditions, fast, fast);
+        let mut mesh = lossy_mesh(seed, loss_ppm, duplicate_ppm, jitter_ms);
         mesh.initiate_from_a();
         if crossed {
             // Both chassis initiate at the same instant.
@@ -87,6 +78,20 @@ proptest! {
             prop_assert!(installed_pairs_match(install, other.unwrap()));
         }
     }
+}
+
+/// Two chassis on a network losing, duplicating and delaying datagrams as given, with
+/// Curve25519 to keep each case fast (no property checked here depends on the group).
+fn lossy_mesh(seed: u64, loss_ppm: u32, duplicate_ppm: u32, jitter_ms: u64) -> Mesh {
+    let fast = |p: &mut PeerConfig| p.ike_proposals[0].ke = vec![KeGroup::CURVE25519];
+    let conditions = Conditions {
+        loss_ppm,
+        duplicate_ppm,
+        jitter: Duration::from_millis(jitter_ms),
+        mtu: 9000,
+        ..Conditions::default()
+    };
+    Mesh::with(seed, conditions, fast, fast)
 }
 
 /// One line per event, for failure messages.
@@ -178,15 +183,7 @@ proptest! {
         jitter_ms in 0u64..80,
         schedule in prop::collection::vec((0u64..40_000, any::<bool>(), command()), 1..8),
     ) {
-        let fast = |p: &mut PeerConfig| p.ike_proposals[0].ke = vec![KeGroup::CURVE25519];
-        let conditions = Conditions {
-            loss_ppm,
-            duplicate_ppm,
-            jitter: Duration::from_millis(jitter_ms),
-            mtu: 9000,
-            ..Conditions::default()
-        };
-        let mut mesh = Mesh::with(seed, conditions, fast, fast);
+        let mut mesh = lossy_mesh(seed, loss_ppm, duplicate_ppm, jitter_ms);
         mesh.initiate_from_a();
         mesh.run(Duration::from_secs(5));
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::collisions::{deleted, installed};
 use super::ike_auth::Mesh;
-use super::rekey::{assert_agree, established, live, rekeys};
+use super::rekey::{assert_agree, downs, established, live, rekeys};
 use super::*;
 use crate::engine::event::{AuthFailure, DownReason};
 
@@ -15,16 +15,6 @@ fn ups_of(events: &[Event]) -> Vec<IkeSaId> {
         .iter()
         .filter_map(|e| match e {
             Event::IkeSaUp { ike_sa, .. } => Some(*ike_sa),
-            _ => None,
-        })
-        .collect()
-}
-
-fn downs(events: &[Event]) -> Vec<(IkeSaId, DownReason)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::IkeSaDown { ike_sa, reason, .. } => Some((*ike_sa, *reason)),
             _ => None,
         })
         .collect()
@@ -136,13 +126,7 @@ fn renew_a_certificate(mesh: &mut Mesh, b_follows: bool) {
 fn reauthentication_signs_with_the_certificate_the_configuration_has_now() {
     let (mut mesh, mut ea, mut eb) = established(91);
     renew_a_certificate(&mut mesh, true);
-    let now = mesh.net.now();
-    let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .reauthenticate(now, peer)
-        .unwrap();
+    mesh.reauthenticate_on(mesh.a);
     mesh.run(Duration::from_secs(3));
     let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
     // b accepted the new certificate (it now only accepts chassis-ec).
@@ -163,13 +147,7 @@ fn reauthentication_the_peer_rejects_keeps_the_old_ike_sa_and_its_child_sas() {
     let old = mesh.net.node(mesh.a).endpoint.ike_sas().next().unwrap();
     // b still expects chassis-1, so the renewed certificate is refused.
     renew_a_certificate(&mut mesh, false);
-    let now = mesh.net.now();
-    let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .reauthenticate(now, peer)
-        .unwrap();
+    mesh.reauthenticate_on(mesh.a);
     mesh.run(Duration::from_secs(3));
     let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
     assert!(nb.iter().any(|e| matches!(e, Event::AuthFailed { .. })));

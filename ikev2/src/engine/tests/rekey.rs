@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::ike_auth::{installed_pairs_match, ups, Mesh};
 use super::*;
+use crate::engine::event::DownReason;
 
 /// Replays `events` into the CHILD_SAs still installed, by inbound SPI.
 pub(super) fn live(events: &[Event]) -> BTreeMap<u32, Event> {
@@ -22,6 +23,27 @@ pub(super) fn live(events: &[Event]) -> BTreeMap<u32, Event> {
         }
     }
     live
+}
+
+/// The inbound and outbound SPIs of the CHILD_SA with the lowest inbound SPI still installed
+/// after `events`.
+pub(super) fn first_child(events: &[Event]) -> (u32, u32) {
+    let (spi_in, install) = live(events).into_iter().next().unwrap();
+    let Event::ChildSaInstall { spi_out, .. } = install else {
+        unreachable!("live holds installs only")
+    };
+    (spi_in, spi_out)
+}
+
+/// The IKE SAs that went down in `events`, with why.
+pub(super) fn downs(events: &[Event]) -> Vec<(IkeSaId, DownReason)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeSaDown { ike_sa, reason, .. } => Some((*ike_sa, *reason)),
+            _ => None,
+        })
+        .collect()
 }
 
 pub(super) fn rekeys(events: &[Event]) -> Vec<(u32, u32)> {
@@ -66,8 +88,7 @@ fn soft_lifetime_rekeys_both_child_sas_before_they_expire() {
 
     // Soft lifetime 3600 s minus up to 300 s of jitter; the IKE SA's hard lifetime is 4000 s.
     mesh.net.advance(Duration::from_secs(3650), STEPS);
-    ea.extend(mesh.events(mesh.a));
-    eb.extend(mesh.events(mesh.b));
+    mesh.collect_events(&mut ea, &mut eb);
 
     // Each CHILD_SA was replaced once, on both sides, and the old ones are gone.
     let (ra, rb) = (rekeys(&ea), rekeys(&eb));
@@ -84,13 +105,7 @@ fn soft_lifetime_rekeys_both_child_sas_before_they_expire() {
 fn rekey_command_replaces_the_child_sa_make_before_break() {
     let (mut mesh, mut ea, mut eb) = established(41);
     let old = *live(&ea).keys().next().unwrap();
-    let now = mesh.net.now();
-    let peer = mesh.a_to_b;
-    mesh.net
-        .node_mut(mesh.a)
-        .endpoint
-        .rekey_child(now, peer, old)
-        .unwrap();
+    mesh.rekey_child_on(mesh.a, old);
     mesh.run(Duration::from_secs(2));
     let (na, nb) = (mesh.events(mesh.a), mesh.events(mesh.b));
 
@@ -133,26 +148,12 @@ fn simultaneous_rekeys_of_one_child_sa_settle_on_one_replacement() {
     for seed in 50..56 {
         let (mut mesh, mut ea, mut eb) = established(seed);
         // Both ends of the same CHILD_SA ask for a rekey at the same instant.
-        let (a_spi, install) = live(&ea).into_iter().next().unwrap();
-        let Event::ChildSaInstall { spi_out, .. } = install else {
-            unreachable!()
-        };
-        let now = mesh.net.now();
-        let (pa, pb) = (mesh.a_to_b, mesh.b_to_a);
-        mesh.net
-            .node_mut(mesh.a)
-            .endpoint
-            .rekey_child(now, pa, a_spi)
-            .unwrap();
-        mesh.net
-            .node_mut(mesh.b)
-            .endpoint
-            .rekey_child(now, pb, spi_out)
-            .unwrap();
+        let (a_spi, spi_out) = first_child(&ea);
+        mesh.rekey_child_on(mesh.a, a_spi);
+        mesh.rekey_child_on(mesh.b, spi_out);
         mesh.run(Duration::from_secs(30));
 
-        ea.extend(mesh.events(mesh.a));
-        eb.extend(mesh.events(mesh.b));
+        mesh.collect_events(&mut ea, &mut eb);
         // Both rekeys are answered; the nonce rule of RFC 7296 §2.8.1 keeps one replacement.
         assert_eq!(rekeys(&ea).len(), 1, "seed {seed}: {:?}", rekeys(&ea));
         assert_eq!(rekeys(&eb).len(), 1);

@@ -27,7 +27,7 @@ fn peer_restarting_without_initial_contact_replaces_the_old_ike_sa_after_the_new
     let mut mesh = Mesh::new(1);
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(5));
-    let old = mesh.only_ike_sa_of_b();
+    let old = mesh.only_ike_sa(mesh.b);
     let old_children = installs(&mesh.events(mesh.b));
     assert_eq!(old_children.len(), 2);
     mesh.events(mesh.a);
@@ -41,7 +41,7 @@ fn peer_restarting_without_initial_contact_replaces_the_old_ike_sa_after_the_new
     mesh.net.advance(REPLACE_DELAY, STEPS);
 
     // b holds exactly the new IKE SA, with both CHILD_SAs.
-    let new = mesh.only_ike_sa_of_b();
+    let new = mesh.only_ike_sa(mesh.b);
     assert_ne!(new, old);
     let evs = mesh.events(mesh.b);
     assert!(evs.contains(&Event::IkeSaDown {
@@ -86,7 +86,7 @@ fn ike_sa_established_moments_before_the_new_one_is_kept() {
     let mut mesh = Mesh::new(3);
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(1));
-    let old = mesh.only_ike_sa_of_b();
+    let old = mesh.only_ike_sa(mesh.b);
     restart_a_as_pluto(&mut mesh, 79);
     mesh.run(Duration::from_secs(1));
 
@@ -101,7 +101,7 @@ fn restart_with_initial_contact_drops_the_old_ike_sa_at_authentication() {
     let mut mesh = Mesh::new(2);
     mesh.initiate_from_a();
     mesh.run(Duration::from_secs(5));
-    let old = mesh.only_ike_sa_of_b();
+    let old = mesh.only_ike_sa(mesh.b);
     mesh.events(mesh.b);
 
     let id = restart_a_as_pluto(&mut mesh, 78);
@@ -118,12 +118,4 @@ fn restart_with_initial_contact_drops_the_old_ike_sa_at_authentication() {
     }));
     assert_eq!(mesh.net.node(mesh.b).endpoint.stats().ike_sas_replaced, 0);
     assert_eq!(mesh.net.node(mesh.b).endpoint.ike_sas().count(), 1);
-}
-
-impl Mesh {
-    fn only_ike_sa_of_b(&self) -> IkeSaId {
-        let ids: Vec<IkeSaId> = self.net.node(self.b).endpoint.ike_sas().collect();
-        assert_eq!(ids.len(), 1, "{ids:?}");
-        ids[0]
-    }
 }
