@@ -14,8 +14,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{run, Daemon, Netns};
-use ovn_ipsec_tests::ovsdb_server::{require_tools, OvsdbServer, TempDir};
+use common::{run, southbound, Daemon, Netns};
+use ovn_ipsec_tests::ovsdb_server::{require_tools, TempDir};
 
 const LOCAL: &str = "10.98.0.1";
 const REMOTE: &str = "10.98.0.2";
@@ -140,11 +140,7 @@ fn replaced_certificate_files_are_checked_then_taken_by_every_peer_with_or_witho
     std::fs::copy(&gen1_key, &key).unwrap();
     std::fs::copy(pki.ca(), d.join("ca.pem")).unwrap();
 
-    let sb = OvsdbServer::standalone();
-    sb.sbctl(&["init"]);
-    sb.sbctl(&["set", "SB_Global", ".", "ipsec=true"]);
-    sb.sbctl(&["chassis-add", "chassis-1", "geneve", LOCAL]);
-    sb.sbctl(&["chassis-add", "chassis-2", "geneve", REMOTE]);
+    let sb = southbound(&[("chassis-1", LOCAL), ("chassis-2", REMOTE)]);
     let ns = Netns::new("cert-rotation");
     ns.add_local(&format!("{LOCAL}/32"));
     let daemon = Daemon::start(&ns, &sb, d, "chassis-1");
