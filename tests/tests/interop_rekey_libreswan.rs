@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ikev2::engine::{DownReason, Event, IkeSaId};
-use ovn_ipsec_tests::peers::our_endpoint::{OurEndpoint, Recorded};
+use ikev2::engine::{Event, IkeSaId};
+use ovn_ipsec_tests::peers::our_endpoint::{dump, ike_sa_downs, ike_sa_rekeys, OurEndpoint};
 use ovn_ipsec_tests::peers::{chassis_pair, wait_for, IkePeer, Libreswan, NetnsPair, Pki};
 
 const UP: Duration = Duration::from_secs(15);
@@ -16,61 +16,6 @@ const UP: Duration = Duration::from_secs(15);
 fn pki() -> &'static Pki {
     Pki::shared(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-rekey-libreswan-pki"))
         .unwrap()
-}
-
-fn dump(events: &[Recorded]) -> String {
-    events
-        .iter()
-        .map(|r| format!("{:>10.3?} {:?}", r.at, r.event))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn rekeys(events: &[Recorded]) -> Vec<(IkeSaId, IkeSaId)> {
-    events
-        .iter()
-        .filter_map(|r| match r.event {
-            Event::IkeSaRekeyed {
-                old_ike_sa,
-                new_ike_sa,
-                ..
-            } => Some((old_ike_sa, new_ike_sa)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn downs(events: &[Recorded]) -> Vec<(IkeSaId, DownReason)> {
-    events
-        .iter()
-        .filter_map(|r| match r.event {
-            Event::IkeSaDown { ike_sa, reason, .. } => Some((ike_sa, reason)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Waits for the `n`-th IKE SA rekey and for the IKE SA it replaced to be gone; returns the
-/// new IKE SA.
-fn rekeyed(ours: &OurEndpoint, pluto: &Libreswan, n: usize, old: IkeSaId) -> IkeSaId {
-    let fail = |e: ovn_ipsec_tests::peers::PeerError| -> ! {
-        panic!(
-            "{e}\nour events:\n{}\npluto log:\n{}",
-            dump(&ours.events()),
-            pluto.log()
-        )
-    };
-    wait_for(&format!("IKE SA rekey {n}"), UP, || {
-        Ok(rekeys(&ours.events()).len() >= n)
-    })
-    .unwrap_or_else(|e| fail(e));
-    let (replaced, new) = rekeys(&ours.events())[n - 1];
-    assert_eq!(replaced, old);
-    wait_for("the replaced IKE SA to go", UP, || {
-        Ok(downs(&ours.events()).contains(&(old, DownReason::Rekeyed)))
-    })
-    .unwrap_or_else(|e| fail(e));
-    new
 }
 
 fn first_up(ours: &OurEndpoint, pluto: &Libreswan) -> IkeSaId {
@@ -88,7 +33,7 @@ fn first_up(ours: &OurEndpoint, pluto: &Libreswan) -> IkeSaId {
 fn assert_still_up(ours: &OurEndpoint, pluto: &Libreswan) {
     assert!(pluto.ike_sa_established("ch1").unwrap(), "{}", pluto.log());
     let events = ours.events();
-    assert_eq!(downs(&events).len(), 2, "{}", dump(&events));
+    assert_eq!(ike_sa_downs(&events).len(), 2, "{}", dump(&events));
     assert!(!events
         .iter()
         .any(|r| matches!(r.event, Event::AuthFailed { .. })));
@@ -103,9 +48,9 @@ fn we_rekey_the_ike_sa_with_pluto_twice_and_it_stays_up() {
     let first = first_up(&ours, &pluto);
 
     ours.rekey_ike("ch2").unwrap();
-    let second = rekeyed(&ours, &pluto, 1, first);
+    let second = ours.wait_for_ike_sa_rekey(&pluto, 1, first, UP);
     ours.rekey_ike("ch2").unwrap();
-    rekeyed(&ours, &pluto, 2, second);
+    ours.wait_for_ike_sa_rekey(&pluto, 2, second, UP);
     eprintln!("we rekey twice:\n{}", dump(&ours.events()));
     assert_still_up(&ours, &pluto);
 }
@@ -125,9 +70,9 @@ fn pluto_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
         .map(|conn| pluto.whack(&["--name", conn, "--rekey-ike"]).is_ok())
         .collect();
     assert!(asked.contains(&true), "{}", pluto.log());
-    let second = rekeyed(&ours, &pluto, 1, first);
+    let second = ours.wait_for_ike_sa_rekey(&pluto, 1, first, UP);
     ours.rekey_ike("ch2").unwrap();
-    rekeyed(&ours, &pluto, 2, second);
+    ours.wait_for_ike_sa_rekey(&pluto, 2, second, UP);
     eprintln!("pluto rekeys, then we do:\n{}", dump(&ours.events()));
     assert_still_up(&ours, &pluto);
 }
@@ -156,7 +101,7 @@ fn we_reauthenticate_with_pluto_make_before_break_and_the_new_ike_sa_carries_a_r
             .iter()
             .filter(|r| matches!(r.event, Event::IkeSaUp { .. }))
             .count();
-        Ok(ups == 2 && downs(&events).iter().any(|(id, _)| *id == first))
+        Ok(ups == 2 && ike_sa_downs(&events).iter().any(|(id, _)| *id == first))
     })
     .unwrap_or_else(|e| fail(e));
     assert!(pluto.ike_sa_established("ch1").unwrap(), "{}", pluto.log());
@@ -167,7 +112,7 @@ fn we_reauthenticate_with_pluto_make_before_break_and_the_new_ike_sa_carries_a_r
     // The new IKE SA works: a rekey of it goes through.
     ours.rekey_ike("ch2").unwrap();
     wait_for("the IKE SA rekey", UP, || {
-        Ok(!rekeys(&ours.events()).is_empty())
+        Ok(!ike_sa_rekeys(&ours.events()).is_empty())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}\n{}", dump(&ours.events()), pluto.log()));
     assert!(pluto.ike_sa_established("ch1").unwrap(), "{}", pluto.log());

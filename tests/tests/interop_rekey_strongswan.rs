@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ikev2::engine::{DownReason, Event, IkeSaId};
-use ovn_ipsec_tests::peers::our_endpoint::{OurEndpoint, Recorded};
+use ikev2::engine::{DownReason, Event};
+use ovn_ipsec_tests::peers::our_endpoint::{dump, ike_sa_downs, ike_sa_rekeys, OurEndpoint};
 use ovn_ipsec_tests::peers::strongswan::render_swanctl_conf;
 use ovn_ipsec_tests::peers::{
     chassis_pair, wait_for, IkePeer, IkeSaState, NetnsPair, Pki, StrongSwan,
@@ -25,42 +25,10 @@ fn pki() -> &'static Pki {
         .unwrap()
 }
 
-fn dump(events: &[Recorded]) -> String {
-    events
-        .iter()
-        .map(|r| format!("{:>10.3?} {:?}", r.at, r.event))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn rekeys(events: &[Recorded]) -> Vec<(IkeSaId, IkeSaId)> {
-    events
-        .iter()
-        .filter_map(|r| match r.event {
-            Event::IkeSaRekeyed {
-                old_ike_sa,
-                new_ike_sa,
-                ..
-            } => Some((old_ike_sa, new_ike_sa)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn downs(events: &[Recorded]) -> Vec<(IkeSaId, DownReason)> {
-    events
-        .iter()
-        .filter_map(|r| match r.event {
-            Event::IkeSaDown { ike_sa, reason, .. } => Some((ike_sa, reason)),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Waits until our endpoint has reported `n` IKE SA rekeys.
 fn wait_for_rekeys(ours: &OurEndpoint, charon: &StrongSwan, n: usize, timeout: Duration) {
     wait_for(&format!("{n} IKE SA rekeys"), timeout, || {
-        Ok(rekeys(&ours.events()).len() >= n)
+        Ok(ike_sa_rekeys(&ours.events()).len() >= n)
     })
     .unwrap_or_else(|e| {
         panic!(
@@ -129,36 +97,23 @@ fn charon_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
         unreachable!()
     };
     // charon's rekey (8 s after IKE_AUTH): we answer as the responder of the rekey.
-    wait_for_rekeys(&ours, &charon, 1, Duration::from_secs(30));
-    let after_charon = rekeys(&ours.events());
-    assert_eq!(after_charon[0].0, first);
-    let second = after_charon[0].1;
+    // charon, the rekey's initiator, then deletes the old IKE SA.
+    let second = ours.wait_for_ike_sa_rekey(&charon, 1, first, Duration::from_secs(30));
     assert!(
         charon.log().contains("CREATE_CHILD_SA request"),
         "{}",
         charon.log()
     );
-    // charon, the rekey's initiator, deletes the old IKE SA.
-    wait_for("the old IKE SA to go", UP, || {
-        Ok(downs(&ours.events()).contains(&(first, DownReason::Rekeyed)))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", dump(&ours.events())));
     assert_charon_has_one_established(&charon);
 
     // Our rekey on the IKE SA charon made: charon must open it with the keys we derived.
     ours.rekey_ike("ch2").unwrap();
-    wait_for_rekeys(&ours, &charon, 2, UP);
-    let third = rekeys(&ours.events())[1];
-    assert_eq!(third.0, second);
-    wait_for("our old IKE SA to go", UP, || {
-        Ok(downs(&ours.events()).contains(&(second, DownReason::Rekeyed)))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", dump(&ours.events()), charon.log()));
+    ours.wait_for_ike_sa_rekey(&charon, 2, second, UP);
     assert_charon_has_one_established(&charon);
     let events = ours.events();
     eprintln!("charon rekeys, then we do:\n{}", dump(&events));
     // Nothing else went down; no authentication problem.
-    assert_eq!(downs(&events).len(), 2, "{}", dump(&events));
+    assert_eq!(ike_sa_downs(&events).len(), 2, "{}", dump(&events));
     assert!(!events
         .iter()
         .any(|r| matches!(r.event, Event::AuthFailed { .. })));
@@ -181,28 +136,17 @@ fn we_rekey_the_ike_sa_with_charon_twice_and_it_stays_up() {
     std::thread::sleep(Duration::from_secs(1));
 
     ours.rekey_ike("ch2").unwrap();
-    wait_for_rekeys(&ours, &charon, 1, UP);
-    let (old, second) = rekeys(&ours.events())[0];
-    assert_eq!(old, first);
-    wait_for("the old IKE SA to go", UP, || {
-        Ok(downs(&ours.events()).contains(&(first, DownReason::Rekeyed)))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", dump(&ours.events()), charon.log()));
+    let second = ours.wait_for_ike_sa_rekey(&charon, 1, first, UP);
     assert_charon_has_one_established(&charon);
 
     // The second rekey runs on the first rekey's IKE SA, Message ID 0 again.
     ours.rekey_ike("ch2").unwrap();
-    wait_for_rekeys(&ours, &charon, 2, UP);
-    assert_eq!(rekeys(&ours.events())[1].0, second);
-    wait_for("the second IKE SA to go", UP, || {
-        Ok(downs(&ours.events()).contains(&(second, DownReason::Rekeyed)))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", dump(&ours.events()), charon.log()));
+    ours.wait_for_ike_sa_rekey(&charon, 2, second, UP);
     assert_charon_has_one_established(&charon);
     let log = charon.log();
     let events = ours.events();
     eprintln!("we rekey twice:\n{}", dump(&events));
-    assert_eq!(downs(&events).len(), 2, "{}", dump(&events));
+    assert_eq!(ike_sa_downs(&events).len(), 2, "{}", dump(&events));
     assert!(log.contains("rekeyed"), "{log}");
 }
 
@@ -236,7 +180,7 @@ fn we_reauthenticate_with_charon_make_before_break_and_the_new_ike_sa_carries_a_
             .iter()
             .filter(|r| matches!(r.event, Event::IkeSaUp { .. }))
             .count();
-        Ok(ups == 2 && downs(&events).iter().any(|(id, _)| *id == first))
+        Ok(ups == 2 && ike_sa_downs(&events).iter().any(|(id, _)| *id == first))
     })
     .unwrap_or_else(|e| fail(e));
     assert_charon_has_one_established(&charon);
@@ -268,7 +212,7 @@ fn charon_reauthenticating_without_child_sas_deletes_the_ike_sa_and_we_can_initi
     wait_for(
         "charon's Delete of the IKE SA",
         Duration::from_secs(30),
-        || Ok(downs(&ours.events()).contains(&(first, DownReason::DeletedByPeer))),
+        || Ok(ike_sa_downs(&ours.events()).contains(&(first, DownReason::DeletedByPeer))),
     )
     .unwrap_or_else(|e| {
         panic!(
