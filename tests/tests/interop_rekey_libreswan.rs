@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ikev2::engine::{Event, IkeSaId};
+use ikev2::engine::Event;
 use ovn_ipsec_tests::peers::our_endpoint::{dump, ike_sa_downs, ike_sa_rekeys, OurEndpoint};
 use ovn_ipsec_tests::peers::{chassis_pair, wait_for, IkePeer, Libreswan, NetnsPair, Pki};
 
@@ -16,18 +16,6 @@ const UP: Duration = Duration::from_secs(15);
 fn pki() -> &'static Pki {
     Pki::shared(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-rekey-libreswan-pki"))
         .unwrap()
-}
-
-fn first_up(ours: &OurEndpoint, pluto: &Libreswan) -> IkeSaId {
-    ours.initiate("ch2").unwrap();
-    let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap();
-    pluto.wait_for_ike_sa("ch1", UP).unwrap();
-    // Let the CREATE_CHILD_SA of the second child (refused: no ESP here) finish first.
-    std::thread::sleep(Duration::from_secs(1));
-    let Event::IkeSaUp { ike_sa, .. } = up.event else {
-        unreachable!()
-    };
-    ike_sa
 }
 
 fn assert_still_up(ours: &OurEndpoint, pluto: &Libreswan) {
@@ -45,7 +33,7 @@ fn we_rekey_the_ike_sa_with_pluto_twice_and_it_stays_up() {
     let (c1, c2) = chassis_pair(&pair, false);
     let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
     let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
-    let first = first_up(&ours, &pluto);
+    let first = ours.first_ike_sa_with(&pluto, UP);
 
     ours.rekey_ike("ch2").unwrap();
     let second = ours.wait_for_ike_sa_rekey(&pluto, 1, first, UP);
@@ -61,7 +49,7 @@ fn pluto_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
     let (c1, c2) = chassis_pair(&pair, false);
     let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
     let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
-    let first = first_up(&ours, &pluto);
+    let first = ours.first_ike_sa_with(&pluto, UP);
 
     // The IKE SA belongs to one of the tunnel's two connections; ask both.
     let names = pluto.config().peer("ch1").unwrap().conn_names();
@@ -83,27 +71,12 @@ fn we_reauthenticate_with_pluto_make_before_break_and_the_new_ike_sa_carries_a_r
     let (c1, c2) = chassis_pair(&pair, false);
     let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
     let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
-    let first = first_up(&ours, &pluto);
+    let first = ours.first_ike_sa_with(&pluto, UP);
 
     ours.reauthenticate("ch2").unwrap();
     // A second IKE SA comes up; the first goes (deleted by us once the new one's CHILD_SA
     // exchanges are done, or by pluto when it sees the same identities again).
-    let fail = |e: ovn_ipsec_tests::peers::PeerError| -> ! {
-        panic!(
-            "{e}\nour events:\n{}\npluto log:\n{}",
-            dump(&ours.events()),
-            pluto.log()
-        )
-    };
-    wait_for("a second IKE SA and the first gone", UP, || {
-        let events = ours.events();
-        let ups = events
-            .iter()
-            .filter(|r| matches!(r.event, Event::IkeSaUp { .. }))
-            .count();
-        Ok(ups == 2 && ike_sa_downs(&events).iter().any(|(id, _)| *id == first))
-    })
-    .unwrap_or_else(|e| fail(e));
+    ours.wait_for_reauthentication(&pluto, first, UP);
     assert!(pluto.ike_sa_established("ch1").unwrap(), "{}", pluto.log());
     let events = ours.events();
     assert!(!events

@@ -126,14 +126,7 @@ fn we_rekey_the_ike_sa_with_charon_twice_and_it_stays_up() {
     let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
     let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
 
-    ours.initiate("ch2").unwrap();
-    let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap();
-    let Event::IkeSaUp { ike_sa: first, .. } = up.event else {
-        unreachable!()
-    };
-    charon.wait_for_ike_sa("ch1", UP).unwrap();
-    // Let the CREATE_CHILD_SA for the second child (refused: no ESP here) finish first.
-    std::thread::sleep(Duration::from_secs(1));
+    let first = ours.first_ike_sa_with(&charon, UP);
 
     ours.rekey_ike("ch2").unwrap();
     let second = ours.wait_for_ike_sa_rekey(&charon, 1, first, UP);
@@ -156,33 +149,12 @@ fn we_reauthenticate_with_charon_make_before_break_and_the_new_ike_sa_carries_a_
     let (c1, c2) = chassis_pair(&pair, false);
     let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
     let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
-    ours.initiate("ch2").unwrap();
-    let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap();
-    let Event::IkeSaUp { ike_sa: first, .. } = up.event else {
-        unreachable!()
-    };
-    charon.wait_for_ike_sa("ch1", UP).unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    let first = ours.first_ike_sa_with(&charon, UP);
 
     ours.reauthenticate("ch2").unwrap();
     // A second IKE SA comes up; the first goes (deleted by us once the new one's CHILD_SA
     // exchanges are done, or by charon when it sees the same identities again).
-    let fail = |e: ovn_ipsec_tests::peers::PeerError| -> ! {
-        panic!(
-            "{e}\nour events:\n{}\ncharon log:\n{}",
-            dump(&ours.events()),
-            charon.log()
-        )
-    };
-    wait_for("a second IKE SA and the first gone", UP, || {
-        let events = ours.events();
-        let ups = events
-            .iter()
-            .filter(|r| matches!(r.event, Event::IkeSaUp { .. }))
-            .count();
-        Ok(ups == 2 && ike_sa_downs(&events).iter().any(|(id, _)| *id == first))
-    })
-    .unwrap_or_else(|e| fail(e));
+    ours.wait_for_reauthentication(&charon, first, UP);
     assert_charon_has_one_established(&charon);
     let events = ours.events();
     assert!(!events

@@ -357,6 +357,43 @@ impl OurEndpoint {
         self.events.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
+    /// Initiates to `peer` and waits up to `timeout` for the IKE SA at both ends, then a
+    /// second more so that the CREATE_CHILD_SA of the tunnel's second child (refused on a
+    /// host without ESP) is over; returns our IKE SA. For tests: panics on a failure.
+    pub fn first_ike_sa_with(&self, peer: &dyn IkePeer, timeout: Duration) -> IkeSaId {
+        let them = &peer.config().name;
+        self.initiate(them).unwrap_or_else(|e| panic!("{e}"));
+        let up = self
+            .wait_for_ike_sa_up(them, timeout)
+            .unwrap_or_else(|e| panic!("{e}\n{} log:\n{}", peer.label(), peer.log()));
+        peer.wait_for_ike_sa(&self.config.name, timeout)
+            .unwrap_or_else(|e| panic!("{e}\n{}", peer.log()));
+        std::thread::sleep(Duration::from_secs(1));
+        let Event::IkeSaUp { ike_sa, .. } = up.event else {
+            panic!("wait_for_ike_sa_up returned {:?}", up.event)
+        };
+        ike_sa
+    }
+
+    /// After a reauthentication (RFC 7296 §2.8.3) of `old`, waits up to `timeout` for the
+    /// second IKE SA to come up and `old` to go. For tests: on a timeout it panics with our
+    /// events and `peer`'s log.
+    pub fn wait_for_reauthentication(&self, peer: &dyn IkePeer, old: IkeSaId, timeout: Duration) {
+        wait_for("a second IKE SA and the first gone", timeout, || {
+            let events = self.events();
+            let ups = count(&events, |e| matches!(e, Event::IkeSaUp { .. }));
+            Ok(ups == 2 && ike_sa_downs(&events).iter().any(|(id, _)| *id == old))
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\nour events:\n{}\n{} log:\n{}",
+                dump(&self.events()),
+                peer.label(),
+                peer.log()
+            )
+        });
+    }
+
     /// Waits up to `timeout` for the `n`-th IKE SA rekey, checks that it replaced `old`, then
     /// for `old` to go down as rekeyed; returns the new IKE SA. For tests: on a timeout or
     /// another replaced IKE SA it panics with our events and `peer`'s log.
