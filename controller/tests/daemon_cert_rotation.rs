@@ -30,18 +30,10 @@ impl Pki {
         let dir = dir.join("pki");
         std::fs::create_dir_all(&dir).unwrap();
         let p = |n: &str| dir.join(n).display().to_string();
-        run(
-            "openssl",
+        req_with_new_key(
+            &p("ca-key.pem"),
             &[
-                "req",
                 "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &p("ca-key.pem"),
                 "-out",
                 &p("ca.pem"),
                 "-days",
@@ -73,18 +65,10 @@ impl Pki {
         )
         .unwrap();
         let s = |p: &Path| p.display().to_string();
-        run(
-            "openssl",
+        req_with_new_key(
+            &s(&key),
             &[
-                "req",
                 "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &s(&key),
                 "-out",
                 &s(&req),
                 "-subj",
@@ -113,6 +97,23 @@ impl Pki {
         );
         (cert, key)
     }
+}
+
+/// Runs `openssl req` with a new unencrypted EC P-256 key (quick to make), written to `key`,
+/// and `args` (what to make of it: a self-signed CA or a request).
+fn req_with_new_key(key: &str, args: &[&str]) {
+    let mut all = vec![
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key,
+    ];
+    all.extend_from_slice(args);
+    run("openssl", &all);
 }
 
 /// Puts `from`'s contents at `to` by writing a temporary file and renaming it over `to`.
