@@ -13,32 +13,33 @@ use std::time::Duration;
 use common::{install_chassis_1_pki, southbound, Daemon, Netns};
 use controller::control::client::Client;
 use controller::control::protocol::{Request, Response};
-use ovn_ipsec_tests::ovsdb_server::{require_tools, TempDir};
+use ovn_ipsec_tests::ovsdb_server::{require_tools, OvsdbServer, TempDir};
 
 const LOCAL: &str = "10.99.0.1";
 const REMOTE: &str = "10.99.0.2";
 
-/// A namespace for `label` holding our encap IP (on the loopback device).
-fn netns(label: &str) -> Netns {
+/// chassis-1's daemon, named for `label`, in a namespace of its own holding our encap IP (on
+/// the loopback device), against a Southbound with chassis-2 as its one peer, once the pair's
+/// policies are programmed: two CHILD_SAs, each an out and an in policy, all naming the
+/// remote encap IP.
+fn daemon_with_the_pairs_policies(label: &str) -> (TempDir, OvsdbServer, Netns, Daemon) {
+    let dir = TempDir::new(label);
+    install_chassis_1_pki(dir.path());
+    let sb = southbound(&[("chassis-1", LOCAL), ("chassis-2", REMOTE)]);
     let ns = Netns::new(label);
     ns.add_local(&format!("{LOCAL}/32"));
-    ns
+    let daemon = Daemon::start(&ns, &sb, dir.path(), "chassis-1");
+    daemon.wait_until("the pair's four policies", |_| {
+        ns.policies_with(REMOTE) == 4
+    });
+    (dir, sb, ns, daemon)
 }
 
 #[test]
 fn daemon_programs_policies_from_the_southbound_keeps_them_on_sigterm_and_removes_them_on_chassis_del(
 ) {
     require_tools();
-    let dir = TempDir::new("daemon-host");
-    install_chassis_1_pki(dir.path());
-    let sb = southbound(&[("chassis-1", LOCAL), ("chassis-2", REMOTE)]);
-    let ns = netns("daemon-host");
-
-    let mut daemon = Daemon::start(&ns, &sb, dir.path(), "chassis-1");
-    // Two CHILD_SAs, each an out and an in policy, all naming the remote encap IP.
-    daemon.wait_until("the pair's four policies", |_| {
-        ns.policies_with(REMOTE) == 4
-    });
+    let (dir, sb, ns, mut daemon) = daemon_with_the_pairs_policies("daemon-host");
 
     let socket = daemon.socket().to_owned();
     daemon.wait_until("the control socket", |_| socket.exists());
@@ -83,15 +84,7 @@ fn daemon_programs_policies_from_the_southbound_keeps_them_on_sigterm_and_remove
 #[test]
 fn daemon_restarted_after_kill_9_leaves_the_policies_until_it_has_a_southbound_view() {
     require_tools();
-    let dir = TempDir::new("daemon-host-restart");
-    install_chassis_1_pki(dir.path());
-    let sb = southbound(&[("chassis-1", LOCAL), ("chassis-2", REMOTE)]);
-    let ns = netns("daemon-host-restart");
-
-    let mut daemon = Daemon::start(&ns, &sb, dir.path(), "chassis-1");
-    daemon.wait_until("the pair's four policies", |_| {
-        ns.policies_with(REMOTE) == 4
-    });
+    let (dir, _sb, ns, mut daemon) = daemon_with_the_pairs_policies("daemon-host-restart");
     daemon.kill_9();
 
     // The new daemon cannot reach any Southbound: its loop runs (the control socket answers)
