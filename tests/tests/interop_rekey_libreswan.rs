@@ -18,6 +18,16 @@ fn pki() -> &'static Pki {
         .unwrap()
 }
 
+/// pluto in one namespace of a new pair named `label`, our endpoint in the other, each
+/// configured as ovs-monitor-ipsec configures the tunnel; nothing initiated yet.
+fn pluto_and_us(label: &str) -> (NetnsPair, Libreswan, OurEndpoint) {
+    let pair = NetnsPair::create(label).unwrap();
+    let (c1, c2) = chassis_pair(&pair, false);
+    let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
+    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    (pair, pluto, ours)
+}
+
 fn assert_still_up(ours: &OurEndpoint, pluto: &Libreswan) {
     assert!(pluto.ike_sa_established("ch1").unwrap(), "{}", pluto.log());
     let events = ours.events();
@@ -29,10 +39,7 @@ fn assert_still_up(ours: &OurEndpoint, pluto: &Libreswan) {
 
 #[test]
 fn we_rekey_the_ike_sa_with_pluto_twice_and_it_stays_up() {
-    let pair = NetnsPair::create("rk-lw1").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
-    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    let (_pair, pluto, ours) = pluto_and_us("rk-lw1");
     let first = ours.first_ike_sa_with(&pluto, UP);
 
     ours.rekey_ike("ch2").unwrap();
@@ -45,10 +52,7 @@ fn we_rekey_the_ike_sa_with_pluto_twice_and_it_stays_up() {
 
 #[test]
 fn pluto_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
-    let pair = NetnsPair::create("rk-lw2").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
-    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    let (_pair, pluto, ours) = pluto_and_us("rk-lw2");
     let first = ours.first_ike_sa_with(&pluto, UP);
 
     // The IKE SA belongs to one of the tunnel's two connections; ask both.
@@ -67,10 +71,7 @@ fn pluto_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
 
 #[test]
 fn we_reauthenticate_with_pluto_make_before_break_and_the_new_ike_sa_carries_a_rekey() {
-    let pair = NetnsPair::create("rk-lw3").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
-    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    let (_pair, pluto, ours) = pluto_and_us("rk-lw3");
     let first = ours.first_ike_sa_with(&pluto, UP);
 
     ours.reauthenticate("ch2").unwrap();
