@@ -83,13 +83,24 @@ fn charon_with(charon: &StrongSwan, from: &str, to: &str) {
         .unwrap_or_else(|e| panic!("{e}\n{}", charon.log()));
 }
 
-#[test]
-fn charon_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
-    let pair = NetnsPair::create("rk-sw1").unwrap();
+/// charon in one namespace of a new pair named `label`, set up further by `configure`, then
+/// our endpoint in the other, each configured as ovs-monitor-ipsec configures the tunnel;
+/// nothing initiated yet.
+fn charon_and_us(
+    label: &str,
+    configure: impl FnOnce(&StrongSwan),
+) -> (NetnsPair, StrongSwan, OurEndpoint) {
+    let pair = NetnsPair::create(label).unwrap();
     let (c1, c2) = chassis_pair(&pair, false);
     let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
-    charon_that_rekeys(&charon);
+    configure(&charon);
     let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    (pair, charon, ours)
+}
+
+#[test]
+fn charon_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
+    let (_pair, charon, ours) = charon_and_us("rk-sw1", charon_that_rekeys);
 
     ours.initiate("ch2").unwrap();
     let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap();
@@ -121,10 +132,7 @@ fn charon_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
 
 #[test]
 fn we_rekey_the_ike_sa_with_charon_twice_and_it_stays_up() {
-    let pair = NetnsPair::create("rk-sw2").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
-    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    let (_pair, charon, ours) = charon_and_us("rk-sw2", |_| {});
 
     let first = ours.first_ike_sa_with(&charon, UP);
 
@@ -145,10 +153,7 @@ fn we_rekey_the_ike_sa_with_charon_twice_and_it_stays_up() {
 
 #[test]
 fn we_reauthenticate_with_charon_make_before_break_and_the_new_ike_sa_carries_a_rekey() {
-    let pair = NetnsPair::create("rk-sw3").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
-    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    let (_pair, charon, ours) = charon_and_us("rk-sw3", |_| {});
     let first = ours.first_ike_sa_with(&charon, UP);
 
     ours.reauthenticate("ch2").unwrap();
@@ -169,11 +174,9 @@ fn we_reauthenticate_with_charon_make_before_break_and_the_new_ike_sa_carries_a_
 
 #[test]
 fn charon_reauthenticating_without_child_sas_deletes_the_ike_sa_and_we_can_initiate_again() {
-    let pair = NetnsPair::create("rk-sw4").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
-    charon_with(&charon, "reauth_time = 171m", "reauth_time = 8s");
-    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    let (_pair, charon, ours) = charon_and_us("rk-sw4", |c| {
+        charon_with(c, "reauth_time = 171m", "reauth_time = 8s")
+    });
     ours.initiate("ch2").unwrap();
     let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap();
     let Event::IkeSaUp { ike_sa: first, .. } = up.event else {
