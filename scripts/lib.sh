@@ -42,3 +42,20 @@ need_rust() {
         export PATH="$HOME/.cargo/bin:$PATH"
     fi
 }
+
+# cargo_install_cached CRATE VERSION CONSEQUENCE: installs the cargo tool CRATE (whose binary
+# is named like it) at VERSION into "$OVN_IPSEC_CACHE/CRATE" once, so CI's fresh clones reuse
+# it. A failed install is logged, with CONSEQUENCE (what happens then), and is not an error:
+# the setup files that call this are sourced and must not stop the run.
+cargo_install_cached() {
+    local crate="$1" version="$2" consequence="$3"
+    local root="$OVN_IPSEC_CACHE/$crate"
+    [ -x "$root/bin/$crate" ] && return 0
+    log "installing $crate $version into $root (a few minutes, once)"
+    mkdir -p "$root"
+    if ! cargo install "$crate" --locked --version "$version" \
+        --root "$root" >"$root/install.log" 2>&1; then
+        log "$crate could not be installed (see $root/install.log); $consequence"
+    fi
+    return 0
+}

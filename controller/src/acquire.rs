@@ -79,10 +79,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::desired::{DesiredPeer, Role, TunnelProtocol, GENEVE_PORT};
+    use crate::desired::{DesiredPeer, Role, GENEVE_PORT};
     use crate::kernel::ChildKind;
     use crate::peers::Peer;
-    use crate::southbound::EncapType;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -100,18 +99,13 @@ mod tests {
                 local_ip: ip(local),
                 remote_ip: ip(remote),
             };
-            let desired = DesiredPeer {
+            let desired = DesiredPeer::geneve(
                 key,
-                remote_chassis: format!("ch-{remote}"),
-                encap_type: EncapType::Geneve,
-                protocol: TunnelProtocol::Udp,
-                local_port: GENEVE_PORT,
-                remote_port: GENEVE_PORT,
-                force_udp_encap: false,
-                role: Role::Responder {
+                format!("ch-{remote}"),
+                Role::Responder {
                     initiate_after: Duration::from_secs(10),
                 },
-            };
+            );
             // Indices not in key order, so the reqid really selects.
             let index = [4, 1, 7][i];
             t.peers

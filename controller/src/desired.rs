@@ -137,6 +137,21 @@ pub struct DesiredPeer {
 }
 
 impl DesiredPeer {
+    /// The usual OVN peer: a Geneve tunnel over UDP with [`GENEVE_PORT`] at both ends and no
+    /// forced UDP encapsulation, towards `remote_chassis` at `key`, in `role`.
+    pub fn geneve(key: PeerKey, remote_chassis: String, role: Role) -> DesiredPeer {
+        DesiredPeer {
+            key,
+            remote_chassis,
+            encap_type: EncapType::Geneve,
+            protocol: TunnelProtocol::Udp,
+            local_port: GENEVE_PORT,
+            remote_port: GENEVE_PORT,
+            force_udp_encap: false,
+            role,
+        }
+    }
+
     /// This peer as the kernel layer's [`ProtectedPair`], with the stable `index` its reqids
     /// derive from (the caller keeps indices stable across restarts).
     pub fn protected_pair(&self, index: u32) -> ProtectedPair {

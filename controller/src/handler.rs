@@ -437,12 +437,7 @@ impl Daemon {
     /// Publishes the state for the control API and the metrics.
     pub(crate) fn publish(&self) {
         let now = Instant::now();
-        let up = self
-            .peers
-            .peers
-            .values()
-            .filter(|p| p.ike == IkeState::Up)
-            .count();
+        let up = self.peers.up_count();
         let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let status = Status {
             chassis: self.chassis.clone(),

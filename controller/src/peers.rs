@@ -275,6 +275,15 @@ pub struct PeerTable {
 }
 
 impl PeerTable {
+    /// How many peers have their IKE SA up (for the status line, the control API and the
+    /// metrics).
+    pub fn up_count(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|p| p.ike == IkeState::Up)
+            .count()
+    }
+
     /// The smallest index no peer uses.
     // Limitation: indices are handed out in order of appearance, so a restart with a
     // different Southbound order renumbers pairs and adopted states are replaced, not kept.

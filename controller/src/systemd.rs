@@ -13,7 +13,6 @@ use tracing::{debug, warn};
 
 use crate::daemon::Daemon;
 use crate::desired::DesiredState;
-use crate::peers::IkeState;
 use crate::southbound::Southbound;
 
 /// The environment variable systemd names its notification socket in.
@@ -264,12 +263,7 @@ impl Daemon {
         if self.systemd.southbound_synced && programmed && !self.metrics.is_ready() {
             self.metrics.set_ready(true);
         }
-        let up = self
-            .peers
-            .peers
-            .values()
-            .filter(|p| p.ike == IkeState::Up)
-            .count();
+        let up = self.peers.up_count();
         let status = status_line(StatusFacts {
             synced: self.systemd.southbound_synced,
             connected: self.southbound.connected,

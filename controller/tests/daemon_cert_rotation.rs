@@ -14,8 +14,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{run, Daemon, Netns};
-use ovn_ipsec_tests::ovsdb_server::{require_tools, OvsdbServer, TempDir};
+use common::{run, southbound, Daemon, Netns};
+use ovn_ipsec_tests::ovsdb_server::{require_tools, TempDir};
 
 const LOCAL: &str = "10.98.0.1";
 const REMOTE: &str = "10.98.0.2";
@@ -30,18 +30,10 @@ impl Pki {
         let dir = dir.join("pki");
         std::fs::create_dir_all(&dir).unwrap();
         let p = |n: &str| dir.join(n).display().to_string();
-        run(
-            "openssl",
+        req_with_new_key(
+            &p("ca-key.pem"),
             &[
-                "req",
                 "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &p("ca-key.pem"),
                 "-out",
                 &p("ca.pem"),
                 "-days",
@@ -73,18 +65,10 @@ impl Pki {
         )
         .unwrap();
         let s = |p: &Path| p.display().to_string();
-        run(
-            "openssl",
+        req_with_new_key(
+            &s(&key),
             &[
-                "req",
                 "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &s(&key),
                 "-out",
                 &s(&req),
                 "-subj",
@@ -115,6 +99,23 @@ impl Pki {
     }
 }
 
+/// Runs `openssl req` with a new unencrypted EC P-256 key (quick to make), written to `key`,
+/// and `args` (what to make of it: a self-signed CA or a request).
+fn req_with_new_key(key: &str, args: &[&str]) {
+    let mut all = vec![
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key,
+    ];
+    all.extend_from_slice(args);
+    run("openssl", &all);
+}
+
 /// Puts `from`'s contents at `to` by writing a temporary file and renaming it over `to`.
 fn replace_by_rename(from: &Path, to: &Path) {
     let tmp = to.with_extension("tmp");
@@ -140,11 +141,7 @@ fn replaced_certificate_files_are_checked_then_taken_by_every_peer_with_or_witho
     std::fs::copy(&gen1_key, &key).unwrap();
     std::fs::copy(pki.ca(), d.join("ca.pem")).unwrap();
 
-    let sb = OvsdbServer::standalone();
-    sb.sbctl(&["init"]);
-    sb.sbctl(&["set", "SB_Global", ".", "ipsec=true"]);
-    sb.sbctl(&["chassis-add", "chassis-1", "geneve", LOCAL]);
-    sb.sbctl(&["chassis-add", "chassis-2", "geneve", REMOTE]);
+    let sb = southbound(&[("chassis-1", LOCAL), ("chassis-2", REMOTE)]);
     let ns = Netns::new("cert-rotation");
     ns.add_local(&format!("{LOCAL}/32"));
     let daemon = Daemon::start(&ns, &sb, d, "chassis-1");

@@ -10,38 +10,25 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Netns};
+use common::{install_chassis_1_pki, southbound, Daemon, Netns};
 use controller::desired::{GENEVE_PORT, RESPONDER_GRACE};
 use ovn_ipsec_tests::netns::EnteredNetns;
-use ovn_ipsec_tests::ovsdb_server::{require_tools, OvsdbServer, TempDir};
+use ovn_ipsec_tests::ovsdb_server::{require_tools, TempDir};
 
 const LOCAL: &str = "fd98::1";
 const REMOTE: &str = "fd98::2";
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../ikev2/tests/fixtures/pki")
-        .join(name)
-}
 
 #[test]
 fn ipv6_pair_gets_its_policies_and_an_acquire_makes_the_responder_initiate_at_once() {
     require_tools();
     let dir = TempDir::new("daemon-ipv6");
     let d = dir.path();
-    std::fs::copy(fixture("chassis-1-cert.pem"), d.join("cert.pem")).unwrap();
-    std::fs::copy(fixture("chassis-1-privkey.pem"), d.join("key.pem")).unwrap();
-    std::fs::copy(fixture("ca-bundle.pem"), d.join("ca.pem")).unwrap();
+    install_chassis_1_pki(d);
 
     // chassis-0 sorts before chassis-1, so chassis-1 is the responder of the pair.
-    let sb = OvsdbServer::standalone();
-    sb.sbctl(&["init"]);
-    sb.sbctl(&["set", "SB_Global", ".", "ipsec=true"]);
-    sb.sbctl(&["chassis-add", "chassis-1", "geneve", LOCAL]);
-    sb.sbctl(&["chassis-add", "chassis-0", "geneve", REMOTE]);
+    let sb = southbound(&[("chassis-1", LOCAL), ("chassis-0", REMOTE)]);
     let ns = Netns::new("daemon-ipv6");
     ns.add_local(&format!("{LOCAL}/128"));
     // The peer is reachable (through lo, where nothing answers) but not local, so that our

@@ -5,12 +5,11 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use controller::desired::{DesiredPeer, PeerKey, Role, TunnelProtocol, GENEVE_PORT};
+use controller::desired::{DesiredPeer, PeerKey, Role, GENEVE_PORT};
 use controller::identity_check::{check_local_identity, IdentityFiles};
 use controller::peers::{
     ike_proposals, peer_config, LocalCredentials, Peer, PeerTable, CHILD_IN, CHILD_OUT,
 };
-use controller::southbound::EncapType;
 use ikev2::auth::Identity;
 use ikev2::engine::{IkeProposal, Mode};
 
@@ -38,19 +37,17 @@ fn chassis_1() -> LocalCredentials {
 
 fn desired(remote: &str, force_udp_encap: bool) -> DesiredPeer {
     DesiredPeer {
-        key: PeerKey {
-            local_ip: "192.0.2.1".parse().unwrap(),
-            remote_ip: remote.parse().unwrap(),
-        },
-        remote_chassis: format!("chassis-{remote}"),
-        encap_type: EncapType::Geneve,
-        protocol: TunnelProtocol::Udp,
-        local_port: GENEVE_PORT,
-        remote_port: GENEVE_PORT,
         force_udp_encap,
-        role: Role::Responder {
-            initiate_after: Duration::from_secs(10),
-        },
+        ..DesiredPeer::geneve(
+            PeerKey {
+                local_ip: "192.0.2.1".parse().unwrap(),
+                remote_ip: remote.parse().unwrap(),
+            },
+            format!("chassis-{remote}"),
+            Role::Responder {
+                initiate_after: Duration::from_secs(10),
+            },
+        )
     }
 }
 

@@ -7,96 +7,21 @@
 //!
 //! Needs root, `ip` (iproute2) and ovsdb-server/ovn-sbctl (ovn-central, ovn-common).
 
+mod common;
+
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ovn_ipsec_tests::ovsdb_server::{require_tools, OvsdbServer, TempDir};
+use common::{install_chassis_1_pki, southbound, Daemon, Netns, WAIT};
+use ovn_ipsec_tests::ovsdb_server::{require_tools, TempDir};
 
 const LOCAL: &str = "10.98.0.1";
 const REMOTE: &str = "10.98.0.2";
 const THIRD: &str = "10.98.0.3";
-const WAIT: Duration = Duration::from_secs(20);
 /// The watchdog interval systemd would give: the daemon pings every half of it. Long enough
 /// that a loaded machine does not delay a ping past it.
 const WATCHDOG_USEC: u64 = 1_000_000;
-
-/// A network namespace holding our encap IP; deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let name = format!("daemon-systemd-{}", std::process::id());
-        run("ip", &["netns", "add", &name]);
-        let ns = Netns(name);
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns.ip(&["addr", "add", &format!("{LOCAL}/32"), "dev", "lo"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", &self.0];
-        all.extend_from_slice(args);
-        run("ip", &all)
-    }
-
-    /// Policy lines (`src … dst …`) naming `addr`.
-    fn policies_with(&self, addr: &str) -> usize {
-        self.ip(&["xfrm", "policy"])
-            .lines()
-            .filter(|l| l.starts_with("src") && l.contains(addr))
-            .count()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../ikev2/tests/fixtures/pki")
-        .join(name)
-}
-
-/// The daemon; killed on drop if still running.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on the pid of our own child (`ip netns exec` execs the daemon).
-        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// The test's end of `NOTIFY_SOCKET`: every line received, in order, with its arrival time.
 struct NotifySocket {
@@ -153,47 +78,18 @@ impl NotifySocket {
 fn daemon_notifies_ready_after_programming_then_status_watchdog_reload_and_stopping() {
     require_tools();
     let dir = TempDir::new("daemon-systemd");
-    std::fs::write(dir.path().join("ovn-ipsecd.toml"), "").unwrap();
-    let sb = OvsdbServer::standalone();
-    sb.sbctl(&["init"]);
-    sb.sbctl(&["set", "SB_Global", ".", "ipsec=true"]);
-    sb.sbctl(&["chassis-add", "chassis-1", "geneve", LOCAL]);
-    sb.sbctl(&["chassis-add", "chassis-2", "geneve", REMOTE]);
-    let ns = Netns::new();
+    install_chassis_1_pki(dir.path());
+    let sb = southbound(&[("chassis-1", LOCAL), ("chassis-2", REMOTE)]);
+    let ns = Netns::new("daemon-systemd");
+    ns.add_local(&format!("{LOCAL}/32"));
     let notify_path = dir.path().join("notify.sock");
     let mut notify = NotifySocket::bind(&notify_path);
 
-    let log = dir.path().join("ovn-ipsecd.log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_ovn-ipsecd")])
-        .arg("--chassis-name=chassis-1")
-        .arg(format!("--ovn-remote={}", sb.unix_remote()))
-        .arg(format!(
-            "--certificate={}",
-            fixture("chassis-1-cert.pem").display()
-        ))
-        .arg(format!(
-            "--private-key={}",
-            fixture("chassis-1-privkey.pem").display()
-        ))
-        .arg(format!("--ca-cert={}", fixture("ca-bundle.pem").display()))
-        .arg(format!(
-            "--control-socket={}",
-            dir.path().join("ctl.sock").display()
-        ))
-        .arg(format!(
-            "--config={}",
-            dir.path().join("ovn-ipsecd.toml").display()
-        ))
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env("WATCHDOG_USEC", WATCHDOG_USEC.to_string())
-        .env_remove("WATCHDOG_PID")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon { child, log };
+    let mut daemon = Daemon::start_with(&ns, &sb.unix_remote(), dir.path(), "chassis-1", |cmd| {
+        cmd.env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", WATCHDOG_USEC.to_string())
+            .env_remove("WATCHDOG_PID");
+    });
 
     // READY=1 only once the Southbound view is applied and the pair's four policies are in
     // the kernel: they must be there the moment READY arrives.
@@ -271,13 +167,6 @@ fn daemon_notifies_ready_after_programming_then_status_watchdog_reload_and_stopp
     // SIGTERM: STOPPING=1, then a clean exit.
     daemon.signal(libc::SIGTERM);
     notify.wait_for(reloading, &daemon, |l| l == "STOPPING=1", "STOPPING=1");
-    let deadline = Instant::now() + WAIT;
-    let exit = loop {
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exit = daemon.wait_exit();
     assert!(exit.success(), "exit {exit:?}:\n{}", daemon.log());
 }

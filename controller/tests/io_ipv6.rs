@@ -16,11 +16,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use controller::desired::{DesiredPeer, PeerKey, Role, TunnelProtocol, GENEVE_PORT};
+use controller::desired::{DesiredPeer, PeerKey, Role};
 use controller::identity_check::{check_local_identity, IdentityFiles};
 use controller::io::{Sockets, MAX_DATAGRAM};
 use controller::peers::{peer_config, LocalCredentials};
-use controller::southbound::EncapType;
 use ikev2::crypto::{RingProvider, SeededRandom};
 use ikev2::engine::{Endpoint, EndpointConfig, Event, Transmit};
 use ovn_ipsec_tests::netns::in_fresh_netns;
@@ -177,21 +176,16 @@ fn credentials(chassis: &str) -> LocalCredentials {
 }
 
 fn desired(local: Ipv6Addr, remote: Ipv6Addr, remote_chassis: &str) -> DesiredPeer {
-    DesiredPeer {
-        key: PeerKey {
+    DesiredPeer::geneve(
+        PeerKey {
             local_ip: IpAddr::V6(local),
             remote_ip: IpAddr::V6(remote),
         },
-        remote_chassis: remote_chassis.into(),
-        encap_type: EncapType::Geneve,
-        protocol: TunnelProtocol::Udp,
-        local_port: GENEVE_PORT,
-        remote_port: GENEVE_PORT,
-        force_udp_encap: false,
-        role: Role::Responder {
+        remote_chassis.into(),
+        Role::Responder {
             initiate_after: Duration::from_secs(10),
         },
-    }
+    )
 }
 
 fn endpoint(seed: u64) -> Endpoint {

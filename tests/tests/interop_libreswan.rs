@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ikev2::engine::{Event, IkeAlgorithms};
 use ikev2::registry::{EncrId, IntegId, KeGroup, PrfId};
-use ovn_ipsec_tests::peers::our_endpoint::{OurEndpoint, Recorded};
+use ovn_ipsec_tests::peers::our_endpoint::{count, dump, OurEndpoint};
 use ovn_ipsec_tests::peers::{
     chassis_pair, wait_for, Direction, IkePeer, Libreswan, NetnsPair, Pki,
 };
@@ -32,18 +32,6 @@ fn ovs_suite() -> IkeAlgorithms {
         integrity: IntegId::NONE,
         ke: KeGroup::MODP_2048,
     }
-}
-
-fn dump(events: &[Recorded]) -> String {
-    events
-        .iter()
-        .map(|r| format!("{:>10.3?} {:?}", r.at, r.event))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn count(events: &[Recorded], f: impl Fn(&Event) -> bool) -> usize {
-    events.iter().filter(|r| f(&r.event)).count()
 }
 
 /// pluto authenticated us as `@ch1` with the RSA signature of our `ovs-pki` certificate.

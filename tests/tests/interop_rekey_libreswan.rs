@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ikev2::engine::{DownReason, Event, IkeSaId};
-use ovn_ipsec_tests::peers::our_endpoint::{OurEndpoint, Recorded};
+use ikev2::engine::Event;
+use ovn_ipsec_tests::peers::our_endpoint::{dump, ike_sa_downs, ike_sa_rekeys, OurEndpoint};
 use ovn_ipsec_tests::peers::{chassis_pair, wait_for, IkePeer, Libreswan, NetnsPair, Pki};
 
 const UP: Duration = Duration::from_secs(15);
@@ -18,77 +18,20 @@ fn pki() -> &'static Pki {
         .unwrap()
 }
 
-fn dump(events: &[Recorded]) -> String {
-    events
-        .iter()
-        .map(|r| format!("{:>10.3?} {:?}", r.at, r.event))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn rekeys(events: &[Recorded]) -> Vec<(IkeSaId, IkeSaId)> {
-    events
-        .iter()
-        .filter_map(|r| match r.event {
-            Event::IkeSaRekeyed {
-                old_ike_sa,
-                new_ike_sa,
-                ..
-            } => Some((old_ike_sa, new_ike_sa)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn downs(events: &[Recorded]) -> Vec<(IkeSaId, DownReason)> {
-    events
-        .iter()
-        .filter_map(|r| match r.event {
-            Event::IkeSaDown { ike_sa, reason, .. } => Some((ike_sa, reason)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Waits for the `n`-th IKE SA rekey and for the IKE SA it replaced to be gone; returns the
-/// new IKE SA.
-fn rekeyed(ours: &OurEndpoint, pluto: &Libreswan, n: usize, old: IkeSaId) -> IkeSaId {
-    let fail = |e: ovn_ipsec_tests::peers::PeerError| -> ! {
-        panic!(
-            "{e}\nour events:\n{}\npluto log:\n{}",
-            dump(&ours.events()),
-            pluto.log()
-        )
-    };
-    wait_for(&format!("IKE SA rekey {n}"), UP, || {
-        Ok(rekeys(&ours.events()).len() >= n)
-    })
-    .unwrap_or_else(|e| fail(e));
-    let (replaced, new) = rekeys(&ours.events())[n - 1];
-    assert_eq!(replaced, old);
-    wait_for("the replaced IKE SA to go", UP, || {
-        Ok(downs(&ours.events()).contains(&(old, DownReason::Rekeyed)))
-    })
-    .unwrap_or_else(|e| fail(e));
-    new
-}
-
-fn first_up(ours: &OurEndpoint, pluto: &Libreswan) -> IkeSaId {
-    ours.initiate("ch2").unwrap();
-    let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap();
-    pluto.wait_for_ike_sa("ch1", UP).unwrap();
-    // Let the CREATE_CHILD_SA of the second child (refused: no ESP here) finish first.
-    std::thread::sleep(Duration::from_secs(1));
-    let Event::IkeSaUp { ike_sa, .. } = up.event else {
-        unreachable!()
-    };
-    ike_sa
+/// pluto in one namespace of a new pair named `label`, our endpoint in the other, each
+/// configured as ovs-monitor-ipsec configures the tunnel; nothing initiated yet.
+fn pluto_and_us(label: &str) -> (NetnsPair, Libreswan, OurEndpoint) {
+    let pair = NetnsPair::create(label).unwrap();
+    let (c1, c2) = chassis_pair(&pair, false);
+    let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
+    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    (pair, pluto, ours)
 }
 
 fn assert_still_up(ours: &OurEndpoint, pluto: &Libreswan) {
     assert!(pluto.ike_sa_established("ch1").unwrap(), "{}", pluto.log());
     let events = ours.events();
-    assert_eq!(downs(&events).len(), 2, "{}", dump(&events));
+    assert_eq!(ike_sa_downs(&events).len(), 2, "{}", dump(&events));
     assert!(!events
         .iter()
         .any(|r| matches!(r.event, Event::AuthFailed { .. })));
@@ -96,27 +39,21 @@ fn assert_still_up(ours: &OurEndpoint, pluto: &Libreswan) {
 
 #[test]
 fn we_rekey_the_ike_sa_with_pluto_twice_and_it_stays_up() {
-    let pair = NetnsPair::create("rk-lw1").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
-    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
-    let first = first_up(&ours, &pluto);
+    let (_pair, pluto, ours) = pluto_and_us("rk-lw1");
+    let first = ours.first_ike_sa_with(&pluto, UP);
 
     ours.rekey_ike("ch2").unwrap();
-    let second = rekeyed(&ours, &pluto, 1, first);
+    let second = ours.wait_for_ike_sa_rekey(&pluto, 1, first, UP);
     ours.rekey_ike("ch2").unwrap();
-    rekeyed(&ours, &pluto, 2, second);
+    ours.wait_for_ike_sa_rekey(&pluto, 2, second, UP);
     eprintln!("we rekey twice:\n{}", dump(&ours.events()));
     assert_still_up(&ours, &pluto);
 }
 
 #[test]
 fn pluto_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
-    let pair = NetnsPair::create("rk-lw2").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
-    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
-    let first = first_up(&ours, &pluto);
+    let (_pair, pluto, ours) = pluto_and_us("rk-lw2");
+    let first = ours.first_ike_sa_with(&pluto, UP);
 
     // The IKE SA belongs to one of the tunnel's two connections; ask both.
     let names = pluto.config().peer("ch1").unwrap().conn_names();
@@ -125,40 +62,22 @@ fn pluto_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
         .map(|conn| pluto.whack(&["--name", conn, "--rekey-ike"]).is_ok())
         .collect();
     assert!(asked.contains(&true), "{}", pluto.log());
-    let second = rekeyed(&ours, &pluto, 1, first);
+    let second = ours.wait_for_ike_sa_rekey(&pluto, 1, first, UP);
     ours.rekey_ike("ch2").unwrap();
-    rekeyed(&ours, &pluto, 2, second);
+    ours.wait_for_ike_sa_rekey(&pluto, 2, second, UP);
     eprintln!("pluto rekeys, then we do:\n{}", dump(&ours.events()));
     assert_still_up(&ours, &pluto);
 }
 
 #[test]
 fn we_reauthenticate_with_pluto_make_before_break_and_the_new_ike_sa_carries_a_rekey() {
-    let pair = NetnsPair::create("rk-lw3").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let pluto = Libreswan::start(&pair.b, pki(), c2).unwrap();
-    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
-    let first = first_up(&ours, &pluto);
+    let (_pair, pluto, ours) = pluto_and_us("rk-lw3");
+    let first = ours.first_ike_sa_with(&pluto, UP);
 
     ours.reauthenticate("ch2").unwrap();
     // A second IKE SA comes up; the first goes (deleted by us once the new one's CHILD_SA
     // exchanges are done, or by pluto when it sees the same identities again).
-    let fail = |e: ovn_ipsec_tests::peers::PeerError| -> ! {
-        panic!(
-            "{e}\nour events:\n{}\npluto log:\n{}",
-            dump(&ours.events()),
-            pluto.log()
-        )
-    };
-    wait_for("a second IKE SA and the first gone", UP, || {
-        let events = ours.events();
-        let ups = events
-            .iter()
-            .filter(|r| matches!(r.event, Event::IkeSaUp { .. }))
-            .count();
-        Ok(ups == 2 && downs(&events).iter().any(|(id, _)| *id == first))
-    })
-    .unwrap_or_else(|e| fail(e));
+    ours.wait_for_reauthentication(&pluto, first, UP);
     assert!(pluto.ike_sa_established("ch1").unwrap(), "{}", pluto.log());
     let events = ours.events();
     assert!(!events
@@ -167,7 +86,7 @@ fn we_reauthenticate_with_pluto_make_before_break_and_the_new_ike_sa_carries_a_r
     // The new IKE SA works: a rekey of it goes through.
     ours.rekey_ike("ch2").unwrap();
     wait_for("the IKE SA rekey", UP, || {
-        Ok(!rekeys(&ours.events()).is_empty())
+        Ok(!ike_sa_rekeys(&ours.events()).is_empty())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}\n{}", dump(&ours.events()), pluto.log()));
     assert!(pluto.ike_sa_established("ch1").unwrap(), "{}", pluto.log());

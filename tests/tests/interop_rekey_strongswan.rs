@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ikev2::engine::{DownReason, Event, IkeSaId};
-use ovn_ipsec_tests::peers::our_endpoint::{OurEndpoint, Recorded};
+use ikev2::engine::{DownReason, Event};
+use ovn_ipsec_tests::peers::our_endpoint::{dump, ike_sa_downs, ike_sa_rekeys, OurEndpoint};
 use ovn_ipsec_tests::peers::strongswan::render_swanctl_conf;
 use ovn_ipsec_tests::peers::{
     chassis_pair, wait_for, IkePeer, IkeSaState, NetnsPair, Pki, StrongSwan,
@@ -25,42 +25,10 @@ fn pki() -> &'static Pki {
         .unwrap()
 }
 
-fn dump(events: &[Recorded]) -> String {
-    events
-        .iter()
-        .map(|r| format!("{:>10.3?} {:?}", r.at, r.event))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn rekeys(events: &[Recorded]) -> Vec<(IkeSaId, IkeSaId)> {
-    events
-        .iter()
-        .filter_map(|r| match r.event {
-            Event::IkeSaRekeyed {
-                old_ike_sa,
-                new_ike_sa,
-                ..
-            } => Some((old_ike_sa, new_ike_sa)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn downs(events: &[Recorded]) -> Vec<(IkeSaId, DownReason)> {
-    events
-        .iter()
-        .filter_map(|r| match r.event {
-            Event::IkeSaDown { ike_sa, reason, .. } => Some((ike_sa, reason)),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Waits until our endpoint has reported `n` IKE SA rekeys.
 fn wait_for_rekeys(ours: &OurEndpoint, charon: &StrongSwan, n: usize, timeout: Duration) {
     wait_for(&format!("{n} IKE SA rekeys"), timeout, || {
-        Ok(rekeys(&ours.events()).len() >= n)
+        Ok(ike_sa_rekeys(&ours.events()).len() >= n)
     })
     .unwrap_or_else(|e| {
         panic!(
@@ -115,13 +83,24 @@ fn charon_with(charon: &StrongSwan, from: &str, to: &str) {
         .unwrap_or_else(|e| panic!("{e}\n{}", charon.log()));
 }
 
-#[test]
-fn charon_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
-    let pair = NetnsPair::create("rk-sw1").unwrap();
+/// charon in one namespace of a new pair named `label`, set up further by `configure`, then
+/// our endpoint in the other, each configured as ovs-monitor-ipsec configures the tunnel;
+/// nothing initiated yet.
+fn charon_and_us(
+    label: &str,
+    configure: impl FnOnce(&StrongSwan),
+) -> (NetnsPair, StrongSwan, OurEndpoint) {
+    let pair = NetnsPair::create(label).unwrap();
     let (c1, c2) = chassis_pair(&pair, false);
     let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
-    charon_that_rekeys(&charon);
+    configure(&charon);
     let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    (pair, charon, ours)
+}
+
+#[test]
+fn charon_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
+    let (_pair, charon, ours) = charon_and_us("rk-sw1", charon_that_rekeys);
 
     ours.initiate("ch2").unwrap();
     let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap();
@@ -129,36 +108,23 @@ fn charon_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
         unreachable!()
     };
     // charon's rekey (8 s after IKE_AUTH): we answer as the responder of the rekey.
-    wait_for_rekeys(&ours, &charon, 1, Duration::from_secs(30));
-    let after_charon = rekeys(&ours.events());
-    assert_eq!(after_charon[0].0, first);
-    let second = after_charon[0].1;
+    // charon, the rekey's initiator, then deletes the old IKE SA.
+    let second = ours.wait_for_ike_sa_rekey(&charon, 1, first, Duration::from_secs(30));
     assert!(
         charon.log().contains("CREATE_CHILD_SA request"),
         "{}",
         charon.log()
     );
-    // charon, the rekey's initiator, deletes the old IKE SA.
-    wait_for("the old IKE SA to go", UP, || {
-        Ok(downs(&ours.events()).contains(&(first, DownReason::Rekeyed)))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", dump(&ours.events())));
     assert_charon_has_one_established(&charon);
 
     // Our rekey on the IKE SA charon made: charon must open it with the keys we derived.
     ours.rekey_ike("ch2").unwrap();
-    wait_for_rekeys(&ours, &charon, 2, UP);
-    let third = rekeys(&ours.events())[1];
-    assert_eq!(third.0, second);
-    wait_for("our old IKE SA to go", UP, || {
-        Ok(downs(&ours.events()).contains(&(second, DownReason::Rekeyed)))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", dump(&ours.events()), charon.log()));
+    ours.wait_for_ike_sa_rekey(&charon, 2, second, UP);
     assert_charon_has_one_established(&charon);
     let events = ours.events();
     eprintln!("charon rekeys, then we do:\n{}", dump(&events));
     // Nothing else went down; no authentication problem.
-    assert_eq!(downs(&events).len(), 2, "{}", dump(&events));
+    assert_eq!(ike_sa_downs(&events).len(), 2, "{}", dump(&events));
     assert!(!events
         .iter()
         .any(|r| matches!(r.event, Event::AuthFailed { .. })));
@@ -166,79 +132,34 @@ fn charon_rekeys_the_ike_sa_and_the_new_one_carries_our_rekey_next() {
 
 #[test]
 fn we_rekey_the_ike_sa_with_charon_twice_and_it_stays_up() {
-    let pair = NetnsPair::create("rk-sw2").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
-    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    let (_pair, charon, ours) = charon_and_us("rk-sw2", |_| {});
 
-    ours.initiate("ch2").unwrap();
-    let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap();
-    let Event::IkeSaUp { ike_sa: first, .. } = up.event else {
-        unreachable!()
-    };
-    charon.wait_for_ike_sa("ch1", UP).unwrap();
-    // Let the CREATE_CHILD_SA for the second child (refused: no ESP here) finish first.
-    std::thread::sleep(Duration::from_secs(1));
+    let first = ours.first_ike_sa_with(&charon, UP);
 
     ours.rekey_ike("ch2").unwrap();
-    wait_for_rekeys(&ours, &charon, 1, UP);
-    let (old, second) = rekeys(&ours.events())[0];
-    assert_eq!(old, first);
-    wait_for("the old IKE SA to go", UP, || {
-        Ok(downs(&ours.events()).contains(&(first, DownReason::Rekeyed)))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", dump(&ours.events()), charon.log()));
+    let second = ours.wait_for_ike_sa_rekey(&charon, 1, first, UP);
     assert_charon_has_one_established(&charon);
 
     // The second rekey runs on the first rekey's IKE SA, Message ID 0 again.
     ours.rekey_ike("ch2").unwrap();
-    wait_for_rekeys(&ours, &charon, 2, UP);
-    assert_eq!(rekeys(&ours.events())[1].0, second);
-    wait_for("the second IKE SA to go", UP, || {
-        Ok(downs(&ours.events()).contains(&(second, DownReason::Rekeyed)))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", dump(&ours.events()), charon.log()));
+    ours.wait_for_ike_sa_rekey(&charon, 2, second, UP);
     assert_charon_has_one_established(&charon);
     let log = charon.log();
     let events = ours.events();
     eprintln!("we rekey twice:\n{}", dump(&events));
-    assert_eq!(downs(&events).len(), 2, "{}", dump(&events));
+    assert_eq!(ike_sa_downs(&events).len(), 2, "{}", dump(&events));
     assert!(log.contains("rekeyed"), "{log}");
 }
 
 #[test]
 fn we_reauthenticate_with_charon_make_before_break_and_the_new_ike_sa_carries_a_rekey() {
-    let pair = NetnsPair::create("rk-sw3").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
-    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
-    ours.initiate("ch2").unwrap();
-    let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap();
-    let Event::IkeSaUp { ike_sa: first, .. } = up.event else {
-        unreachable!()
-    };
-    charon.wait_for_ike_sa("ch1", UP).unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    let (_pair, charon, ours) = charon_and_us("rk-sw3", |_| {});
+    let first = ours.first_ike_sa_with(&charon, UP);
 
     ours.reauthenticate("ch2").unwrap();
     // A second IKE SA comes up; the first goes (deleted by us once the new one's CHILD_SA
     // exchanges are done, or by charon when it sees the same identities again).
-    let fail = |e: ovn_ipsec_tests::peers::PeerError| -> ! {
-        panic!(
-            "{e}\nour events:\n{}\ncharon log:\n{}",
-            dump(&ours.events()),
-            charon.log()
-        )
-    };
-    wait_for("a second IKE SA and the first gone", UP, || {
-        let events = ours.events();
-        let ups = events
-            .iter()
-            .filter(|r| matches!(r.event, Event::IkeSaUp { .. }))
-            .count();
-        Ok(ups == 2 && downs(&events).iter().any(|(id, _)| *id == first))
-    })
-    .unwrap_or_else(|e| fail(e));
+    ours.wait_for_reauthentication(&charon, first, UP);
     assert_charon_has_one_established(&charon);
     let events = ours.events();
     assert!(!events
@@ -253,11 +174,9 @@ fn we_reauthenticate_with_charon_make_before_break_and_the_new_ike_sa_carries_a_
 
 #[test]
 fn charon_reauthenticating_without_child_sas_deletes_the_ike_sa_and_we_can_initiate_again() {
-    let pair = NetnsPair::create("rk-sw4").unwrap();
-    let (c1, c2) = chassis_pair(&pair, false);
-    let charon = StrongSwan::start(&pair.b, pki(), c2).unwrap();
-    charon_with(&charon, "reauth_time = 171m", "reauth_time = 8s");
-    let ours = OurEndpoint::start(&pair.a, pki(), c1).unwrap();
+    let (_pair, charon, ours) = charon_and_us("rk-sw4", |c| {
+        charon_with(c, "reauth_time = 171m", "reauth_time = 8s")
+    });
     ours.initiate("ch2").unwrap();
     let up = ours.wait_for_ike_sa_up("ch2", UP).unwrap();
     let Event::IkeSaUp { ike_sa: first, .. } = up.event else {
@@ -268,7 +187,7 @@ fn charon_reauthenticating_without_child_sas_deletes_the_ike_sa_and_we_can_initi
     wait_for(
         "charon's Delete of the IKE SA",
         Duration::from_secs(30),
-        || Ok(downs(&ours.events()).contains(&(first, DownReason::DeletedByPeer))),
+        || Ok(ike_sa_downs(&ours.events()).contains(&(first, DownReason::DeletedByPeer))),
     )
     .unwrap_or_else(|e| {
         panic!(

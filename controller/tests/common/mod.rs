@@ -4,7 +4,7 @@
 #![allow(dead_code)] // Each test binary uses part of it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use controller::control::client::Client;
@@ -26,6 +26,33 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A file of the PKI fixtures ikev2's tests keep (chassis-1/chassis-2 certificates and keys,
+/// their CA bundle).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../ikev2/tests/fixtures/pki")
+        .join(name)
+}
+
+/// Copies chassis-1's fixture certificate, key and CA into `dir` under the names
+/// [`Daemon::start`] gives the daemon.
+pub fn install_chassis_1_pki(dir: &Path) {
+    std::fs::copy(fixture("chassis-1-cert.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::copy(fixture("chassis-1-privkey.pem"), dir.join("key.pem")).unwrap();
+    std::fs::copy(fixture("ca-bundle.pem"), dir.join("ca.pem")).unwrap();
+}
+
+/// A standalone Southbound with IPsec on and one Geneve chassis for each `(name, encap IP)`.
+pub fn southbound(chassis: &[(&str, &str)]) -> OvsdbServer {
+    let sb = OvsdbServer::standalone();
+    sb.sbctl(&["init"]);
+    sb.sbctl(&["set", "SB_Global", ".", "ipsec=true"]);
+    for (name, ip) in chassis {
+        sb.sbctl(&["chassis-add", name, "geneve", ip]);
+    }
+    sb
 }
 
 /// A network namespace with its loopback device up; deleted on drop.
@@ -81,16 +108,28 @@ impl Daemon {
     /// `dir/{cert,key,ca}.pem`, its control socket, log and (empty) configuration file in
     /// `dir`.
     pub fn start(ns: &Netns, sb: &OvsdbServer, dir: &Path, chassis: &str) -> Daemon {
+        Daemon::start_with(ns, &sb.unix_remote(), dir, chassis, |_| {})
+    }
+
+    /// As [`Daemon::start`], against the OVSDB `remote` (which need not answer), with
+    /// `configure` adding to the command before it is spawned (the environment, say).
+    pub fn start_with(
+        ns: &Netns,
+        remote: &str,
+        dir: &Path,
+        chassis: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let log = dir.join("ovn-ipsecd.log");
         let socket = dir.join("ctl.sock");
         let config = dir.join("ovn-ipsecd.toml");
         // An empty configuration file, so the host's /etc/ovn-ipsec is never read.
         std::fs::write(&config, "").unwrap();
         let arg = |k: &str, v: &Path| format!("--{k}={}", v.display());
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_ovn-ipsecd")])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_ovn-ipsecd")])
             .arg(format!("--chassis-name={chassis}"))
-            .arg(format!("--ovn-remote={}", sb.unix_remote()))
+            .arg(format!("--ovn-remote={remote}"))
             .arg(arg("certificate", &dir.join("cert.pem")))
             .arg(arg("private-key", &dir.join("key.pem")))
             .arg(arg("ca-cert", &dir.join("ca.pem")))
@@ -99,10 +138,43 @@ impl Daemon {
             .env("OVN_IPSECD_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(&log).unwrap());
+        configure(&mut cmd);
+        let child = cmd.spawn().unwrap();
         Daemon { child, log, socket }
+    }
+
+    /// The daemon's control socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Kills the daemon with SIGKILL and reaps it, as a crash would leave things.
+    pub fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Waits for the daemon to exit and returns how, panicking with the log after [`WAIT`].
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit; daemon log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit()
     }
 
     /// The daemon's log, without the terminal colour codes of its fields.

@@ -21,8 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ovn_ipsec_tests::peers::libreswan::{build_nss_db, render_ipsec_conf};
-use ovn_ipsec_tests::peers::process::{copy_file, write_file};
-use ovn_ipsec_tests::peers::strongswan::{render_strongswan_conf, render_swanctl_conf};
+use ovn_ipsec_tests::peers::process::write_file;
+use ovn_ipsec_tests::peers::strongswan::{
+    install_swanctl_credentials, render_strongswan_conf, render_swanctl_conf,
+};
 use ovn_ipsec_tests::peers::{ChassisConfig, PeerError, Pki, RemotePeer};
 
 /// The folders `swanctl --load-all` reads (created empty so that it does not warn).
@@ -136,20 +138,7 @@ fn write_strongswan(
     let cert = pki
         .chassis(&config.name)
         .ok_or_else(|| ConfigError::BadChassis(config.name.clone()))?;
-    let cert_file = format!("{}-cert.pem", config.name);
-    copy_file(&cert.cert, &swanctl.join("x509").join(&cert_file))?;
-    copy_file(
-        &cert.key,
-        &swanctl
-            .join("private")
-            .join(format!("{}-privkey.pem", config.name)),
-    )?;
-    // charon reads one certificate per PEM file: the bundle's two CAs go in two files.
-    copy_file(&pki.switch_ca(), &swanctl.join("x509ca/switchca.pem"))?;
-    copy_file(
-        &pki.controller_ca(),
-        &swanctl.join("x509ca/controllerca.pem"),
-    )?;
+    let cert_file = install_swanctl_credentials(&swanctl, pki, cert)?;
     write_file(
         &dir.join("strongswan.conf"),
         render_strongswan_conf(

@@ -17,12 +17,12 @@ use ikev2::crypto::{OsRandom, RingProvider};
 use ikev2::engine::timers::Lifetime;
 use ikev2::engine::traffic_selector::IPPROTO_UDP;
 use ikev2::engine::{
-    ChildConfig, Credentials, Endpoint, EndpointConfig, EspProposal, Event, IkeProposal, Mode,
-    PeerConfig, PeerId, TrafficSelector, IKE_PORT, NAT_T_PORT,
+    ChildConfig, Credentials, DownReason, Endpoint, EndpointConfig, EspProposal, Event,
+    IkeProposal, IkeSaId, Mode, PeerConfig, PeerId, TrafficSelector, IKE_PORT, NAT_T_PORT,
 };
 use ikev2::registry::KeGroup;
 
-use super::{wait_for, ChassisConfig, Netns, PeerError, Pki, GENEVE_PORT};
+use super::{wait_for, ChassisConfig, IkePeer, Netns, PeerError, Pki, GENEVE_PORT};
 
 /// Largest UDP payload read from a socket (IKE messages are fragmented well below this).
 const MAX_DATAGRAM: usize = 65_535;
@@ -40,6 +40,46 @@ pub struct Recorded {
     pub at: Duration,
     /// The event.
     pub event: Event,
+}
+
+/// `events` one a line with the time each was seen: what a failing test prints.
+pub fn dump(events: &[Recorded]) -> String {
+    events
+        .iter()
+        .map(|r| format!("{:>10.3?} {:?}", r.at, r.event))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// How many of `events` satisfy `f`.
+pub fn count(events: &[Recorded], f: impl Fn(&Event) -> bool) -> usize {
+    events.iter().filter(|r| f(&r.event)).count()
+}
+
+/// The IKE SA rekeys among `events`, in order: (the replaced IKE SA, the new one).
+pub fn ike_sa_rekeys(events: &[Recorded]) -> Vec<(IkeSaId, IkeSaId)> {
+    events
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::IkeSaRekeyed {
+                old_ike_sa,
+                new_ike_sa,
+                ..
+            } => Some((old_ike_sa, new_ike_sa)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The IKE SAs that went down among `events`, in order, with why.
+pub fn ike_sa_downs(events: &[Recorded]) -> Vec<(IkeSaId, DownReason)> {
+    events
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::IkeSaDown { ike_sa, reason, .. } => Some((ike_sa, reason)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What the driver thread is fed besides the engine's own timers.
@@ -315,6 +355,77 @@ impl OurEndpoint {
     /// Every event the engine emitted so far.
     pub fn events(&self) -> Vec<Recorded> {
         self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Initiates to `peer` and waits up to `timeout` for the IKE SA at both ends, then a
+    /// second more so that the CREATE_CHILD_SA of the tunnel's second child (refused on a
+    /// host without ESP) is over; returns our IKE SA. For tests: panics on a failure.
+    pub fn first_ike_sa_with(&self, peer: &dyn IkePeer, timeout: Duration) -> IkeSaId {
+        let them = &peer.config().name;
+        self.initiate(them).unwrap_or_else(|e| panic!("{e}"));
+        let up = self
+            .wait_for_ike_sa_up(them, timeout)
+            .unwrap_or_else(|e| panic!("{e}\n{} log:\n{}", peer.label(), peer.log()));
+        peer.wait_for_ike_sa(&self.config.name, timeout)
+            .unwrap_or_else(|e| panic!("{e}\n{}", peer.log()));
+        std::thread::sleep(Duration::from_secs(1));
+        let Event::IkeSaUp { ike_sa, .. } = up.event else {
+            panic!("wait_for_ike_sa_up returned {:?}", up.event)
+        };
+        ike_sa
+    }
+
+    /// After a reauthentication (RFC 7296 §2.8.3) of `old`, waits up to `timeout` for the
+    /// second IKE SA to come up and `old` to go. For tests: on a timeout it panics with our
+    /// events and `peer`'s log.
+    pub fn wait_for_reauthentication(&self, peer: &dyn IkePeer, old: IkeSaId, timeout: Duration) {
+        wait_for("a second IKE SA and the first gone", timeout, || {
+            let events = self.events();
+            let ups = count(&events, |e| matches!(e, Event::IkeSaUp { .. }));
+            Ok(ups == 2 && ike_sa_downs(&events).iter().any(|(id, _)| *id == old))
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\nour events:\n{}\n{} log:\n{}",
+                dump(&self.events()),
+                peer.label(),
+                peer.log()
+            )
+        });
+    }
+
+    /// Waits up to `timeout` for the `n`-th IKE SA rekey, checks that it replaced `old`, then
+    /// for `old` to go down as rekeyed; returns the new IKE SA. For tests: on a timeout or
+    /// another replaced IKE SA it panics with our events and `peer`'s log.
+    pub fn wait_for_ike_sa_rekey(
+        &self,
+        peer: &dyn IkePeer,
+        n: usize,
+        old: IkeSaId,
+        timeout: Duration,
+    ) -> IkeSaId {
+        let fail = |e: PeerError| -> ! {
+            panic!(
+                "{e}\nour events:\n{}\n{} log:\n{}",
+                dump(&self.events()),
+                peer.label(),
+                peer.log()
+            )
+        };
+        wait_for(&format!("IKE SA rekey {n}"), timeout, || {
+            Ok(ike_sa_rekeys(&self.events()).len() >= n)
+        })
+        .unwrap_or_else(|e| fail(e));
+        let rekeys = ike_sa_rekeys(&self.events());
+        let Some(&(replaced, new)) = n.checked_sub(1).and_then(|i| rekeys.get(i)) else {
+            panic!("no IKE SA rekey {n}:\n{}", dump(&self.events()))
+        };
+        assert_eq!(replaced, old, "{}", dump(&self.events()));
+        wait_for("the replaced IKE SA to go", timeout, || {
+            Ok(ike_sa_downs(&self.events()).contains(&(old, DownReason::Rekeyed)))
+        })
+        .unwrap_or_else(|e| fail(e));
+        new
     }
 
     /// The first `IkeSaUp` for `peer`, waiting up to `timeout`.

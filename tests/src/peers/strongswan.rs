@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::netns::Netns;
-use super::pki::Pki;
+use super::pki::{ChassisCert, Pki};
 use super::process::{
     copy_file, log_tail, run_checked, write_file, CommandOutput, Daemon, ScratchDir,
 };
@@ -89,21 +89,7 @@ impl StrongSwan {
             source,
         })?;
 
-        // ovs-monitor-ipsec: `leftcert=<certificate>`, `: RSA <private_key>`, `ca … cacert=`.
-        // charon reads one certificate per PEM file, so the bundle's two CAs go in two files.
-        let cert_file = format!("{}-cert.pem", config.name);
-        copy_file(&cert.cert, &swanctl_dir.join("x509").join(&cert_file))?;
-        copy_file(
-            &cert.key,
-            &swanctl_dir
-                .join("private")
-                .join(format!("{}-privkey.pem", config.name)),
-        )?;
-        copy_file(&pki.switch_ca(), &swanctl_dir.join("x509ca/switchca.pem"))?;
-        copy_file(
-            &pki.controller_ca(),
-            &swanctl_dir.join("x509ca/controllerca.pem"),
-        )?;
+        let cert_file = install_swanctl_credentials(&swanctl_dir, pki, cert)?;
 
         let vici = root.join("charon.vici");
         let log = root.join("charon.log");
@@ -311,6 +297,32 @@ fn ike_sa_from_vici(config: &ChassisConfig, conn: &str, sa: &ViciSection) -> Ike
         udp_encap: Some(sa.str("nat-any") == Some("yes")),
         child_sas,
     }
+}
+
+/// Copies `cert` (a chassis's certificate and key) and `pki`'s two CAs into `swanctl_dir`'s
+/// `x509/`, `private/` and `x509ca/` folders, where charon loads them from; returns the
+/// certificate's file name, for [`render_swanctl_conf`].
+pub fn install_swanctl_credentials(
+    swanctl_dir: &Path,
+    pki: &Pki,
+    cert: &ChassisCert,
+) -> Result<String, PeerError> {
+    // ovs-monitor-ipsec: `leftcert=<certificate>`, `: RSA <private_key>`, `ca … cacert=`.
+    // charon reads one certificate per PEM file, so the bundle's two CAs go in two files.
+    let cert_file = format!("{}-cert.pem", cert.name);
+    copy_file(&cert.cert, &swanctl_dir.join("x509").join(&cert_file))?;
+    copy_file(
+        &cert.key,
+        &swanctl_dir
+            .join("private")
+            .join(format!("{}-privkey.pem", cert.name)),
+    )?;
+    copy_file(&pki.switch_ca(), &swanctl_dir.join("x509ca/switchca.pem"))?;
+    copy_file(
+        &pki.controller_ca(),
+        &swanctl_dir.join("x509ca/controllerca.pem"),
+    )?;
+    Ok(cert_file)
 }
 
 /// charon's `strongswan.conf`: ovs-monitor-ipsec's settings (its `strongswan.d/ovs.conf`),
