@@ -161,8 +161,8 @@ jqf() { jq -r "$1" /tmp/ctl.json; }
 finish() {
     if [ "$failed" -gt 0 ]; then
         for c in "$@"; do
-            echo "--- ovn-ipsecd chassis-$c log (last 40 lines)"
-            grep -v DEBUG "/tmp/ch$c.log" | tail -n 40
+            echo "--- ovn-ipsecd chassis-$c log (last 150 lines without DEBUG)"
+            grep -v DEBUG "/tmp/ch$c.log" | tail -n 150
             echo "--- ip xfrm state / policy in ch$c"
             ip -s -n "ch$c" xfrm state
             ip -n "ch$c" xfrm policy | grep '^src'
