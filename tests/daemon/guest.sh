@@ -130,11 +130,17 @@ for c in 1 2; do
     check "chassis-$c: still zero plaintext packets to 6081 on the wire" [ "$(counter "$c" plain_6081)" = 0 ]
 done
 
-# SIGHUP: configuration and certificates are read again, nothing is torn down.
+# SIGHUP: configuration and certificates are read again; the IKE SA is reauthenticated with
+# them make before break (RFC 7296 §2.8.3), nothing is torn down.
 kill -HUP "$(cat /tmp/ch1.pid)"
 check "SIGHUP on chassis-1: logged the reload and loaded the certificate again" \
     wait_for 10 grep -q "certificate and key in use" /tmp/ch1.log
-check "chassis-1 <-> chassis-2 keeps its 4 states through SIGHUP" [ "$(states_with 1 "$(ip_of 2)")" = 4 ]
+check "chassis-1 reauthenticates its IKE SA with chassis-2, the old one deleted after the new is up" \
+    wait_for 30 grep -q "reauthenticated: deleting the old IKE SA" /tmp/ch1.log
+four_states_with_2() { [ "$(states_with 1 "$(ip_of 2)")" = 4 ]; }
+check "chassis-1 <-> chassis-2 settles at 4 states again after the reauthentication" \
+    wait_for 30 four_states_with_2
+check "UDP over Geneve chassis-1 -> chassis-2 after the reauthentication" probe_gnv 1 2
 
 # Identity binding: a chassis-4 whose daemon presents chassis-2's valid certificate.
 add_netns 4
