@@ -227,8 +227,8 @@ fi
 kill "$monitor_pid" 2>/dev/null
 first_policy=$(grep -n -m1 -E '^[[:space:]]*dir (in|out)' /tmp/xfrm-monitor.ch1 | cut -d: -f1)
 first_keyed=$(grep -n -m1 'aead' /tmp/xfrm-monitor.ch1 | cut -d: -f1)
-check "ip xfrm monitor in chassis-1: the first policy (line ${first_policy:-none}) came before the first keyed state (line ${first_keyed:-none})" \
-    [ -n "$first_policy" ] && [ -n "$first_keyed" ] && [ "$first_policy" -lt "$first_keyed" ]
+policy_came_first() { [ -n "$first_policy" ] && [ -n "$first_keyed" ] && [ "$first_policy" -lt "$first_keyed" ]; }
+check "ip xfrm monitor in chassis-1: the first policy (line ${first_policy:-none}) came before the first keyed state (line ${first_keyed:-none})" policy_came_first
 for pair in "1 2" "1 3" "2 3"; do
     # shellcheck disable=SC2086
     check "IPsec on again: ping over Geneve chassis-${pair% *} <-> chassis-${pair#* }" ping_both $pair
@@ -294,8 +294,8 @@ if wait_for 60 rejected_4; then
 else
     not_ok "chassis-4 with an expired certificate rejected by chassis-1 (no 'authentication failed' for chassis-4 in 60 s)"
 fi
-check "no SA with the expired chassis: chassis-1 has 0 keyed states with $(ip_of 4) and its policies" \
-    [ "$(keyed_with 1 "$(ip_of 4)")" = 0 ] && [ "$(policies_with 1 "$(ip_of 4)")" -ge 2 ]
+expired_chassis_blocked() { [ "$(keyed_with 1 "$(ip_of 4)")" = 0 ] && [ "$(policies_with 1 "$(ip_of 4)")" -ge 2 ]; }
+check "no SA with the expired chassis: chassis-1 has 0 keyed states with $(ip_of 4) and its policies" expired_chassis_blocked
 check "ping over Geneve chassis-1 -> chassis-4 stays blocked" ping_blocked 1 4
 no_new_plain "expired certificate" "$base" 1 4
 check "chassis-1 <-> chassis-2 unaffected (ping)" ping_gnv 1 2
@@ -389,8 +389,8 @@ timed "with ovsdb-server down longer than the ${LIFETIME} s lifetime: CHILD_SAs 
     "$t0" 20 rekeyed
 rekeys=$(tail -n +"$((sb_lines + 1))" /tmp/ch1.log | grep -c 'CHILD_SA rekeyed')
 downs=$(tail -n +"$((sb_lines + 1))" /tmp/ch1.log | grep -c 'peer down')
-check "chassis-1 logged $rekeys CHILD_SA rekeys while the Southbound was down, and $downs IKE SAs going down" \
-    [ "$rekeys" -ge 1 ] && [ "$downs" = 0 ]
+rekeyed_and_nothing_down() { [ "$rekeys" -ge 1 ] && [ "$downs" = 0 ]; }
+check "chassis-1 logged $rekeys CHILD_SA rekeys while the Southbound was down, and $downs IKE SAs going down" rekeyed_and_nothing_down
 check "with ovsdb-server down: ping over Geneve chassis-1 -> chassis-2" ping_gnv 1 2
 connected1=$(grep -c 'Southbound connected' /tmp/ch1.log)
 connected2=$(grep -c 'Southbound connected' /tmp/ch2.log)

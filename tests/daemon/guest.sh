@@ -68,8 +68,8 @@ fi
 sas_json=$(ctl 1 sas --json 2>&1)
 ike_up=$(echo "$sas_json" | grep -o '"state": *"established"' | wc -l)
 children=$(echo "$sas_json" | grep -o '"spi_in"' | wc -l)
-check "ipsecctl sas --json on chassis-1: $ike_up IKE SAs established, $children CHILD_SAs" \
-    [ "$ike_up" = $((n - 1)) ] && [ "$children" = $((2 * (n - 1))) ]
+sas_json_counts_match() { [ "$ike_up" = $((n - 1)) ] && [ "$children" = $((2 * (n - 1))) ]; }
+check "ipsecctl sas --json on chassis-1: $ike_up IKE SAs established, $children CHILD_SAs" sas_json_counts_match
 status_json=$(ctl 1 status --json 2>&1)
 check "ipsecctl status --json on chassis-1: $((n - 1)) peers up" \
     sh -c "echo '$status_json' | grep -q '\"peers_up\": *$((n - 1))'"
@@ -148,8 +148,8 @@ sbctl chassis-add chassis-4 geneve "$(ip_of 4)"
 start_daemon ch4 chassis-2 "$pki/chassis-2-cert.pem" "$pki/chassis-2-privkey.pem"
 check "chassis-1 rejects chassis-4 presenting chassis-2's certificate (warning names both)" \
     wait_for 60 sh -c "grep 'authentication failed' /tmp/ch1.log | grep -q 'chassis-4'"
-check "no SA with the impostor: chassis-1 has 0 keyed states and its policies for $(ip_of 4)" \
-    [ "$(keyed_with 1 "$(ip_of 4)")" = 0 ] && [ "$(policies_with 1 "$(ip_of 4)")" -ge 2 ]
+impostor_blocked() { [ "$(keyed_with 1 "$(ip_of 4)")" = 0 ] && [ "$(policies_with 1 "$(ip_of 4)")" -ge 2 ]; }
+check "no SA with the impostor: chassis-1 has 0 keyed states and its policies for $(ip_of 4)" impostor_blocked
 send_probes 1 "$(ip_of 4):6081" 5
 sleep 1
 check "traffic to the impostor stays blocked: 0 plaintext 6081 packets arrive in chassis-4" \
@@ -161,8 +161,8 @@ sbctl chassis-del chassis-4
 # kill -9 and restart: the new daemon adopts the installed states, negotiates fresh SAs.
 kill -KILL "$(cat /tmp/ch1.pid)"
 sleep 0.5
-check "after kill -9 of chassis-1's daemon its states and policies stay (traffic keeps flowing)" \
-    [ "$(states_with 1 "$(ip_of 2)")" -ge 4 ] && [ "$(policies_with 1 "$(ip_of 2)")" -ge 2 ]
+states_and_policies_stay() { [ "$(states_with 1 "$(ip_of 2)")" -ge 4 ] && [ "$(policies_with 1 "$(ip_of 2)")" -ge 2 ]; }
+check "after kill -9 of chassis-1's daemon its states and policies stay (traffic keeps flowing)" states_and_policies_stay
 check "UDP over Geneve chassis-1 -> chassis-2 with no daemon on chassis-1" probe_gnv 1 2
 # Limitation: with forced UDP encapsulation the kernel decapsulates arriving ESP-in-UDP only
 # through a socket with UDP_ENCAP on port 4500, which the daemon holds; while no daemon runs,
