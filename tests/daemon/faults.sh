@@ -304,9 +304,16 @@ sbctl chassis-del chassis-4
 kill -TERM "$(cat /tmp/ch4.pid)" 2>/dev/null
 
 # --- chassis-1's certificate replaced on disk -------------------------------------------
+# The daemon watches its identity files; a new certificate reauthenticates every established
+# IKE SA with it, make before break (RFC 7296 §2.8.3): new IKE and CHILD SAs come up before
+# the old ones are deleted, so traffic keeps flowing and nothing leaves in plaintext.
 step "certificate replaced"
+base=$(plain_counts 1 2)
 before=$(spis 1 "$(ip_of 2)")
 log_lines=$(wc -l </tmp/ch1.log)
+N=$((RATE * 16))
+stream_start 1 2 "$N" "$RATE"
+sleep 2
 cp "$here/chassis-1-rotated-cert.pem" /tmp/ch1-cert.pem.new
 mv -f /tmp/ch1-cert.pem.new /tmp/ch1-cert.pem
 t0=$(uptime_s)
@@ -315,14 +322,23 @@ watched() { new_log | grep -i 'certificate' | grep -v SIGHUP | grep -qiE 'chang|
 if wait_for 10 watched; then
     ok "certificate replaced on disk: the daemon's file watcher noticed after $(elapsed_since "$t0") s: $(new_log | grep -i certificate | head -n 1 | cut -c1-160)"
 else
-    echo "# no log line of a certificate file watcher within 10 s; sending SIGHUP as the fallback trigger"
-    kill -HUP "$(cat /tmp/ch1.pid)"
+    not_ok "no log line of the certificate file watcher within 10 s of the replacement"
 fi
 check "the daemon loaded the new certificate (subject O=ovn-ipsec faults, CN=chassis-1)" \
     wait_for 15 sh -c "tail -n +$((log_lines + 1)) /tmp/ch1.log | grep 'certificate' | grep -q 'ovn-ipsec faults'"
 check "ipsecctl status shows the new certificate" sh -c "'$here/ipsecctl' --socket /tmp/ch1.ctl status | grep certificate | grep -q 'ovn-ipsec faults'"
-check "existing SAs survive the certificate change (same SPIs with chassis-2)" [ "$(spis 1 "$(ip_of 2)")" = "$before" ]
+reauthenticated() {
+    new_log | grep -q 'reauthenticated: deleting the old IKE SA' &&
+        none_of "$before" 1 "$(ip_of 2)" && none_of "$before" 2 "$(ip_of 1)" && mesh_up 1 2
+}
+timed "the IKE SA with chassis-2 reauthenticated with the new certificate: new CHILD_SAs on both ends, the old ones deleted" \
+    "$t0" 30 reauthenticated
+stream_end 1 2
+lost=$(stream_result 1 2)
+echo "# certificate replaced at ~2 s into the stream: lost $lost"
+ok "certificate replaced: lost $(lost_of "$lost") of $N probes chassis-1 -> chassis-2 at $RATE/s across the reauthentication"
 check "ping over Geneve chassis-1 -> chassis-2 after the certificate change" ping_gnv 1 2
+no_new_plain "certificate replaced" "$base" 1 2
 
 # --- a chassis removed ------------------------------------------------------------------
 step "chassis removed"
