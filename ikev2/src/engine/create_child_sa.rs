@@ -23,12 +23,15 @@ use tracing::{debug, info};
 
 use super::config::{Mode, PeerConfig};
 use super::endpoint::Endpoint;
+use super::event::Outbound;
 use super::event::{Event, IkeSaId, SpiRequestId};
 use super::ike_auth::{
     accept_child, child_install, derive_child_keys, spi_of, supported_esp, AuthPayloads,
     ChildRefusal, NewChild,
 };
-use super::ike_sa::{Answering, ChildRequest, ChildSa, Creating, PeerChildRekey, Role, State};
+use super::ike_sa::{
+    Answering, ChildRequest, ChildSa, Creating, PeerChildRekey, PendingOutbound, Role, State,
+};
 use super::ike_sa_init::{MAX_NONCE_LEN, MIN_NONCE_LEN, NONCE_LEN};
 use super::proposal::{to_wire_proposal, KeRule, OfferedProposal};
 use super::traffic_selector;
@@ -49,6 +52,16 @@ pub const MAX_CHILD_KE_RETRIES: u32 = 1;
 /// having deleted it: longer than the peer's retransmissions of the exchange that made it
 /// (47.5 s), whose answer may still be on its way to the peer.
 pub const NOT_FOUND_SETTLE: Duration = Duration::from_secs(60);
+
+/// As the responder of a CHILD_SA rekey, how long after our response the new outbound SA is
+/// reported ready ([`Event::ChildSaOutboundReady`]) if nothing proved the initiator switched
+/// before: the initiator's Delete of the old CHILD_SA and its later requests are that proof,
+/// but an initiator may never send either (one that keeps old CHILD_SAs to their hard
+/// lifetime, or one whose window was full, as ours drops a retired CHILD_SA without a Delete
+/// then), and we must not keep sending on the old SA until it expires. Longer than the
+/// initiator's first four retransmissions (0.5 + 1 + 2 + 4 s), so a response lost a few times
+/// still arrives first.
+pub const OUTBOUND_SWITCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the responder does with a CREATE_CHILD_SA request.
 pub(crate) enum CreateChildReply {
@@ -574,7 +587,14 @@ impl Endpoint {
             local_ts: answer.narrowed.responder,
             remote_ts: answer.narrowed.initiator,
         };
-        let new = self.add_child(now, id, &config, child, keys, false, pfs);
+        // RFC 7296 §2.8: as the responder of a rekey we keep sending on the old CHILD_SA until
+        // the initiator, which installs the new one when it gets this response, has switched.
+        let pending = rekey_of.map(|(old_in, _)| PendingOutbound {
+            replaces: old_in,
+            message_id: Some(message_id),
+            until: Some(now + OUTBOUND_SWITCH_TIMEOUT),
+        });
+        let new = self.add_child(now, id, &config, child, keys, false, pfs, pending);
         let (Some((old_spi_in, old_spi_out)), Some((new_spi_in, new_spi_out))) = (rekey_of, new)
         else {
             return;
@@ -611,6 +631,95 @@ impl Endpoint {
         });
     }
 
+    /// Reports the pending outbound SA of CHILD_SA `spi_in` of IKE SA `id` ready (at most
+    /// once: the pending mark is taken).
+    pub(crate) fn outbound_ready(&mut self, id: IkeSaId, spi_in: u32) {
+        let Some(peer) = self.ike_sas.get(&id).map(|sa| sa.peer) else {
+            return;
+        };
+        let Some(c) = self.child_mut(id, spi_in) else {
+            return;
+        };
+        if c.pending_outbound.take().is_none() {
+            return;
+        }
+        let spi_out = c.spi_out;
+        if let Some(sa) = self.ike_sas.get_mut(&id) {
+            sa.sync_child_timer();
+        }
+        debug!(
+            ike_sa = id.0,
+            spi_in, "outbound SA of the rekeyed CHILD_SA ready"
+        );
+        self.push_event(Event::ChildSaOutboundReady {
+            peer,
+            ike_sa: id,
+            spi_in,
+            spi_out,
+        });
+    }
+
+    /// The CHILD_SAs `old` (inbound SPIs) of IKE SA `id` are going: the outbound SAs of those
+    /// that replace them are ready, before the old ones are reported deleted.
+    pub(crate) fn outbound_ready_after(&mut self, id: IkeSaId, old: &[u32]) {
+        let ready: Vec<u32> = match self.ike_sas.get(&id).map(|sa| &sa.state) {
+            Some(State::Established(e)) => e
+                .children
+                .iter()
+                .filter(|c| {
+                    c.pending_outbound
+                        .is_some_and(|p| old.contains(&p.replaces))
+                })
+                .map(|c| c.spi_in)
+                .collect(),
+            _ => return,
+        };
+        for spi_in in ready {
+            self.outbound_ready(id, spi_in);
+        }
+    }
+
+    /// A new request `message_id` of the peer arrived on IKE SA `id`: RFC 7296 §2.3 lets the
+    /// peer send it only once it has the responses to every request up to our window size
+    /// before it, so the rekeys we answered that far back are complete at the peer.
+    pub(crate) fn outbound_ready_by_message_id(&mut self, id: IkeSaId, message_id: u32) {
+        let Some(sa) = self.ike_sas.get(&id) else {
+            return;
+        };
+        let window = sa.responses.size();
+        let State::Established(e) = &sa.state else {
+            return;
+        };
+        let ready: Vec<u32> = e
+            .children
+            .iter()
+            .filter(|c| {
+                c.pending_outbound
+                    .and_then(|p| p.message_id)
+                    .and_then(|m| m.checked_add(window))
+                    .is_some_and(|m| message_id >= m)
+            })
+            .map(|c| c.spi_in)
+            .collect();
+        for spi_in in ready {
+            self.outbound_ready(id, spi_in);
+        }
+    }
+
+    /// Whether an established IKE SA with the same peer configuration was made after `id`
+    /// (a reauthentication, or the peer's new IKE SA after a restart).
+    fn has_newer_ike_sa(&self, id: IkeSaId) -> bool {
+        let Some(peer) = self.ike_sas.get(&id).map(|sa| sa.peer) else {
+            return false;
+        };
+        self.ike_sas.values().any(|other| {
+            other.peer == peer
+                && other.id > id
+                && matches!(&other.state, State::Established(e)
+                    if !e.deleting && e.rekey.replaced_by.is_none())
+        })
+    }
+
     /// CHILD_SA `spi_in` of IKE SA `id`.
     fn child_mut(&mut self, id: IkeSaId, spi_in: u32) -> Option<&mut ChildSa> {
         match &mut self.ike_sas.get_mut(&id)?.state {
@@ -631,15 +740,22 @@ impl Endpoint {
         keys: Option<ChildSaKeys>,
         we_initiated: bool,
         pfs: Option<KeGroup>,
+        pending: Option<PendingOutbound>,
     ) -> Option<(u32, u32)> {
         let deadlines = config
             .children
             .get(child.index)
             .map(|c| c.lifetime.deadlines(now, self.random_u64()));
         let sa = self.ike_sas.get(&id)?;
-        let made = keys
+        let mut made = keys
             .zip(deadlines)
             .and_then(|(k, d)| child_install(sa, id, config, child, k, we_initiated, pfs, d));
+        if let (Some((record, Event::ChildSaInstall { outbound, .. })), Some(p)) =
+            (made.as_mut(), pending)
+        {
+            record.pending_outbound = Some(p);
+            *outbound = Outbound::Pending;
+        }
         let new = made.as_ref().map(|(c, _)| (c.spi_in, c.spi_out));
         self.record_child(id, made);
         new
@@ -739,7 +855,42 @@ impl Endpoint {
             .filter(|c| !c.rekeying && c.rekey_at <= now)
             .map(|c| c.spi_in)
             .collect();
+        let switch: Vec<u32> = e
+            .children
+            .iter()
+            .filter(|c| {
+                c.pending_outbound
+                    .and_then(|p| p.until)
+                    .is_some_and(|t| t <= now)
+            })
+            .map(|c| c.spi_in)
+            .collect();
         sa.sync_child_timer();
+
+        if !switch.is_empty() && self.has_newer_ike_sa(id) {
+            // A reauthentication replaced this IKE SA: its initiator may have given up the
+            // rekey we answered here, so the new outbound SA waits for the old IKE SA to go.
+            if let Some(sa) = self.ike_sas.get_mut(&id) {
+                if let State::Established(e) = &mut sa.state {
+                    for c in e.children.iter_mut().filter(|c| switch.contains(&c.spi_in)) {
+                        if let Some(p) = c.pending_outbound.as_mut() {
+                            p.until = Some(now + OUTBOUND_SWITCH_TIMEOUT);
+                        }
+                    }
+                }
+                sa.sync_child_timer();
+            }
+        } else {
+            for spi_in in switch {
+                debug!(
+                    ike_sa = id.0,
+                    spi_in, "no proof the rekey's initiator switched; outbound SA ready anyway"
+                );
+                self.outbound_ready(id, spi_in);
+            }
+        }
+        let gone: Vec<u32> = expired.iter().map(|c| c.spi_in).collect();
+        self.outbound_ready_after(id, &gone);
 
         for child in &expired {
             // The kernel removes the SAs at their hard lifetime itself; tell the peer too.
@@ -910,7 +1061,7 @@ impl Endpoint {
             local_ts: tsi,
             remote_ts: tsr,
         };
-        let new = self.add_child(now, id, &config, child, keys, true, pfs);
+        let new = self.add_child(now, id, &config, child, keys, true, pfs, None);
         let Some(old) = rekey else {
             return;
         };
@@ -964,6 +1115,14 @@ impl Endpoint {
                     theirs = theirs.spi_in,
                     "simultaneous rekey won: the peer deletes its redundant CHILD_SA"
                 );
+                // Its outbound SA must never carry traffic: the peer deletes it (§2.8.1).
+                if let Some(p) = self
+                    .child_mut(id, theirs.spi_in)
+                    .and_then(|c| c.pending_outbound.as_mut())
+                {
+                    p.message_id = None;
+                    p.until = None;
+                }
                 self.retire_rekeyed_child(now, id, old, new);
             }
             None => self.retire_rekeyed_child(now, id, old, new),
@@ -1028,6 +1187,7 @@ impl Endpoint {
                 sa.sync_child_timer();
             }
             info!(ike_sa = id.0, old, "CHILD_SA unknown to the peer; removed");
+            self.outbound_ready_after(id, &[old]);
             self.push_event(Event::ChildSaDelete {
                 peer,
                 spi_in: old,

@@ -84,6 +84,22 @@ pub struct Selectors {
     pub remote: Vec<TrafficSelector>,
 }
 
+/// When the outbound SA of a new CHILD_SA ([`Event::ChildSaInstall`]) may carry traffic.
+///
+/// RFC 7296 §2.8: the initiator of a rekey installs the new pair once it has the response, so
+/// the responder, which sends that response, must not send on the new outbound SA before the
+/// initiator can decrypt it. The kernel sends on the newest outbound state, so installing the
+/// outbound state is switching to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbound {
+    /// Install the outbound SA together with the inbound one.
+    Now,
+    /// Install only the inbound SA now; the outbound one follows with
+    /// [`Event::ChildSaOutboundReady`] (or never, if a [`Event::ChildSaDelete`] comes first).
+    /// Until then the old CHILD_SA's outbound SA carries the traffic.
+    Pending,
+}
+
 /// Why an IKE SA went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DownReason {
@@ -165,7 +181,8 @@ pub enum Event {
         /// Why.
         reason: DownReason,
     },
-    /// Install both directions of a new CHILD_SA in the kernel.
+    /// Install a new CHILD_SA in the kernel: the inbound SA at once, the outbound SA at once or
+    /// later, as `outbound` says.
     ChildSaInstall {
         /// The peer configuration.
         peer: PeerId,
@@ -191,10 +208,31 @@ pub enum Event {
         soft_lifetime: Duration,
         /// Hard lifetime after which the kernel deletes the SA.
         hard_lifetime: Duration,
+        /// Whether the outbound SA is installed now or waits for
+        /// [`Event::ChildSaOutboundReady`]: `Pending` only as the responder of a rekey.
+        outbound: Outbound,
+    },
+    /// The outbound SA of a CHILD_SA reported with [`Outbound::Pending`] may carry traffic now:
+    /// install it (it takes over from the old CHILD_SA's, which may be removed after it). Sent
+    /// once the rekey's initiator has switched (its Delete of the old CHILD_SA, or any later
+    /// request, arrived), when the old CHILD_SA went for another reason, or after
+    /// [`OUTBOUND_SWITCH_TIMEOUT`](super::OUTBOUND_SWITCH_TIMEOUT) at the latest. At most once
+    /// per CHILD_SA, and always before the old CHILD_SA's [`Event::ChildSaDelete`].
+    ChildSaOutboundReady {
+        /// The peer configuration.
+        peer: PeerId,
+        /// The IKE SA the CHILD_SA belongs to now.
+        ike_sa: IkeSaId,
+        /// Inbound SPI of the CHILD_SA.
+        spi_in: u32,
+        /// Outbound SPI of the CHILD_SA: the SA to install.
+        spi_out: u32,
     },
     /// A CHILD_SA was rekeyed: the new pair (installed by an earlier
     /// [`Event::ChildSaInstall`]) replaces the old pair, which is deleted by a later
-    /// [`Event::ChildSaDelete`] once the peer stopped using it (make-before-break).
+    /// [`Event::ChildSaDelete`] once the peer stopped using it (make-before-break). The old
+    /// outbound SA carries traffic until the new one does: at once when the new one was
+    /// installed with [`Outbound::Now`], at its [`Event::ChildSaOutboundReady`] otherwise.
     ChildSaRekeyed {
         /// The peer configuration.
         peer: PeerId,

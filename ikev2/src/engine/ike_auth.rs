@@ -1059,6 +1059,7 @@ pub(crate) fn child_install(
         expire_at: deadlines.expire,
         rekeying: false,
         peer_rekey: None,
+        pending_outbound: None,
     };
     let event = Event::ChildSaInstall {
         peer: sa.peer,
@@ -1090,6 +1091,7 @@ pub(crate) fn child_install(
         }),
         soft_lifetime: child_config.lifetime.soft,
         hard_lifetime: child_config.lifetime.hard,
+        outbound: super::event::Outbound::Now,
     };
     Some((record, event))
 }

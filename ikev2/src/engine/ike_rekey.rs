@@ -688,7 +688,14 @@ impl Endpoint {
         let State::Established(e) = &mut sa.state else {
             return;
         };
-        e.children.extend(children);
+        // Message IDs start again on the new IKE SA: a pending outbound SA moved here waits for
+        // the Delete of the CHILD_SA it replaces, or its timer.
+        e.children.extend(children.into_iter().map(|mut c| {
+            if let Some(p) = c.pending_outbound.as_mut() {
+                p.message_id = None;
+            }
+            c
+        }));
         e.rekey.redundant = false;
         e.rekey.reauth = reauth;
         let algorithms = e.algorithms;

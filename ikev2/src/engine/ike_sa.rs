@@ -143,6 +143,25 @@ pub(crate) struct ChildSa {
     pub rekeying: bool,
     /// The peer's rekey of it that we answered while ours was outstanding (RFC 7296 §2.8.1).
     pub peer_rekey: Option<Box<PeerChildRekey>>,
+    /// Responder of the rekey that made it: its outbound SA is not reported ready yet
+    /// (RFC 7296 §2.8, see [`Outbound::Pending`](super::event::Outbound::Pending)).
+    pub pending_outbound: Option<PendingOutbound>,
+}
+
+/// The outbound SA of a CHILD_SA we made as the responder of a rekey, waiting for the
+/// initiator to switch to the new CHILD_SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PendingOutbound {
+    /// Inbound SPI of the CHILD_SA it replaces: its going (the initiator's Delete, expiry)
+    /// makes the outbound SA ready.
+    pub replaces: u32,
+    /// Message ID of the CREATE_CHILD_SA request: a later request of the peer beyond our
+    /// window proves it has our response (`None` once the Message IDs it counts in are gone:
+    /// moved to a rekeyed IKE SA, or the redundant CHILD_SA of a collision).
+    pub message_id: Option<u32>,
+    /// When it is reported ready regardless; `None` for the redundant CHILD_SA of a
+    /// simultaneous rekey we won (RFC 7296 §2.8.1), which the peer deletes.
+    pub until: Option<std::time::Instant>,
 }
 
 /// A CHILD_SA the peer made by rekeying one of ours while we were rekeying it too: which of
@@ -359,7 +378,13 @@ impl IkeSa {
             State::Established(e) => e
                 .children
                 .iter()
-                .flat_map(|c| [(!c.rekeying).then_some(c.rekey_at), Some(c.expire_at)])
+                .flat_map(|c| {
+                    [
+                        (!c.rekeying).then_some(c.rekey_at),
+                        Some(c.expire_at),
+                        c.pending_outbound.and_then(|p| p.until),
+                    ]
+                })
                 .flatten()
                 .min(),
             _ => None,

@@ -83,6 +83,7 @@ impl Endpoint {
             return;
         };
         self.peer_alive(now, id);
+        self.outbound_ready_by_message_id(id, mid);
 
         let response = match header.exchange_type {
             ExchangeType::INFORMATIONAL => self.answer_informational(id, &inner),
@@ -132,7 +133,8 @@ impl Endpoint {
             State::Established(e) => e.rekey.replaced_by.filter(|n| self.ike_sas.contains_key(n)),
             _ => None,
         };
-        let sa = self.ike_sas.get_mut(&successor.unwrap_or(id))?;
+        let target = successor.unwrap_or(id);
+        let sa = self.ike_sas.get_mut(&target)?;
         let peer = sa.peer;
         let State::Established(established) = &mut sa.state else {
             return None;
@@ -190,6 +192,10 @@ impl Endpoint {
             established.rekey.collided = collided;
         }
         sa.sync_child_timer();
+        // The initiator of a rekey deletes the old CHILD_SA once it has switched to the new one
+        // (RFC 7296 §2.8): the new outbound SA may carry traffic now, before the old one goes.
+        let old: Vec<u32> = ours.clone();
+        self.outbound_ready_after(target, &old);
         for event in events {
             self.push_event(event);
         }

@@ -53,10 +53,11 @@ pub mod window;
 pub use config::{
     ChildConfig, ConfigError, Credentials, EndpointConfig, Mode, PeerConfig, IKE_PORT, NAT_T_PORT,
 };
+pub use create_child_sa::OUTBOUND_SWITCH_TIMEOUT;
 pub use endpoint::{CommandError, Endpoint, IkeSaInfo, Transmit};
 pub use event::{
-    AuthFailure, DownReason, EspAlgorithms, EspKeys, Event, IkeAlgorithms, IkeSaId, PeerId,
-    Selectors, SpiRequestId, UdpEncap,
+    AuthFailure, DownReason, EspAlgorithms, EspKeys, Event, IkeAlgorithms, IkeSaId, Outbound,
+    PeerId, Selectors, SpiRequestId, UdpEncap,
 };
 pub use ike_rekey::REKEYED_IKE_SA_GRACE;
 pub use ike_sa::Role;

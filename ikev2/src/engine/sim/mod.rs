@@ -5,6 +5,7 @@
 //! Nothing waits on a real clock: [`Network::step_until`] jumps virtual time to the next delivery
 //! or node deadline, so an hour of lifetimes runs in microseconds.
 
+pub mod kernel;
 #[cfg(test)]
 mod tests;
 
@@ -72,12 +73,15 @@ impl Node for super::Endpoint {
 
 /// An [`Endpoint`](super::Endpoint) with a stand-in for the kernel: it answers every
 /// [`Event::AllocateSpi`](super::Event::AllocateSpi) at once with SPIs counting up from
-/// `first_spi`, and keeps every other event for the test to read.
+/// `first_spi`, applies the CHILD_SA events to a [`KernelModel`](kernel::KernelModel), and
+/// keeps every other event for the test to read.
 pub struct Chassis {
     /// The endpoint.
     pub endpoint: super::Endpoint,
     /// Events other than `AllocateSpi`, in order.
     pub events: Vec<super::Event>,
+    /// The states the daemon would have installed from those events.
+    pub kernel: kernel::KernelModel,
     /// When false, `AllocateSpi` requests are kept in `events` unanswered.
     pub allocate_spis: bool,
     next_spi: u32,
@@ -89,6 +93,7 @@ impl Chassis {
         Chassis {
             endpoint,
             events: Vec::new(),
+            kernel: kernel::KernelModel::default(),
             allocate_spis: true,
             next_spi: first_spi,
         }
@@ -108,7 +113,10 @@ impl Chassis {
                     // The request was just issued, so it is outstanding.
                     let _ = self.endpoint.spi_allocated(now, request, spi);
                 }
-                other => self.events.push(other),
+                other => {
+                    self.kernel.apply(&other);
+                    self.events.push(other);
+                }
             }
         }
     }
@@ -194,6 +202,9 @@ pub struct NodeId(pub usize);
 /// A filter a test installs to drop chosen datagrams ("lose the second response").
 pub type Filter = Box<dyn FnMut(&Datagram) -> bool>;
 
+/// A property of the nodes checked after every step; `Err` says what is wrong.
+pub type Invariant<N> = Box<dyn Fn(&[&N]) -> Result<(), String>>;
+
 /// One delivery record, for comparing runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -271,6 +282,8 @@ pub struct Network<N: Node> {
     /// The link conditions; tests may change them between steps.
     pub conditions: Conditions,
     filter: Option<Filter>,
+    invariant: Option<Invariant<N>>,
+    violations: Vec<(Duration, String)>,
     stats: Stats,
     log: Vec<Delivery>,
 }
@@ -287,6 +300,8 @@ impl<N: Node> Network<N> {
             rng: SimRng::new(seed),
             conditions,
             filter: None,
+            invariant: None,
+            violations: Vec::new(),
             stats: Stats::default(),
             log: Vec::new(),
         }
@@ -336,6 +351,30 @@ impl<N: Node> Network<N> {
     /// Removes the filter.
     pub fn clear_filter(&mut self) {
         self.filter = None;
+    }
+
+    /// Installs a property checked after every step; each time it fails the violation is
+    /// recorded with the virtual time (see [`Network::violations`]).
+    pub fn set_invariant(&mut self, invariant: impl Fn(&[&N]) -> Result<(), String> + 'static) {
+        self.invariant = Some(Box::new(invariant));
+    }
+
+    /// The invariant's failures so far, with the time since the start (consecutive repeats of
+    /// one message are recorded once).
+    pub fn violations(&self) -> &[(Duration, String)] {
+        &self.violations
+    }
+
+    fn check_invariant(&mut self) {
+        let Some(invariant) = &self.invariant else {
+            return;
+        };
+        let nodes: Vec<&N> = self.nodes.iter().map(|(_, n)| n).collect();
+        if let Err(message) = invariant(&nodes) {
+            if self.violations.last().is_none_or(|(_, m)| *m != message) {
+                self.violations.push((self.now - self.start, message));
+            }
+        }
     }
 
     /// Collects what every node wants to send and puts it on the wire.
@@ -430,6 +469,7 @@ impl<N: Node> Network<N> {
             }
         }
         self.collect_transmits();
+        self.check_invariant();
         true
     }
 

@@ -6,6 +6,7 @@ use super::*;
 use crate::codec::Header;
 use crate::engine::config::{DEFAULT_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE};
 use crate::engine::event::{AuthFailure, DownReason, EspKeys, Selectors, UdpEncap};
+use crate::engine::sim::kernel::check_sender;
 use crate::engine::sim::Chassis;
 use crate::registry::{EncrId, ExchangeType};
 
@@ -59,6 +60,7 @@ impl Mesh {
         let mut net = Network::new(start, seed, conditions);
         let a = net.add_node(&[A], Chassis::new(a, 0xa000_0000));
         let b = net.add_node(&[B], Chassis::new(b, 0xb000_0000));
+        net.set_invariant(make_before_break);
         Mesh {
             net,
             a,
@@ -143,6 +145,36 @@ impl Mesh {
             installs(&self.events(self.a)),
             installs(&self.events(self.b)),
         )
+    }
+}
+
+/// RFC 7296 §2.8, checked after every step of every narrative: neither chassis sends on an SA
+/// the other cannot decrypt while it has one the other can.
+fn make_before_break(nodes: &[&Chassis]) -> Result<(), String> {
+    let [a, b] = nodes else {
+        return Ok(());
+    };
+    check_sender(&a.kernel, &b.kernel).map_err(|e| format!("a: {e}"))?;
+    check_sender(&b.kernel, &a.kernel).map_err(|e| format!("b: {e}"))
+}
+
+impl Mesh {
+    /// The violations of [`make_before_break`] so far.
+    pub fn violations(&self) -> &[(Duration, String)] {
+        self.net.violations()
+    }
+}
+
+impl Drop for Mesh {
+    /// Every narrative on a mesh ends with the make-before-break invariant held throughout.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert!(
+                self.violations().is_empty(),
+                "make-before-break violated: {:?}",
+                self.violations()
+            );
+        }
     }
 }
 

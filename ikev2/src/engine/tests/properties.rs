@@ -232,3 +232,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn debug_repro() {
+    let mut mesh = lossy_mesh(2186874890674316771, 18477, 55108, 1);
+    mesh.initiate_from_a();
+    mesh.run(Duration::from_secs(5));
+    mesh.net.advance(Duration::from_millis(36147), STEPS);
+    let (a, p) = (mesh.b, mesh.b_to_a);
+    apply(&mut mesh, a, p, &Command::Reauthenticate);
+    mesh.net.advance(Duration::from_millis(33), STEPS);
+    apply(&mut mesh, a, p, &Command::RekeyChild { which: 5129891338419179917 });
+    mesh.net.advance(Duration::from_secs(20), STEPS);
+    let v = mesh.violations().to_vec();
+    let (ea, eb) = (mesh.events(mesh.a), mesh.events(mesh.b));
+    eprintln!("{v:?}\na\n  {}\nb\n  {}", summary_t(&ea), summary_t(&eb));
+    std::mem::forget(mesh);
+}
+
+fn summary_t(events: &[Event]) -> String {
+    summary(events)
+        + &format!(
+            "\n{:?}",
+            events
+                .iter()
+                .filter(|e| matches!(
+                    e,
+                    Event::ChildSaOutboundReady { .. } | Event::ChildSaRekeyed { .. }
+                ))
+                .collect::<Vec<_>>()
+        )
+}
