@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use ikev2::engine::{AuthFailure, DownReason, EspAlgorithms, Event};
+use ikev2::engine::{AuthFailure, DownReason, EspAlgorithms, Event, Outbound};
 use ikev2::registry::{EncrId, EsnId, NotifyType};
 use tracing::{info, warn};
 use xfrm::{Key, Lifetimes, Limits, Mode, SpiRange, SpiRequest};
@@ -91,6 +91,7 @@ impl Daemon {
                 udp_encap,
                 soft_lifetime,
                 hard_lifetime,
+                outbound,
                 ..
             } => {
                 let Some(p) = self.peers.by_engine_id(peer) else {
@@ -120,13 +121,16 @@ impl Daemon {
                 };
                 p.child_sas
                     .push(sa(SaDirection::Inbound, spi_in, keys.encr_in.as_bytes()));
-                // Limitation: the responder of an exchange installs (and the kernel prefers) its
-                // new outbound SA at once, while the initiator installs the matching inbound SA
-                // only once it has the response: packets in that gap are lost (6-18 of 2000 at
-                // 50/s across two rekeys under emulation, tests/daemon/faults.sh).
-                p.child_sas
-                    .push(sa(SaDirection::Outbound, spi_out, keys.encr_out.as_bytes()));
-                info!(child = %name, spi_in = format_args!("{spi_in:08x}"), spi_out = format_args!("{spi_out:08x}"), encap = encap.is_some(), "CHILD_SA up");
+                let out = sa(SaDirection::Outbound, spi_out, keys.encr_out.as_bytes());
+                match outbound {
+                    Outbound::Now => p.child_sas.push(out),
+                    // The responder of a rekey: the kernel would send on the new outbound SA
+                    // at once, before the initiator can decrypt it (RFC 7296 §2.8).
+                    Outbound::Pending => p.pending_outbound.hold(spi_in, out),
+                }
+                // Limitation: a CHILD_SA we answer outside a rekey (IKE_AUTH, the second child,
+                // a peer's reauthentication) still has its outbound SA installed at once.
+                info!(child = %name, spi_in = format_args!("{spi_in:08x}"), spi_out = format_args!("{spi_out:08x}"), encap = encap.is_some(), outbound = ?outbound, "CHILD_SA up");
                 self.reconcile_due = true;
             }
             Event::ChildSaRekeyed {
@@ -138,10 +142,11 @@ impl Daemon {
             } => {
                 if let Some(p) = self.peers.by_engine_id(peer) {
                     let _span = p.span.clone().entered();
-                    // The new outbound SA carries traffic from now on; the old inbound one stays
+                    // The new outbound SA carries traffic from now on (or from its
+                    // ChildSaOutboundReady, the old one until then); the old inbound one stays
                     // until the Delete, for packets still in flight.
-                    p.child_sas
-                        .retain(|s| !(s.dir == SaDirection::Outbound && s.spi == old_spi_out));
+                    p.pending_outbound
+                        .rekeyed(&mut p.child_sas, old_spi_out, new_spi_in);
                     info!(
                         old_spi_in = format_args!("{old_spi_in:08x}"),
                         new_spi_in = format_args!("{new_spi_in:08x}"),
@@ -153,6 +158,24 @@ impl Daemon {
                         crate::metrics::RekeyResult::Success,
                     );
                     self.reconcile_due = true;
+                }
+            }
+            Event::ChildSaOutboundReady {
+                peer,
+                spi_in,
+                spi_out,
+                ..
+            } => {
+                if let Some(p) = self.peers.by_engine_id(peer) {
+                    let _span = p.span.clone().entered();
+                    if p.pending_outbound.ready(&mut p.child_sas, spi_in, spi_out) {
+                        info!(
+                            spi_in = format_args!("{spi_in:08x}"),
+                            spi_out = format_args!("{spi_out:08x}"),
+                            "CHILD_SA outbound SA switched"
+                        );
+                        self.reconcile_due = true;
+                    }
                 }
             }
             Event::ChildSaDelete {

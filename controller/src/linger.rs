@@ -70,6 +70,7 @@ impl Daemon {
         });
         for (peer, spi_in, spi_out) in due {
             if let Some(p) = self.peers.by_engine_id(peer) {
+                p.pending_outbound.deleted(spi_in);
                 p.child_sas.retain(|s| match s.dir {
                     SaDirection::Inbound => s.spi != spi_in,
                     SaDirection::Outbound => s.spi != spi_out,

@@ -217,6 +217,8 @@ pub struct Peer {
     pub last_error: Option<String>,
     /// CHILD_SAs (each direction one entry) to keep in the kernel.
     pub child_sas: Vec<ChildSa>,
+    /// Outbound SAs of rekeyed CHILD_SAs not desired yet (RFC 7296 §2.8).
+    pub pending_outbound: crate::kernel::PendingOutbound,
     /// When to initiate again after failures.
     pub retry: InitiateBackoff,
     /// The tracing span of this peer.
@@ -236,6 +238,7 @@ impl Peer {
             ike_sa: None,
             last_error: None,
             child_sas: Vec::new(),
+            pending_outbound: Default::default(),
             retry: InitiateBackoff::default(),
             span,
         }

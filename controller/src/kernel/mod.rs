@@ -48,8 +48,9 @@
 //! # Rekeying without loss
 //!
 //! The caller (the IKE layer) decides what is desired; for a rekey without loss it adds the new
-//! inbound SA first, the new outbound SA once the peer can receive on it, and drops the old
-//! SAs from the desired set last. Within one reconcile, additions always precede deletions.
+//! inbound SA first, the new outbound SA once the peer can receive on it (held back in a
+//! [`PendingOutbound`] until the engine says so), and drops the old SAs from the desired set
+//! last. Within one reconcile, additions always precede deletions.
 //!
 //! Level-triggered also means a desired state the kernel deleted is added again: after a
 //! hard expire the IKE layer drops that SA from the desired set (it rekeys at the soft one).
@@ -62,6 +63,7 @@ pub mod backoff;
 pub mod child_sa;
 pub mod error;
 pub mod pair;
+pub mod pending;
 pub mod plan;
 pub mod reconcile;
 pub mod wake;
@@ -72,6 +74,7 @@ pub use backoff::Backoff;
 pub use child_sa::{AeadAlgorithm, ChildSa, UdpEncap};
 pub use error::{PlanError, SyncError};
 pub use pair::{ChildKind, ProtectedPair, SaDirection, TunnelProtocol};
+pub use pending::PendingOutbound;
 pub use plan::{plan, Actual, Desired, Plan};
 pub use reconcile::{ChangeFailure, KernelSync, ObjectRef, Operation, ReconcileReport};
 pub use wake::{needs_reconcile, next_wakeup, Wakeup};

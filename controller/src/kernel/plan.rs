@@ -415,6 +415,43 @@ mod tests {
     }
 
     #[test]
+    fn responder_rekey_keeps_the_old_outbound_state_until_the_held_one_is_ready() {
+        use crate::kernel::PendingOutbound;
+        let mut desired = Desired {
+            pairs: vec![pair(1, 0)],
+            child_sas: sas(0, 0x100),
+        };
+        let mut actual = Actual::default();
+        converge(&desired, &mut actual, &HashSet::new());
+        let old_out = 0x101;
+
+        // The new CHILD_SA as the rekey's responder: the inbound state at once, the outbound
+        // one held; the rekey reported.
+        let mut pending = PendingOutbound::default();
+        desired
+            .child_sas
+            .push(sa(0, ChildKind::Out, SaDirection::Inbound, 0x200));
+        pending.hold(0x200, sa(0, ChildKind::Out, SaDirection::Outbound, 0x201));
+        pending.rekeyed(&mut desired.child_sas, old_out, 0x200);
+        let p = converge(&desired, &mut actual, &HashSet::new());
+        assert_eq!(kinds(&p.changes), vec!["add-state"]);
+
+        // Another reconcile pass changes nothing: the old outbound state stays, the held one
+        // is still held.
+        assert!(plan(&config(), &desired, &actual, &HashSet::new())
+            .changes
+            .is_empty());
+        assert!(pending.is_held(0x200));
+        assert!(actual.states.iter().any(|s| s.id.spi == old_out));
+
+        // Ready: the new outbound state is added, then the old one deleted.
+        assert!(pending.ready(&mut desired.child_sas, 0x200, 0x201));
+        let p = converge(&desired, &mut actual, &HashSet::new());
+        assert_eq!(kinds(&p.changes), vec!["add-state", "delete-state"]);
+        assert!(!actual.states.iter().any(|s| s.id.spi == old_out));
+    }
+
+    #[test]
     fn rekey_in_one_step_orders_additions_before_deletions() {
         let mut desired = Desired {
             pairs: vec![pair(1, 0)],

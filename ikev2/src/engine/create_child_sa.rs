@@ -55,13 +55,15 @@ pub const NOT_FOUND_SETTLE: Duration = Duration::from_secs(60);
 
 /// As the responder of a CHILD_SA rekey, how long after our response the new outbound SA is
 /// reported ready ([`Event::ChildSaOutboundReady`]) if nothing proved the initiator switched
-/// before: the initiator's Delete of the old CHILD_SA and its later requests are that proof,
-/// but an initiator may never send either (one that keeps old CHILD_SAs to their hard
-/// lifetime, or one whose window was full, as ours drops a retired CHILD_SA without a Delete
-/// then), and we must not keep sending on the old SA until it expires. Longer than the
-/// initiator's first four retransmissions (0.5 + 1 + 2 + 4 s), so a response lost a few times
-/// still arrives first.
-pub const OUTBOUND_SWITCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// before. The initiator's Delete of the old CHILD_SA and its later requests are that proof,
+/// but an initiator may send neither (one that keeps old CHILD_SAs to their hard lifetime, or
+/// one whose window was full, as ours drops a retired CHILD_SA without a Delete then), and we
+/// must not keep sending on the old SA until it expires. Longer than the whole retransmission
+/// schedule of the request (47.5 s, `timers.rs`), which started before our response: by then
+/// the initiator has our response or has given the IKE SA up, so switching cannot lose
+/// packets to an SA the peer lacks. A peer with a longer schedule (strongSwan's runs about
+/// 165 s) deletes the old CHILD_SA as soon as it has the response anyway.
+pub const OUTBOUND_SWITCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the responder does with a CREATE_CHILD_SA request.
 pub(crate) enum CreateChildReply {

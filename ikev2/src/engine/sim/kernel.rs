@@ -39,6 +39,9 @@ pub struct KernelModel {
     installed_ever: BTreeSet<u32>,
     /// Installed outbound states per CHILD_SA configuration, oldest first.
     outbound: BTreeMap<String, Vec<OutboundState>>,
+    /// Outbound SPIs removed for a rekey's new outbound SA while their CHILD_SA is not deleted
+    /// yet: SAs the chassis chose to stop sending on.
+    given_up: BTreeSet<u32>,
     /// CHILD_SAs whose outbound state is not installed yet, by inbound SPI.
     pending: BTreeMap<u32, Pending>,
     /// Events the daemon could not have applied (an outbound SA reported ready twice, or
@@ -79,7 +82,7 @@ impl KernelModel {
                 Some(p) if p.spi_out == *spi_out => {
                     self.install_outbound(&p.name, p.spi_out, true);
                     for old in p.replaces {
-                        self.remove_outbound(old);
+                        self.give_up_outbound(old);
                     }
                 }
                 _ => self.errors.push(format!(
@@ -100,7 +103,7 @@ impl KernelModel {
                             s.successor = true;
                         }
                     }
-                    self.remove_outbound(*old_spi_out);
+                    self.give_up_outbound(*old_spi_out);
                 }
             },
             Event::ChildSaDelete {
@@ -108,6 +111,7 @@ impl KernelModel {
             } => {
                 self.inbound.remove(spi_in);
                 self.pending.remove(spi_in);
+                self.given_up.remove(spi_out);
                 self.remove_outbound(*spi_out);
             }
             _ => {}
@@ -119,6 +123,19 @@ impl KernelModel {
             .entry(name.to_string())
             .or_default()
             .push(OutboundState { spi_out, successor });
+    }
+
+    /// Removes outbound SA `spi_out` in favour of a rekey's new one; its CHILD_SA lives on.
+    fn give_up_outbound(&mut self, spi_out: u32) {
+        if self
+            .outbound
+            .values()
+            .flatten()
+            .any(|s| s.spi_out == spi_out)
+        {
+            self.given_up.insert(spi_out);
+        }
+        self.remove_outbound(spi_out);
     }
 
     fn remove_outbound(&mut self, spi_out: u32) {
@@ -146,8 +163,10 @@ impl KernelModel {
 
 /// The make-before-break invariant between two chassis: for every configuration whose newest
 /// outbound SA at `from` came from a CHILD_SA rekey, `from` never sends on an SA before `to`
-/// has installed its inbound state, unless none of `from`'s outbound SAs of it could be
-/// decrypted by `to` (then `to` lost its state, and nothing `from` could do would help); and a
+/// has installed its inbound state while `from` could still send on one `to` can decrypt (an
+/// installed outbound SA, or one it removed for the new one while its CHILD_SA lives; when
+/// none is left, `to` lost its state or the old SA expired, and nothing `from` could do would
+/// help); and a
 /// CHILD_SA waiting for its outbound SA still has an older outbound SA carrying its traffic.
 /// Also reports the events `from` could not apply.
 ///
@@ -169,9 +188,12 @@ pub fn check_sender(from: &KernelModel, to: &KernelModel) -> Result<(), String> 
         };
         let decryptable = |spi: u32| to.inbound.contains(&spi);
         if !to.installed_ever.contains(&active) {
-            if let Some(good) = states
+            let usable = states
                 .iter()
                 .map(|s| s.spi_out)
+                .chain(from.given_up.iter().copied());
+            if let Some(good) = usable
+                .filter(|out| *out != active)
                 .find(|out| decryptable(*out))
             {
                 return Err(format!(

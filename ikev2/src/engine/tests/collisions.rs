@@ -6,10 +6,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::ike_auth::{child_pfs, Mesh};
+use super::outbound_switch::{outbound_of, ready};
 use super::rekey::{assert_agree, established, first_child, live, rekeys};
 use super::*;
 use crate::engine::ike_sa::State;
 use crate::engine::sim::Datagram;
+use crate::engine::Outbound;
 use crate::registry::ExchangeType;
 
 /// A nonce whose first octet decides every comparison.
@@ -106,6 +108,25 @@ fn collide(seed: u64, lowest: Lowest) {
         );
         assert_eq!(d.len(), 2);
     }
+    // Each side answered the other's exchange, so its CHILD_SA of that exchange was held
+    // (RFC 7296 §2.8). The side that answered the winning exchange switches to it once, before
+    // the old CHILD_SA goes; the side that answered the losing one never sends on it.
+    let ((won, won_new, won_old), (lost, lost_new)) = if a_lost {
+        ((&new_a, survivor_a, a_old), (&new_b, redundant_b))
+    } else {
+        ((&new_b, survivor_b, b_old), (&new_a, redundant_a))
+    };
+    assert_eq!(outbound_of(won, won_new), Some(Outbound::Pending));
+    assert_eq!(outbound_of(lost, lost_new), Some(Outbound::Pending));
+    assert_eq!(ready(won), vec![won_new], "{lowest:?}: {won:?}");
+    let at = |events: &[Event], f: &dyn Fn(&Event) -> bool| events.iter().position(f);
+    let ready_at = at(won, &|e| matches!(e, Event::ChildSaOutboundReady { .. }));
+    let delete_at = at(
+        won,
+        &|e| matches!(e, Event::ChildSaDelete { spi_in, .. } if *spi_in == won_old),
+    );
+    assert!(ready_at < delete_at, "{lowest:?}: {won:?}");
+    assert!(ready(lost).is_empty(), "{lowest:?}: {lost:?}");
     ea.extend(new_a);
     eb.extend(new_b);
     assert_agree(&ea, &eb, 2);

@@ -10,6 +10,7 @@ mod ike_auth;
 mod ike_rekey;
 mod ike_sa_init;
 mod informational;
+mod outbound_switch;
 mod properties;
 mod reauth;
 mod rekey;
