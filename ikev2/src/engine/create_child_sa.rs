@@ -591,6 +591,8 @@ impl Endpoint {
         };
         // RFC 7296 §2.8: as the responder of a rekey we keep sending on the old CHILD_SA until
         // the initiator, which installs the new one when it gets this response, has switched.
+        // Limitation: an additional CHILD_SA (no old one to keep sending on) is `Outbound::Now`,
+        // as is every CHILD_SA we answer in IKE_AUTH, a peer's reauthentication included.
         let pending = rekey_of.map(|(old_in, _)| PendingOutbound {
             replaces: old_in,
             message_id: Some(message_id),

@@ -324,6 +324,8 @@ impl Endpoint {
             .rekey
             .delete_reason
             .unwrap_or(DownReason::Terminated);
+        // Limitation: the CHILD_SAs are reported deleted as the Delete leaves, while the peer
+        // may send on them until it has it (a reauthentication's old IKE SA included).
         let children = std::mem::take(&mut established.children);
         for child in children {
             self.push_event(Event::ChildSaDelete {
