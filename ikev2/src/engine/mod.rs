@@ -53,7 +53,7 @@ pub mod window;
 pub use config::{
     ChildConfig, ConfigError, Credentials, EndpointConfig, Mode, PeerConfig, IKE_PORT, NAT_T_PORT,
 };
-pub use endpoint::{CommandError, Endpoint, IkeSaInfo, Transmit};
+pub use endpoint::{ChildSaTimes, CommandError, Endpoint, IkeSaInfo, Transmit};
 pub use event::{
     AuthFailure, DownReason, EspAlgorithms, EspKeys, Event, IkeAlgorithms, IkeSaId, PeerId,
     Selectors, SpiRequestId, UdpEncap,
