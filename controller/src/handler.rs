@@ -458,6 +458,8 @@ impl Daemon {
                     (false, None) => ConnectionState::Connecting,
                     (false, Some(_)) => ConnectionState::Disconnected,
                 },
+                // Limitation: the RAFT role of the member is not passed up from the OVSDB
+                // monitor, so it is never reported.
                 member_role: None,
                 last_sync_unix: self.southbound.last_sync.map(unix),
             },
@@ -543,10 +545,9 @@ impl Daemon {
                     policy: PeerPolicy::Desired,
                     exempt_group: None,
                     ike_state: ike_state(p),
-                    role: Some(match p.desired.role {
-                        crate::desired::Role::Initiator => Role::Initiator,
-                        crate::desired::Role::Responder { .. } => Role::Responder,
-                    }),
+                    // Who started the current IKE SA (after the pair's rule, the grace period or a
+                    // crossing), not who the rule says starts first.
+                    role: info.as_ref().map(|i| role_of(i.role)),
                     suite: info
                         .as_ref()
                         .and_then(|i| i.algorithms.as_ref().map(suite_name)),
@@ -595,10 +596,7 @@ impl Daemon {
                 remote_port: info.remote.port(),
                 spi_i: ike_spi_hex(info.spi_i),
                 spi_r: ike_spi_hex(info.spi_r),
-                role: match info.role {
-                    ikev2::engine::Role::Initiator => Role::Initiator,
-                    ikev2::engine::Role::Responder => Role::Responder,
-                },
+                role: role_of(info.role),
                 state: match (established, info.winding_down) {
                     (true, false) => IkeSaState::Established,
                     (true, true) => IkeSaState::Deleting,
@@ -767,6 +765,14 @@ fn child_sa_info(
         },
         rekey_in_secs: times.rekey_at.map(|at| secs_until(at, now)),
     })
+}
+
+/// Our role in an IKE SA, in the control protocol's words.
+fn role_of(r: ikev2::engine::Role) -> Role {
+    match r {
+        ikev2::engine::Role::Initiator => Role::Initiator,
+        ikev2::engine::Role::Responder => Role::Responder,
+    }
 }
 
 /// Seconds from `now` until `at` (0 when it has passed).
