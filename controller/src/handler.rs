@@ -577,9 +577,13 @@ impl Daemon {
                 continue;
             };
             let established = info.state == "established";
-            // Limitation: the age of every IKE SA of a peer counts from the peer's first IKE SA
-            // coming up, not from its latest rekey.
-            let age_secs = age(peer).unwrap_or(0);
+            // Limitation: the age of an established IKE SA counts from the peer's first IKE SA
+            // coming up, not from its latest rekey; one not yet established shows 0.
+            let age_secs = if established {
+                age(peer).unwrap_or(0)
+            } else {
+                0
+            };
             let child_sas = info
                 .child_sas
                 .iter()

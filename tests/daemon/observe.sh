@@ -277,6 +277,8 @@ check "ipsecctl peers: its time ($err_at) is when it failed, while the impostor 
 ctl 1 peers >/tmp/out
 check "ipsecctl peers table: chassis-3's LAST ERROR has its time and message" \
     sh -c "grep '^chassis-3 ' /tmp/out | grep -Eq '[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z .*(identity|authenticat)'"
+echo "# ipsecctl peers on chassis-1 with the exempt chassis-4 and the failed impostor chassis-3:"
+sed 's/^/#   /' /tmp/out
 ctl 1 status --json >/tmp/ctl.json
 same "peers up with the impostor present: metrics = ipsecctl status" \
     "$(sample $page 'ovn_ipsec_peers{state="up"}')" "$(jqf .peers_up)"
