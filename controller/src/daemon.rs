@@ -487,7 +487,10 @@ impl Daemon {
                 }
                 Err(error) => {
                     warn!(%error, "peer configuration refused");
-                    peer.last_error = Some(error.to_string());
+                    peer.last_error = Some(crate::peers::PeerFailure {
+                        message: error.to_string(),
+                        at: SystemTime::now(),
+                    });
                 }
             }
         }

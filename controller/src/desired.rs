@@ -284,6 +284,9 @@ pub struct DesiredPeers {
     pub peers: BTreeMap<PeerKey, DesiredPeer>,
     /// Chassis and encaps that yield no peer, and why.
     pub excluded: Vec<Exclusion>,
+    /// The encap pairs of opted-out chassis (also in `excluded`, once per chassis), for
+    /// `ipsecctl peers`.
+    pub exempt: Vec<ExemptPeer>,
 }
 
 impl DesiredPeers {
@@ -292,8 +295,23 @@ impl DesiredPeers {
             state,
             peers: BTreeMap::new(),
             excluded: Vec::new(),
+            exempt: Vec::new(),
         }
     }
+}
+
+/// An encap pair that would have a tunnel but is not protected: the two chassis share an
+/// IPsec exempt group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExemptPeer {
+    /// The two tunnel endpoints.
+    pub key: PeerKey,
+    /// The Southbound name of the remote chassis.
+    pub remote_chassis: String,
+    /// The encapsulation of the tunnel.
+    pub encap_type: EncapType,
+    /// The (first) exempt group both chassis are in.
+    pub group: String,
 }
 
 /// The preference of an encapsulation type, higher is better (as ovn-controller ranks them);
@@ -492,6 +510,38 @@ fn pair_exclusion(
     Some(Exclusion::Exempt { chassis, group })
 }
 
+/// The encap pairs `local` and the opted-out `remote` would have a tunnel on, chosen as for a
+/// protected peer; unusable encaps are left out without being reported, since nothing is
+/// programmed for them.
+fn exempt_pairs(
+    index: &EncapIndex<'_>,
+    local: &Chassis,
+    remote: &Chassis,
+    group: &str,
+) -> Vec<ExemptPeer> {
+    let Some(encap_type) = best_common_type(local, remote) else {
+        return Vec::new();
+    };
+    let mut unreported = Vec::new();
+    let locals = index.usable(local, &encap_type, &mut unreported);
+    let remotes = index.usable(remote, &encap_type, &mut unreported);
+    let mut out = Vec::new();
+    for l in &locals {
+        for r in remotes.iter().filter(|r| r.ip.is_ipv4() == l.ip.is_ipv4()) {
+            out.push(ExemptPeer {
+                key: PeerKey {
+                    local_ip: l.ip,
+                    remote_ip: r.ip,
+                },
+                remote_chassis: remote.name.clone(),
+                encap_type: encap_type.clone(),
+                group: group.to_owned(),
+            });
+        }
+    }
+    out
+}
+
 /// Computes the desired protected peers of `local_chassis` from `snapshot` (the rules are in
 /// the module documentation).
 pub fn desired_peers(snapshot: &Snapshot, local_chassis: &str) -> DesiredPeers {
@@ -517,6 +567,10 @@ pub fn desired_peers(snapshot: &Snapshot, local_chassis: &str) -> DesiredPeers {
             continue;
         }
         if let Some(x) = pair_exclusion(local, remote, &local_groups) {
+            if let Exclusion::Exempt { group, .. } = &x {
+                out.exempt
+                    .extend(exempt_pairs(&index, local, remote, group));
+            }
             out.excluded.push(x);
             continue;
         }

@@ -1,7 +1,7 @@
 //! Engine events into the kernel and the logs: SPI allocation, CHILD_SA install, rekey and
 //! delete into the desired set (then a reconcile), IKE SA up/down and authentication failures.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ikev2::engine::{AuthFailure, DownReason, EspAlgorithms, Event, Outbound};
 use ikev2::registry::{EncrId, EsnId, NotifyType};
@@ -262,6 +262,9 @@ impl Daemon {
                     if let Some(failure) = failure_of(reason) {
                         self.metrics.failure(failure);
                     }
+                    if let Some(text) = crate::peers::down_failure_text(reason) {
+                        p.record_error(text, SystemTime::now());
+                    }
                     p.ike_sa = None;
                     p.ike = IkeState::Idle;
                     p.up_since = None;
@@ -289,7 +292,7 @@ impl Daemon {
                         // With an IKE SA up this was a reauthentication; the old one stays.
                         p.ike = IkeState::Failed;
                     }
-                    p.last_error = Some(detail);
+                    p.record_error(detail, SystemTime::now());
                     self.metrics.failure(crate::metrics::FailureReason::Auth);
                 }
             }

@@ -16,7 +16,7 @@ use control_api::protocol::{
     IkeSaInfo, IkeSaState, KernelCounters, PeerError, PeerInfo, PeerPolicy, Role, SaLifetime,
     SaList, SaMode, SouthboundStatus, Status, TrafficSelector, UdpEncapsulation,
 };
-use ikev2::engine::IkeAlgorithms;
+use ikev2::engine::{ChildSaTimes, IkeAlgorithms};
 use ikev2::registry::IntegId;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -35,7 +35,7 @@ use counters::{
 pub struct SharedView {
     /// The node overview.
     pub status: Option<Status>,
-    /// Every desired peer.
+    /// Every desired peer, then every exempt one.
     pub peers: Vec<PeerInfo>,
     /// Every IKE SA with its CHILD_SAs (kernel counters still zero: filled in when asked).
     pub sas: Vec<IkeSaInfo>,
@@ -211,9 +211,7 @@ impl DaemonHandler {
     }
 
     fn queue_for(&self, peer: &str, cmd: Command) -> Result<ActionDone, ActionError> {
-        if !self.read().peers.iter().any(|p| p.chassis == peer) {
-            return Err(ActionError::UnknownPeer { peer: peer.into() });
-        }
+        check_protected(&self.read(), peer)?;
         self.commands.send(cmd).map_err(|_| ActionError::Failed {
             message: "the daemon loop is stopping".into(),
         })?;
@@ -247,6 +245,7 @@ impl ControlHandler for DaemonHandler {
         let mut peers = view.peers;
         for p in &mut peers {
             p.age_secs = p.age_secs.map(|a| a.saturating_add(stale));
+            p.next_rekey_secs = p.next_rekey_secs.map(|r| r.saturating_sub(stale));
         }
         peers
     }
@@ -257,8 +256,10 @@ impl ControlHandler for DaemonHandler {
         let mut ike_sas = view.sas;
         for ike in &mut ike_sas {
             ike.age_secs = ike.age_secs.saturating_add(stale);
+            ike.rekey_in_secs = ike.rekey_in_secs.map(|r| r.saturating_sub(stale));
             for child in &mut ike.child_sas {
                 child.lifetime.age_secs = child.lifetime.age_secs.saturating_add(stale);
+                child.rekey_in_secs = child.rekey_in_secs.map(|r| r.saturating_sub(stale));
             }
         }
         if let Some(readings) = self.kernel_readings(&view.owners) {
@@ -277,9 +278,7 @@ impl ControlHandler for DaemonHandler {
 
     fn rekey(&self, peer: &str) -> Result<ActionDone, ActionError> {
         let view = self.read();
-        if !view.peers.iter().any(|p| p.chassis == peer) {
-            return Err(ActionError::UnknownPeer { peer: peer.into() });
-        }
+        check_protected(&view, peer)?;
         let established = view.sas.iter().any(|sa| {
             sa.peer == peer && sa.state == IkeSaState::Established && !sa.child_sas.is_empty()
         });
@@ -331,6 +330,26 @@ impl ControlHandler for DaemonHandler {
                 "the daemon did not finish the cleanup in time".into(),
             )),
         }
+    }
+}
+
+/// Refuses an action on a chassis that is no desired peer: unknown, or exempt (which has no
+/// IKE SA to start, delete or rekey).
+fn check_protected(view: &SharedView, chassis: &str) -> Result<(), ActionError> {
+    let mut listed = view.peers.iter().filter(|p| p.chassis == chassis);
+    if listed.clone().any(|p| p.policy == PeerPolicy::Desired) {
+        return Ok(());
+    }
+    match listed.next() {
+        Some(p) => Err(ActionError::Failed {
+            message: format!(
+                "{chassis} is exempt from IPsec (exempt group {}): it has no IKE SA",
+                p.exempt_group.as_deref().unwrap_or("?")
+            ),
+        }),
+        None => Err(ActionError::UnknownPeer {
+            peer: chassis.into(),
+        }),
     }
 }
 
@@ -423,16 +442,6 @@ fn ike_state(p: &Peer) -> IkeSaState {
     }
 }
 
-fn host_ts(ip: IpAddr, proto: u8, port: Option<u16>) -> TrafficSelector {
-    TrafficSelector {
-        start_address: ip,
-        end_address: ip,
-        ip_protocol: proto,
-        start_port: port.unwrap_or(0),
-        end_port: port.unwrap_or(u16::MAX),
-    }
-}
-
 impl Daemon {
     /// Publishes the state for the control API and the metrics.
     pub(crate) fn publish(&self) {
@@ -443,11 +452,14 @@ impl Daemon {
             chassis: self.chassis.clone(),
             southbound: SouthboundStatus {
                 remote: self.southbound.remote.clone(),
-                state: if self.southbound.connected {
-                    ConnectionState::Connected
-                } else {
-                    ConnectionState::Disconnected
+                state: match (self.southbound.connected, &self.southbound.remote) {
+                    (true, _) => ConnectionState::Connected,
+                    // Never connected yet: the first attempts are still being made.
+                    (false, None) => ConnectionState::Connecting,
+                    (false, Some(_)) => ConnectionState::Disconnected,
                 },
+                // Limitation: the RAFT role of the member is not passed up from the OVSDB
+                // monitor, so it is never reported.
                 member_role: None,
                 last_sync_unix: self.southbound.last_sync.map(unix),
             },
@@ -497,14 +509,6 @@ impl Daemon {
             p.up_since
                 .map(|t| now.saturating_duration_since(t).as_secs())
         };
-        // The suite of each peer's established IKE SA.
-        let suites: std::collections::HashMap<ikev2::engine::PeerId, String> = self
-            .endpoint
-            .ike_sas()
-            .filter_map(|id| self.endpoint.ike_sa_info(id))
-            .filter(|info| info.state == "established")
-            .filter_map(|info| Some((info.peer, suite_name(&info.algorithms?))))
-            .collect();
         let owners = self
             .peers
             .peers
@@ -520,31 +524,44 @@ impl Daemon {
                     })
             })
             .collect();
-        // Limitation: exempt chassis are counted in the status but not listed as peers.
-        let peers = self
+        // The engine's view of each peer's current IKE SA (a reauthentication's new one once
+        // it took over).
+        let current = |p: &Peer| {
+            p.ike_sa
+                .and_then(|id| self.endpoint.ike_sa_info(id))
+                .filter(|info| info.state == "established")
+        };
+        let mut peers: Vec<PeerInfo> = self
             .peers
             .peers
             .values()
-            .map(|p| PeerInfo {
-                chassis: p.desired.remote_chassis.clone(),
-                local_ip: p.desired.key.local_ip,
-                remote_ip: p.desired.key.remote_ip,
-                encap: format!("{:?}", p.desired.encap_type).to_lowercase(),
-                policy: PeerPolicy::Desired,
-                ike_state: ike_state(p),
-                role: Some(match p.desired.role {
-                    crate::desired::Role::Initiator => Role::Initiator,
-                    crate::desired::Role::Responder { .. } => Role::Responder,
-                }),
-                suite: p.engine_id.and_then(|id| suites.get(&id).cloned()),
-                age_secs: age(p),
-                next_rekey_secs: None,
-                last_error: p.last_error.as_ref().map(|m| PeerError {
-                    message: m.clone(),
-                    at_unix: unix(SystemTime::now()),
-                }),
+            .map(|p| {
+                let info = current(p);
+                PeerInfo {
+                    chassis: p.desired.remote_chassis.clone(),
+                    local_ip: p.desired.key.local_ip,
+                    remote_ip: p.desired.key.remote_ip,
+                    encap: encap_name(&p.desired.encap_type),
+                    policy: PeerPolicy::Desired,
+                    exempt_group: None,
+                    ike_state: ike_state(p),
+                    // Who started the current IKE SA (after the pair's rule, the grace period or a
+                    // crossing), not who the rule says starts first.
+                    role: info.as_ref().map(|i| role_of(i.role)),
+                    suite: info
+                        .as_ref()
+                        .and_then(|i| i.algorithms.as_ref().map(suite_name)),
+                    age_secs: age(p),
+                    next_rekey_secs: info.as_ref().and_then(|i| ike_rekey_in(i, now)),
+                    last_error: p.last_error.as_ref().map(|e| PeerError {
+                        message: e.message.clone(),
+                        at_unix: unix(e.at),
+                    }),
+                }
             })
             .collect();
+        // Limitation: an exempt chassis with no usable encap pair is counted but not listed.
+        peers.extend(self.desired.exempt.iter().map(exempt_info));
 
         let mut sas = Vec::new();
         for id in self.endpoint.ike_sas() {
@@ -560,12 +577,21 @@ impl Daemon {
                 continue;
             };
             let established = info.state == "established";
-            let mut child_sas = Vec::new();
-            if established {
-                for kind in [ChildKind::Out, ChildKind::In] {
-                    child_sas.extend(self.child_info(peer, kind, age(peer).unwrap_or(0)));
-                }
-            }
+            // Limitation: the age of an established IKE SA counts from the peer's first IKE SA
+            // coming up, not from its latest rekey; one not yet established shows 0.
+            let age_secs = if established {
+                age(peer).unwrap_or(0)
+            } else {
+                0
+            };
+            let child_sas = info
+                .child_sas
+                .iter()
+                .filter_map(|times| {
+                    let reqid = |kind| self.kernel.config().reqid(peer.index, kind).ok();
+                    child_sa_info(peer, reqid, times, now, age_secs)
+                })
+                .collect();
             sas.push(IkeSaInfo {
                 peer: peer.desired.remote_chassis.clone(),
                 local_ip: info.local.ip(),
@@ -574,14 +600,11 @@ impl Daemon {
                 remote_port: info.remote.port(),
                 spi_i: ike_spi_hex(info.spi_i),
                 spi_r: ike_spi_hex(info.spi_r),
-                role: match info.role {
-                    ikev2::engine::Role::Initiator => Role::Initiator,
-                    ikev2::engine::Role::Responder => Role::Responder,
-                },
-                state: if established {
-                    IkeSaState::Established
-                } else {
-                    IkeSaState::Connecting
+                role: role_of(info.role),
+                state: match (established, info.winding_down) {
+                    (true, false) => IkeSaState::Established,
+                    (true, true) => IkeSaState::Deleting,
+                    (false, _) => IkeSaState::Connecting,
                 },
                 encryption: info
                     .algorithms
@@ -599,8 +622,8 @@ impl Daemon {
                     .algorithms
                     .map(|a| a.ke.to_string())
                     .unwrap_or_default(),
-                age_secs: age(peer).unwrap_or(0),
-                rekey_in_secs: None,
+                age_secs,
+                rekey_in_secs: ike_rekey_in(&info, now),
                 child_sas,
             });
         }
@@ -698,52 +721,151 @@ impl Daemon {
             }
         }
     }
+}
 
-    /// The newest CHILD_SA of one kind, from its two directions.
-    fn child_info(&self, p: &Peer, kind: ChildKind, age_secs: u64) -> Option<ChildSaInfo> {
-        let newest = |dir| {
-            p.child_sas
-                .iter()
-                .rev()
-                .find(|s| s.child == kind && s.dir == dir)
-        };
-        let (inbound, outbound) = (
-            newest(SaDirection::Inbound)?,
-            newest(SaDirection::Outbound)?,
-        );
-        let reqid = self.kernel.config().reqid(p.index, kind).ok()?;
-        let proto = p.desired.protocol.ip_proto();
-        let port = p.desired.remote_port;
-        let (l, r) = (p.desired.key.local_ip, p.desired.key.remote_ip);
-        let (local_ts, remote_ts) = match kind {
-            ChildKind::Out => (host_ts(l, proto, None), host_ts(r, proto, Some(port))),
-            ChildKind::In => (host_ts(l, proto, Some(port)), host_ts(r, proto, None)),
-        };
-        Some(ChildSaInfo {
-            spi_in: inbound.spi,
-            spi_out: outbound.spi,
-            reqid,
-            mode: SaMode::Transport,
-            encapsulation: inbound.encap.map(|e| UdpEncapsulation {
-                source_port: e.local_port,
-                destination_port: e.remote_port,
-            }),
-            local_ts: vec![local_ts],
-            remote_ts: vec![remote_ts],
-            encryption: esp_name(inbound.algorithm).to_owned(),
-            integrity: None,
-            esn: inbound.esn,
-            // Counters come from the kernel when the list is asked for (`fill_from_kernel`).
-            inbound: KernelCounters::default(),
-            outbound: KernelCounters::default(),
-            lifetime: SaLifetime {
-                age_secs,
-                soft_secs: inbound.lifetimes.soft.add_seconds,
-                hard_secs: inbound.lifetimes.hard.add_seconds,
-                soft_bytes: None,
-                hard_bytes: None,
-            },
-        })
+/// One CHILD_SA of the engine's IKE SA with `p`, from the two kernel states the daemon
+/// installed for it (`None` until both are), with the reqid of its kind.
+fn child_sa_info(
+    p: &Peer,
+    reqid: impl Fn(ChildKind) -> Option<u32>,
+    times: &ChildSaTimes,
+    now: Instant,
+    age_secs: u64,
+) -> Option<ChildSaInfo> {
+    let state = |dir, spi| p.child_sas.iter().find(|s| s.dir == dir && s.spi == spi);
+    let inbound = state(SaDirection::Inbound, times.spi_in)?;
+    let outbound = state(SaDirection::Outbound, times.spi_out)?;
+    let kind = inbound.child;
+    let reqid = reqid(kind)?;
+    // The outbound state's selector: its source is our end, its destination the peer's.
+    let selector = outbound
+        .selector
+        .unwrap_or_else(|| p.pair().selector(kind, SaDirection::Outbound));
+    let (local_ts, remote_ts) = selector_ts(&selector);
+    Some(ChildSaInfo {
+        spi_in: inbound.spi,
+        spi_out: outbound.spi,
+        reqid,
+        mode: SaMode::Transport,
+        encapsulation: inbound.encap.map(|e| UdpEncapsulation {
+            source_port: e.local_port,
+            destination_port: e.remote_port,
+        }),
+        local_ts: vec![local_ts],
+        remote_ts: vec![remote_ts],
+        encryption: esp_name(inbound.algorithm).to_owned(),
+        // Only AEAD transforms are installed.
+        integrity: None,
+        esn: inbound.esn,
+        // Counters come from the kernel when the list is asked for (`fill_from_kernel`).
+        inbound: KernelCounters::default(),
+        outbound: KernelCounters::default(),
+        lifetime: SaLifetime {
+            age_secs,
+            soft_secs: inbound.lifetimes.soft.add_seconds,
+            hard_secs: inbound.lifetimes.hard.add_seconds,
+            soft_bytes: inbound.lifetimes.soft.bytes,
+            hard_bytes: inbound.lifetimes.hard.bytes,
+        },
+        rekey_in_secs: times.rekey_at.map(|at| secs_until(at, now)),
+    })
+}
+
+/// Our role in an IKE SA, in the control protocol's words.
+fn role_of(r: ikev2::engine::Role) -> Role {
+    match r {
+        ikev2::engine::Role::Initiator => Role::Initiator,
+        ikev2::engine::Role::Responder => Role::Responder,
+    }
+}
+
+/// Seconds from `now` until `at` (0 when it has passed).
+fn secs_until(at: Instant, now: Instant) -> u64 {
+    at.saturating_duration_since(now).as_secs()
+}
+
+/// Seconds until the IKE SA is next replaced: its rekey or, when earlier, its
+/// reauthentication; `None` when neither is scheduled.
+fn ike_rekey_in(info: &ikev2::engine::IkeSaInfo, now: Instant) -> Option<u64> {
+    next_replacement_in(info.rekey_at, info.reauth_at, now)
+}
+
+/// Seconds from `now` until the earlier of a rekey and a reauthentication deadline.
+fn next_replacement_in(
+    rekey_at: Option<Instant>,
+    reauth_at: Option<Instant>,
+    now: Instant,
+) -> Option<u64> {
+    let next = match (rekey_at, reauth_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }?;
+    Some(secs_until(next, now))
+}
+
+/// An encap type as `ipsecctl peers` writes it (`geneve`, `vxlan`).
+fn encap_name(t: &crate::southbound::EncapType) -> String {
+    use crate::southbound::EncapType;
+    match t {
+        EncapType::Geneve => "geneve".into(),
+        EncapType::Vxlan => "vxlan".into(),
+        EncapType::Stt => "stt".into(),
+        EncapType::Other(name) => name.clone(),
+    }
+}
+
+/// An opted-out encap pair as `ipsecctl peers` lists it: no IKE SA, the group that exempted it.
+fn exempt_info(e: &crate::desired::ExemptPeer) -> PeerInfo {
+    PeerInfo {
+        chassis: e.remote_chassis.clone(),
+        local_ip: e.key.local_ip,
+        remote_ip: e.key.remote_ip,
+        encap: encap_name(&e.encap_type),
+        policy: PeerPolicy::Exempt,
+        exempt_group: Some(e.group.clone()),
+        ike_state: IkeSaState::None,
+        role: None,
+        suite: None,
+        age_secs: None,
+        next_rekey_secs: None,
+        last_error: None,
+    }
+}
+
+/// A kernel selector as the traffic selectors of our end and the peer's.
+fn selector_ts(s: &xfrm::Selector) -> (TrafficSelector, TrafficSelector) {
+    let ts = |prefix: xfrm::Prefix, port: Option<u16>| {
+        let (start_address, end_address) = prefix_range(prefix);
+        TrafficSelector {
+            start_address,
+            end_address,
+            ip_protocol: s.proto.unwrap_or(0),
+            start_port: port.unwrap_or(0),
+            end_port: port.unwrap_or(u16::MAX),
+        }
+    };
+    (ts(s.src, s.sport), ts(s.dst, s.dport))
+}
+
+/// The first and last address of a prefix.
+fn prefix_range(p: xfrm::Prefix) -> (IpAddr, IpAddr) {
+    match p.addr {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let host = u32::MAX.checked_shr(u32::from(p.len)).unwrap_or(0);
+            (
+                IpAddr::V4((bits & !host).into()),
+                IpAddr::V4((bits | host).into()),
+            )
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let host = u128::MAX.checked_shr(u32::from(p.len)).unwrap_or(0);
+            (
+                IpAddr::V6((bits & !host).into()),
+                IpAddr::V6((bits | host).into()),
+            )
+        }
     }
 }
 
@@ -799,6 +921,7 @@ mod tests {
                 soft_bytes: None,
                 hard_bytes: None,
             },
+            rekey_in_secs: None,
         }
     }
 
@@ -870,5 +993,289 @@ mod tests {
             ke: KeGroup::ECP_256,
         };
         assert_eq!(suite_name(&a), "AES_GCM_16_256/PRF_HMAC_SHA2_256/ECP_256");
+    }
+
+    /// A peer at 10.0.0.1 -> 10.0.0.2 whose tunnel packets arrive on 6081 here and go to
+    /// 7000 there, with the kernel states `states` (kind, direction, SPI).
+    fn peer_with(states: &[(ChildKind, SaDirection, u32)]) -> Peer {
+        let key = crate::desired::PeerKey {
+            local_ip: ip("10.0.0.1"),
+            remote_ip: ip("10.0.0.2"),
+        };
+        let mut desired = crate::desired::DesiredPeer::geneve(
+            key,
+            "chassis-2".into(),
+            crate::desired::Role::Initiator,
+        );
+        desired.remote_port = 7000;
+        let mut p = Peer::new(desired, 3, tracing::Span::none());
+        for &(child, dir, spi) in states {
+            p.child_sas.push(crate::kernel::ChildSa {
+                pair: 3,
+                child,
+                dir,
+                spi,
+                algorithm: crate::kernel::AeadAlgorithm::AesGcm256,
+                key: xfrm::Key::new(&[7; 36]),
+                selector: None,
+                encap: Some(crate::kernel::UdpEncap {
+                    local_port: 4500,
+                    remote_port: 4501,
+                }),
+                lifetimes: Lifetimes {
+                    soft: Limits {
+                        add_seconds: Some(3300),
+                        ..Limits::default()
+                    },
+                    hard: Limits {
+                        add_seconds: Some(3600),
+                        bytes: Some(1 << 30),
+                        ..Limits::default()
+                    },
+                },
+                replay_window: 32,
+                esn: true,
+            });
+        }
+        p
+    }
+
+    fn reqid_of(kind: ChildKind) -> Option<u32> {
+        Some(match kind {
+            ChildKind::Out => 0x100,
+            ChildKind::In => 0x101,
+        })
+    }
+
+    #[test]
+    fn child_sa_is_built_from_the_states_with_the_engines_spis_and_its_rekey_deadline() {
+        use ChildKind::{In, Out};
+        use SaDirection::{Inbound, Outbound};
+        let p = peer_with(&[
+            (Out, Inbound, 0x11),
+            (Out, Outbound, 0x22),
+            (In, Inbound, 0x33),
+            (In, Outbound, 0x44),
+            // An older "in" CHILD_SA still installed: not the one the engine names.
+            (In, Inbound, 0x55),
+        ]);
+        let now = Instant::now();
+        let times = ChildSaTimes {
+            spi_in: 0x33,
+            spi_out: 0x44,
+            rekey_at: Some(now + Duration::from_secs(1234)),
+            expire_at: now + Duration::from_secs(2000),
+        };
+        let c = child_sa_info(&p, reqid_of, &times, now, 9).unwrap();
+        assert_eq!((c.spi_in, c.spi_out, c.reqid), (0x33, 0x44, 0x101));
+        assert_eq!(c.rekey_in_secs, Some(1234));
+        assert_eq!(c.encryption, "AES_GCM_16_256");
+        assert!(c.esn);
+        assert_eq!(
+            c.encapsulation,
+            Some(UdpEncapsulation {
+                source_port: 4500,
+                destination_port: 4501
+            })
+        );
+        // The "in" CHILD_SA: our tunnel port (6081) to any port of the peer.
+        let host = |a: &str, proto, ports: (u16, u16)| TrafficSelector {
+            start_address: ip(a),
+            end_address: ip(a),
+            ip_protocol: proto,
+            start_port: ports.0,
+            end_port: ports.1,
+        };
+        assert_eq!(c.local_ts, vec![host("10.0.0.1", 17, (6081, 6081))]);
+        assert_eq!(c.remote_ts, vec![host("10.0.0.2", 17, (0, u16::MAX))]);
+        assert_eq!(
+            (
+                c.lifetime.soft_secs,
+                c.lifetime.hard_secs,
+                c.lifetime.hard_bytes
+            ),
+            (Some(3300), Some(3600), Some(1 << 30))
+        );
+
+        // The "out" one goes to the peer's port (7000).
+        let out = ChildSaTimes {
+            spi_in: 0x11,
+            spi_out: 0x22,
+            rekey_at: None,
+            ..times
+        };
+        let c = child_sa_info(&p, reqid_of, &out, now, 9).unwrap();
+        assert_eq!(c.reqid, 0x100);
+        assert_eq!(c.rekey_in_secs, None);
+        assert_eq!(c.remote_ts, vec![host("10.0.0.2", 17, (7000, 7000))]);
+
+        // Not listed before both of its states are installed.
+        let half = ChildSaTimes {
+            spi_in: 0x55,
+            spi_out: 0x66,
+            ..times
+        };
+        assert_eq!(child_sa_info(&p, reqid_of, &half, now, 9), None);
+    }
+
+    #[test]
+    fn next_replacement_is_the_earlier_of_rekey_and_reauthentication() {
+        let now = Instant::now();
+        let at = |s| Some(now + Duration::from_secs(s));
+        assert_eq!(next_replacement_in(at(300), at(200), now), Some(200));
+        assert_eq!(next_replacement_in(at(300), None, now), Some(300));
+        assert_eq!(next_replacement_in(None, at(50), now), Some(50));
+        assert_eq!(next_replacement_in(None, None, now), None);
+        // A deadline already passed (the rekey is about to start) is 0, not an underflow.
+        let past = now.checked_sub(Duration::from_secs(5));
+        assert_eq!(next_replacement_in(past, None, now), past.map(|_| 0));
+    }
+
+    #[test]
+    fn prefixes_become_address_ranges() {
+        let range = |a: &str, len| {
+            let (s, e) = prefix_range(xfrm::Prefix { addr: ip(a), len });
+            (s.to_string(), e.to_string())
+        };
+        assert_eq!(
+            range("10.1.2.3", 32),
+            ("10.1.2.3".into(), "10.1.2.3".into())
+        );
+        assert_eq!(
+            range("10.1.2.3", 24),
+            ("10.1.2.0".into(), "10.1.2.255".into())
+        );
+        assert_eq!(
+            range("10.1.2.3", 0),
+            ("0.0.0.0".into(), "255.255.255.255".into())
+        );
+        assert_eq!(
+            range("fd00::1:2", 112),
+            ("fd00::1:0".into(), "fd00::1:ffff".into())
+        );
+        assert_eq!(range("fd00::1", 128), ("fd00::1".into(), "fd00::1".into()));
+    }
+
+    fn exempt_peer() -> crate::desired::ExemptPeer {
+        crate::desired::ExemptPeer {
+            key: crate::desired::PeerKey {
+                local_ip: ip("10.0.0.1"),
+                remote_ip: ip("10.0.0.4"),
+            },
+            remote_chassis: "chassis-4".into(),
+            encap_type: crate::southbound::EncapType::Vxlan,
+            group: "rack7".into(),
+        }
+    }
+
+    #[test]
+    fn exempt_pair_is_listed_with_its_group_and_no_ike_sa() {
+        let p = exempt_info(&exempt_peer());
+        assert_eq!(p.chassis, "chassis-4");
+        assert_eq!((p.local_ip, p.remote_ip), (ip("10.0.0.1"), ip("10.0.0.4")));
+        assert_eq!(p.encap, "vxlan");
+        assert_eq!(p.policy, PeerPolicy::Exempt);
+        assert_eq!(p.exempt_group.as_deref(), Some("rack7"));
+        assert_eq!(p.ike_state, IkeSaState::None);
+        assert_eq!((p.role, p.suite, p.age_secs), (None, None, None));
+        assert_eq!((p.next_rekey_secs, p.last_error), (None, None));
+    }
+
+    fn desired_info(chassis: &str, age: u64, rekey: u64) -> PeerInfo {
+        PeerInfo {
+            policy: PeerPolicy::Desired,
+            exempt_group: None,
+            chassis: chassis.into(),
+            ike_state: IkeSaState::Established,
+            role: Some(Role::Initiator),
+            age_secs: Some(age),
+            next_rekey_secs: Some(rekey),
+            last_error: Some(PeerError {
+                message: "peer unreachable: no answer to our requests".into(),
+                at_unix: 1_800_000_000,
+            }),
+            ..exempt_info(&exempt_peer())
+        }
+    }
+
+    fn handler_with(
+        view: SharedView,
+    ) -> (DaemonHandler, tokio::sync::mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (DaemonHandler::new(Arc::new(Mutex::new(view)), tx), rx)
+    }
+
+    #[test]
+    fn actions_on_an_exempt_chassis_are_refused_naming_its_group() {
+        let view = SharedView {
+            peers: vec![
+                desired_info("chassis-2", 5, 100),
+                exempt_info(&exempt_peer()),
+            ],
+            ..SharedView::default()
+        };
+        let (h, mut rx) = handler_with(view);
+        for result in [
+            h.initiate("chassis-4"),
+            h.terminate("chassis-4"),
+            h.rekey("chassis-4"),
+        ] {
+            match result {
+                Err(ActionError::Failed { message }) => {
+                    assert!(
+                        message.contains("exempt") && message.contains("rack7"),
+                        "{message}"
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(rx.try_recv().is_err(), "nothing queued");
+        assert!(matches!(
+            h.initiate("chassis-9"),
+            Err(ActionError::UnknownPeer { .. })
+        ));
+        assert!(h.initiate("chassis-2").is_ok());
+        assert!(matches!(rx.try_recv(), Ok(Command::Initiate(c)) if c == "chassis-2"));
+    }
+
+    #[test]
+    fn replies_age_the_view_by_the_time_since_it_was_published() {
+        let published = Instant::now().checked_sub(Duration::from_secs(10)).unwrap();
+        let mut child = child(0x11, 0x22);
+        child.rekey_in_secs = Some(500);
+        let mut ike = ike_sa(vec![child]);
+        ike.age_secs = 20;
+        ike.rekey_in_secs = Some(1000);
+        let view = SharedView {
+            peers: vec![
+                desired_info("chassis-2", 20, 1000),
+                exempt_info(&exempt_peer()),
+            ],
+            sas: vec![ike],
+            published_at: Some(published),
+            ..SharedView::default()
+        };
+        let (h, _rx) = handler_with(view);
+        // At least the 10 s since publishing passed; a slow run may add a second.
+        let peers = h.peers();
+        let p = &peers[0];
+        assert!(matches!(p.age_secs, Some(30 | 31)), "{p:?}");
+        assert!(matches!(p.next_rekey_secs, Some(990 | 989)), "{p:?}");
+        // The time of the last error is when it happened, not when it is asked for.
+        assert_eq!(
+            p.last_error.as_ref().map(|e| e.at_unix),
+            Some(1_800_000_000)
+        );
+        assert_eq!(peers[1].policy, PeerPolicy::Exempt);
+        assert_eq!(peers[1].next_rekey_secs, None);
+
+        let sas = h.sas();
+        let ike = &sas.ike_sas[0];
+        assert!(matches!(ike.age_secs, 30 | 31), "{ike:?}");
+        assert!(matches!(ike.rekey_in_secs, Some(990 | 989)), "{ike:?}");
+        let c = &ike.child_sas[0];
+        assert!(matches!(c.rekey_in_secs, Some(490 | 489)), "{c:?}");
+        assert!(matches!(c.lifetime.age_secs, 17 | 18), "{c:?}");
     }
 }

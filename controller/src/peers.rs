@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ikev2::auth::{Certificate, Identity, PrivateKey, TrustStore};
 use ikev2::engine::timers::Lifetime;
 use ikev2::engine::{
-    ChildConfig, Credentials, Encryption, EspProposal, IkeProposal, IkeSaId, Mode, PeerConfig,
-    PeerId, TrafficSelector,
+    ChildConfig, Credentials, DownReason, Encryption, EspProposal, IkeProposal, IkeSaId, Mode,
+    PeerConfig, PeerId, TrafficSelector,
 };
 use ikev2::registry::{EncrId, EsnId, KeGroup, PrfId};
 
@@ -182,6 +182,35 @@ pub fn child_kind(name: &str) -> Option<ChildKind> {
     }
 }
 
+/// A problem with a peer and when it happened (wall-clock time, as `ipsecctl peers` shows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerFailure {
+    /// What went wrong.
+    pub message: String,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// What a failed IKE SA's end is reported as, in `ipsecctl peers` (`None` for ends that are
+/// no failure, and for authentication, whose own event says more).
+pub fn down_failure_text(reason: DownReason) -> Option<String> {
+    let text = match reason {
+        DownReason::PeerUnreachable => "peer unreachable: no answer to our requests".to_owned(),
+        DownReason::HalfOpenTimeout => "IKE SA not established in time".to_owned(),
+        DownReason::NoProposalChosen => "no proposal chosen: no suite in common".to_owned(),
+        DownReason::KeyExchangeFailed => "no key exchange group in common".to_owned(),
+        DownReason::PeerError(notify) => format!("{notify} from peer"),
+        DownReason::AuthFailed
+        | DownReason::DeletedByPeer
+        | DownReason::Terminated
+        | DownReason::Expired
+        | DownReason::Rekeyed
+        | DownReason::Superseded
+        | DownReason::Replaced => return None,
+    };
+    Some(text)
+}
+
 /// Where a peer's IKE SA stands, as the daemon last heard from the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IkeState {
@@ -213,8 +242,8 @@ pub struct Peer {
     /// The engine's current IKE SA with this peer; it changes when the IKE SA is rekeyed or
     /// reauthenticated, and only its going down takes the peer down.
     pub ike_sa: Option<IkeSaId>,
-    /// The last problem, for status.
-    pub last_error: Option<String>,
+    /// The last problem and when it happened, for status.
+    pub last_error: Option<PeerFailure>,
     /// CHILD_SAs (each direction one entry) to keep in the kernel.
     pub child_sas: Vec<ChildSa>,
     /// Outbound SAs of rekeyed CHILD_SAs not desired yet (RFC 7296 §2.8).
@@ -254,6 +283,11 @@ impl Peer {
         let delay = self.retry.failed(floor, random);
         self.initiate_at = Some(now + delay);
         delay
+    }
+
+    /// Remembers `message` as the peer's last problem, which happened at `at`.
+    pub fn record_error(&mut self, message: String, at: SystemTime) {
+        self.last_error = Some(PeerFailure { message, at });
     }
 
     /// The kernel layer's view of this pair.
@@ -336,6 +370,29 @@ mod tests {
         assert!(!proposals.is_empty());
         for p in &proposals {
             assert_eq!(p.ke.first(), Some(&KeGroup::MODP_2048), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn failed_ike_sas_are_recorded_with_their_cause_and_orderly_ends_are_not() {
+        use ikev2::registry::NotifyType;
+        assert_eq!(
+            down_failure_text(DownReason::PeerError(NotifyType::TS_UNACCEPTABLE)).as_deref(),
+            Some("TS_UNACCEPTABLE from peer")
+        );
+        assert!(down_failure_text(DownReason::PeerUnreachable)
+            .is_some_and(|t| t.contains("unreachable")));
+        for orderly in [
+            DownReason::Terminated,
+            DownReason::DeletedByPeer,
+            DownReason::Rekeyed,
+            DownReason::Replaced,
+            DownReason::Superseded,
+            DownReason::Expired,
+            // Its own event carries the detail.
+            DownReason::AuthFailed,
+        ] {
+            assert_eq!(down_failure_text(orderly), None, "{orderly:?}");
         }
     }
 }

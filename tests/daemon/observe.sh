@@ -2,9 +2,11 @@
 # Guest half of tests/phases/ops-guest.sh: what an operator sees. Two chassis with ovn-ipsecd
 # serving metrics on 127.0.0.1:9476 in their namespaces; after a handshake, after probes, after
 # `ipsecctl rekey` and after an impostor's failed authentication, the metrics page must say
-# what `ipsecctl status/peers/sas --json` say, and pass `promtool check metrics`. Then every
-# action command (initiate, terminate, rekey, reload, cleanup with and without its flag) is
-# driven against the running daemon: table, JSON and exit code.
+# what `ipsecctl status/peers/sas --json` say, and pass `promtool check metrics`; the next
+# rekey of the IKE SA and CHILD_SAs, an opted-out chassis listed as exempt, and the time of the
+# last error are checked in tables and JSON. Then every action command (initiate, terminate,
+# rekey, reload, cleanup with and without its flag) is driven against the running daemon:
+# table, JSON and exit code.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -85,6 +87,80 @@ check "ipsecctl peers --json: chassis-2's suite is the negotiated one ($suite)" 
     sh -c "echo '$suite' | grep -q '^AES_GCM_16_'"
 ctl 1 peers >/tmp/out
 check "ipsecctl peers table: SUITE column filled" sh -c "grep chassis-2 /tmp/out | grep -q AES_GCM_16_"
+
+# --- next rekey: the engine's deadlines, counted down from the lifetimes the daemon sets (IKE SA
+# 4 h less up to 15 min of jitter, CHILD_SA 1 h less up to 6 min), so rekey-in + age lands in
+# those windows (a few seconds of slack for the time between establishment and arming).
+ike_soft=14400
+child_soft=3600
+# rekey_ok: chassis-2's next rekey in `peers` and in `sas` (IKE SA and each CHILD_SA) are
+# numbers within the windows; the values are kept for the check names.
+rekey_ok() {
+    ctl 1 peers --json >/tmp/ctl.json || return 1
+    next=$(jqf '.peers[] | select(.chassis == "chassis-2") | .next_rekey_secs')
+    next_age=$(jqf '.peers[] | select(.chassis == "chassis-2") | .age_secs')
+    ctl 1 sas --json >/tmp/ctl.json || return 1
+    jq -e --argjson ike "$ike_soft" --argjson child "$child_soft" '
+        [.ike_sas[] | select(.peer == "chassis-2" and .state == "established")] as $e
+        | ($e | length) == 1
+        and ($e[0].rekey_in_secs | type) == "number"
+        and $e[0].rekey_in_secs < $ike
+        and $e[0].rekey_in_secs + $e[0].age_secs >= $ike - 900 - 10
+        and ($e[0].child_sas | length) == 2
+        and all($e[0].child_sas[]; (.rekey_in_secs | type) == "number"
+            and .rekey_in_secs < $child
+            and .rekey_in_secs + .lifetime.age_secs >= $child - 360 - 10)' /tmp/ctl.json >/dev/null || return 1
+    all_true "${next:-x} -lt $ike_soft" "$((${next:-0} + ${next_age:-0})) -ge $((ike_soft - 900 - 10))"
+}
+check "next rekey of chassis-2's IKE SA and CHILD_SAs: numbers within their soft lifetimes" wait_for 30 rekey_ok
+check "ipsecctl peers --json: next_rekey_secs $next (age $next_age) below the IKE SA lifetime $ike_soft" \
+    all_true "${next:-x} -lt $ike_soft" "${next:-0} -gt 0"
+ctl 1 peers >/tmp/out
+rekey_col=$(awk '$1 == "chassis-2" { print $10 }' /tmp/out)
+check "ipsecctl peers table: REKEY IN of chassis-2 is a duration ($rekey_col)" \
+    sh -c "echo '$rekey_col' | grep -Eq '^[0-9]+h[0-9]{2}m$'"
+ctl 1 sas >/tmp/out
+check "ipsecctl sas table: the IKE SA's 'rekey in' is a duration" grep -Eq 'rekey in [0-9]+h[0-9]{2}m$' /tmp/out
+# A CHILD_SA row: SPI IN ... AGE, REKEY IN, SOFT, HARD; its rekey is due within the hour.
+child_rekeys_shown() {
+    awk 'length($1) == 8 && $1 ~ /^[0-9a-f]+$/ && $(NF - 2) ~ /^[0-9]+(m[0-9][0-9])?s$/ { n++ }
+        END { exit n != 2 }' /tmp/out
+}
+check "ipsecctl sas table: REKEY IN column of both CHILD_SAs filled" child_rekeys_shown
+
+# --- opt-out: chassis-1 and a chassis-4 share exempt group rack9 (chassis-4 has no daemon, and
+# is in chassis-2's group rack2 too, so no one protects a tunnel to it); chassis-1 and chassis-2
+# share none and stay protected. One transaction, so chassis-4 is never briefly desired.
+sbctl set Chassis chassis-2 'other_config:ovn-cms-options="ipsec-exempt-group=rack2"'
+sbctl set Chassis chassis-1 'other_config:ovn-cms-options="enable-chassis-as-gw,ipsec-exempt-group=rack9"' \
+    -- chassis-add chassis-4 geneve "$(ip_of 4)" \
+    -- set Chassis chassis-4 'other_config:ovn-cms-options="ipsec-exempt-group=rack9,ipsec-exempt-group=rack2"'
+# exempt_listed C GROUP: chassis-C lists chassis-4 once, exempt by GROUP, on its encap pair,
+# with no IKE SA.
+exempt_listed() {
+    ctl "$1" peers --json | jq -e --arg l "$(ip_of "$1")" --arg r "$(ip_of 4)" --arg g "$2" '
+        [.peers[] | select(.chassis == "chassis-4")] as $p
+        | ($p | length) == 1 and $p[0].policy == "exempt" and $p[0].exempt_group == $g
+        and $p[0].local_ip == $l and $p[0].remote_ip == $r and $p[0].encap == "geneve"
+        and $p[0].ike_state == "none" and $p[0].role == null and $p[0].next_rekey_secs == null' >/dev/null
+}
+check "opt-out: ipsecctl peers --json on chassis-1 lists chassis-4 exempt by rack9 on 10.0.0.1 -> 10.0.0.4, no IKE SA" \
+    wait_for 30 exempt_listed 1 rack9
+check "opt-out: ... and on chassis-2, exempt by rack2" wait_for 30 exempt_listed 2 rack2
+ctl 1 peers >/tmp/out
+row4=$(awk '$1 == "chassis-4"' /tmp/out)
+check "opt-out: ipsecctl peers table shows chassis-4 exempt:rack9 with IKE SA none ($row4)" \
+    sh -c "echo '$row4' | awk '\$2 == \"10.0.0.1\" && \$3 == \"10.0.0.4\" && \$5 == \"exempt:rack9\" && \$6 == \"none\"' | grep -q ."
+check "opt-out: chassis-2 is still listed desired and established" \
+    sh -c "awk '\$1 == \"chassis-2\" && \$5 == \"desired\" && \$6 == \"established\"' /tmp/out | grep -q ."
+ctl 1 status --json >/tmp/ctl.json
+save 1
+check "opt-out: ipsecctl status counts 1 exempt" [ "$(jqf .peers_exempt)" = 1 ]
+same "opt-out: exempt peers: metrics = ipsecctl status" "$(sample $page 'ovn_ipsec_peers{state="exempt"}')" "$(jqf .peers_exempt)"
+check "opt-out: no policy for chassis-4 in ch1 or ch2, chassis-2's still in place" \
+    all_true "$(policies_with 1 "$(ip_of 4)") = 0" "$(policies_with 2 "$(ip_of 4)") = 0" "$(policies_with 1 "$(ip_of 2)") -ge 2"
+expect_exit 1 "opt-out: ipsecctl initiate chassis-4 is refused" ctl 1 initiate chassis-4
+check "... saying it is exempt, and by which group" grep -q "chassis-4 is exempt from IPsec (exempt group rack9)" /tmp/err
 
 # --- after probes both ways: per-peer bytes and packets
 check "5 probes chassis-2 -> chassis-1" probe_retry 2 1 6081
@@ -175,16 +251,34 @@ expect_exit 3 "ipsecctl against a socket nobody serves: not running" "$here/ipse
 # --- a failed authentication: chassis-3's daemon presents chassis-2's certificate
 add_netns 3
 sbctl chassis-add chassis-3 geneve "$(ip_of 3)"
+impostor_from=$(date +%s)
 start_daemon ch3 chassis-2 "$pki/chassis-2-cert.pem" "$pki/chassis-2-privkey.pem"
 auth_failed() {
     save 1 && [ "$(sample $page 'ovn_ipsec_failures_total{reason="auth"}')" -ge 1 ]
 }
 check "impostor: failures{reason=\"auth\"} counted on chassis-1" wait_for 60 auth_failed
 check "page after the failed authentication passes promtool check metrics" promtool_ok
+# The impostor stops, so no authentication fails after this (chassis-1's own attempts towards
+# the silent 10.0.0.3 give up only after the ~48 s retransmission schedule). The last error's
+# time must then be when it failed, before the stop: not when the peers are asked for, which
+# is 6 s later.
+kill -TERM "$(cat /tmp/ch3.pid)" 2>/dev/null
+wait "$(cat /tmp/ch3.pid)"
+impostor_to=$(date +%s)
+sleep 6
+asked=$(date +%s)
 ctl 1 peers --json >/tmp/ctl.json
 err=$(jqf '.peers[] | select(.chassis == "chassis-3") | .last_error.message')
+err_at=$(jqf '.peers[] | select(.chassis == "chassis-3") | .last_error.at_unix')
 check "ipsecctl peers: chassis-3's last error is the authentication ($err)" \
     sh -c "echo '$err' | grep -q 'identity\|authenticat'"
+check "ipsecctl peers: its time ($err_at) is when it failed, while the impostor ran ($impostor_from..$impostor_to), at least 5 s before it was asked for ($asked)" \
+    all_true "${err_at:-x} -ge $impostor_from" "${err_at:-x} -le $((impostor_to + 1))" "$((asked - ${err_at:-asked})) -ge 5"
+ctl 1 peers >/tmp/out
+check "ipsecctl peers table: chassis-3's LAST ERROR has its time and message" \
+    sh -c "grep '^chassis-3 ' /tmp/out | grep -Eq '[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z .*(identity|authenticat)'"
+echo "# ipsecctl peers on chassis-1 with the exempt chassis-4 and the failed impostor chassis-3:"
+sed 's/^/#   /' /tmp/out
 ctl 1 status --json >/tmp/ctl.json
 same "peers up with the impostor present: metrics = ipsecctl status" \
     "$(sample $page 'ovn_ipsec_peers{state="up"}')" "$(jqf .peers_up)"
@@ -198,7 +292,6 @@ echo "# metrics of chassis-1 at the end (ovn_ipsec_ families, without the histog
 grep '^ovn_ipsec_' $page | grep -v '_bucket{' | sed 's/^/#   /'
 
 # --- cleanup: everything of ours removed, then the daemon stops (exit 0)
-kill -TERM "$(cat /tmp/ch3.pid)" 2>/dev/null
 expect_exit 0 "ipsecctl cleanup --yes-remove-all on chassis-1" ctl 1 cleanup --yes-remove-all
 removed_states=$(sed -n 's/^removed \([0-9]*\) states and \([0-9]*\) policies$/\1/p' /tmp/out)
 removed_policies=$(sed -n 's/^removed \([0-9]*\) states and \([0-9]*\) policies$/\2/p' /tmp/out)

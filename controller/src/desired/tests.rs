@@ -449,6 +449,58 @@ fn chassis_in_a_common_exempt_group_are_not_protected() {
 }
 
 #[test]
+fn exempt_chassis_lists_each_encap_pair_it_would_have_with_its_group() {
+    let s = snapshot(vec![
+        with_other_config(
+            chassis("ch1", vec![geneve("10.0.0.1"), geneve("fd00::1")]),
+            CMS_OPTIONS_KEY,
+            "ipsec-exempt-group=rack7",
+        ),
+        with_other_config(
+            chassis(
+                "ch2",
+                vec![geneve("10.0.0.2"), geneve("fd00::2"), geneve("not-an-ip")],
+            ),
+            CMS_OPTIONS_KEY,
+            "ipsec-exempt-group=rack7",
+        ),
+        chassis("ch3", vec![geneve("10.0.0.3")]),
+    ]);
+    let d = desired_peers(&s, "ch1");
+    let pairs: Vec<(String, String, &str, &str)> = d
+        .exempt
+        .iter()
+        .map(|e| {
+            (
+                e.key.local_ip.to_string(),
+                e.key.remote_ip.to_string(),
+                e.remote_chassis.as_str(),
+                e.group.as_str(),
+            )
+        })
+        .collect();
+    let want = |l: &str, r: &str| (l.to_owned(), r.to_owned(), "ch2", "rack7");
+    assert_eq!(
+        pairs,
+        vec![want("10.0.0.1", "10.0.0.2"), want("fd00::1", "fd00::2")]
+    );
+    assert!(d.exempt.iter().all(|e| e.encap_type == EncapType::Geneve));
+    // The exempt chassis is counted once and its unusable encap is not reported: nothing
+    // is programmed for it.
+    let exempt = d
+        .excluded
+        .iter()
+        .filter(|x| matches!(x, Exclusion::Exempt { .. }))
+        .count();
+    assert_eq!(exempt, 1);
+    assert!(!d
+        .excluded
+        .iter()
+        .any(|x| matches!(x, Exclusion::InvalidEncapIp { .. })));
+    assert_eq!(d.peers.len(), 1);
+}
+
+#[test]
 fn exempt_group_is_read_from_external_ids_when_other_config_lacks_it() {
     let mut c = chassis("ch1", vec![]);
     c.external_ids

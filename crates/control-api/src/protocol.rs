@@ -267,6 +267,10 @@ pub struct PeerInfo {
     pub encap: String,
     /// Whether the pair is to be protected.
     pub policy: PeerPolicy,
+    /// For an exempt pair, the IPsec exempt group both chassis are in (their
+    /// `ovn-cms-options` entry `ipsec-exempt-group=NAME`).
+    #[serde(default)]
+    pub exempt_group: Option<String>,
     /// The state of its IKE SA.
     pub ike_state: IkeSaState,
     /// Our role in the current IKE SA.
@@ -275,9 +279,10 @@ pub struct PeerInfo {
     pub suite: Option<String>,
     /// Seconds since the current IKE SA was established.
     pub age_secs: Option<u64>,
-    /// Seconds until its next scheduled rekey.
+    /// Seconds until the current IKE SA is next rekeyed (or reauthenticated, when that comes
+    /// first); its CHILD_SAs' rekeys are in [`ChildSaInfo::rekey_in_secs`].
     pub next_rekey_secs: Option<u64>,
-    /// The most recent failure with this peer.
+    /// The most recent failure with this peer (cleared when an IKE SA comes up).
     pub last_error: Option<PeerError>,
 }
 
@@ -324,7 +329,7 @@ pub enum Role {
 pub struct PeerError {
     /// What failed (`AUTHENTICATION_FAILED from peer`).
     pub message: String,
-    /// When (Unix seconds).
+    /// When it happened (Unix seconds).
     pub at_unix: u64,
 }
 
@@ -366,7 +371,8 @@ pub struct IkeSaInfo {
     pub dh_group: String,
     /// Seconds since establishment.
     pub age_secs: u64,
-    /// Seconds until the scheduled rekey.
+    /// Seconds until its scheduled rekey (or reauthentication, when that comes first); none
+    /// while it is being replaced or deleted.
     pub rekey_in_secs: Option<u64>,
     /// Its CHILD_SAs.
     pub child_sas: Vec<ChildSaInfo>,
@@ -401,6 +407,10 @@ pub struct ChildSaInfo {
     pub outbound: KernelCounters,
     /// Lifetimes and age.
     pub lifetime: SaLifetime,
+    /// Seconds until it is rekeyed (its soft lifetime, with jitter); none while a rekey of
+    /// it is in progress.
+    #[serde(default)]
+    pub rekey_in_secs: Option<u64>,
 }
 
 /// ESP SA mode.
@@ -484,4 +494,50 @@ pub struct CleanupReport {
 /// Formats an IKE SPI the way [`IkeSaInfo::spi_i`] carries it.
 pub fn ike_spi_hex(spi: u64) -> String {
     format!("{spi:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_and_child_sa_of_a_server_without_the_newer_fields_still_decode() {
+        let peer = r#"{"chassis":"chassis-2","local_ip":"10.0.0.1","remote_ip":"10.0.0.2",
+            "encap":"geneve","policy":"desired","ike_state":"established","role":"initiator",
+            "suite":null,"age_secs":5,"next_rekey_secs":100,"last_error":null}"#;
+        let peer: PeerInfo = serde_json::from_str(peer).unwrap();
+        assert_eq!(peer.exempt_group, None);
+
+        let child = r#"{"spi_in":1,"spi_out":2,"reqid":3,"mode":"transport",
+            "encapsulation":null,"local_ts":[],"remote_ts":[],"encryption":"AES_GCM_16_256",
+            "integrity":null,"esn":false,
+            "inbound":{"bytes":0,"packets":0,"replay_failures":0,"integrity_failures":0},
+            "outbound":{"bytes":0,"packets":0,"replay_failures":0,"integrity_failures":0},
+            "lifetime":{"age_secs":1,"soft_secs":null,"hard_secs":null,"soft_bytes":null,
+            "hard_bytes":null}}"#;
+        let child: ChildSaInfo = serde_json::from_str(child).unwrap();
+        assert_eq!(child.rekey_in_secs, None);
+    }
+
+    #[test]
+    fn exempt_peer_carries_its_group_on_the_wire() {
+        let peer = PeerInfo {
+            chassis: "chassis-4".into(),
+            local_ip: "10.0.0.1".parse().unwrap(),
+            remote_ip: "10.0.0.4".parse().unwrap(),
+            encap: "geneve".into(),
+            policy: PeerPolicy::Exempt,
+            exempt_group: Some("rack7".into()),
+            ike_state: IkeSaState::None,
+            role: None,
+            suite: None,
+            age_secs: None,
+            next_rekey_secs: None,
+            last_error: None,
+        };
+        let v = serde_json::to_value(&peer).unwrap();
+        assert_eq!(v["policy"], "exempt");
+        assert_eq!(v["exempt_group"], "rack7");
+        assert_eq!(v["ike_state"], "none");
+    }
 }

@@ -55,6 +55,7 @@ fn peers() -> Vec<PeerInfo> {
             remote_ip: ip(2),
             encap: "geneve".into(),
             policy: PeerPolicy::Desired,
+            exempt_group: None,
             ike_state: IkeSaState::Established,
             role: Some(Role::Initiator),
             suite: Some("AES_GCM_16_256/PRF_HMAC_SHA2_256/ECP_256".into()),
@@ -68,6 +69,7 @@ fn peers() -> Vec<PeerInfo> {
             remote_ip: ip(3),
             encap: "geneve".into(),
             policy: PeerPolicy::Desired,
+            exempt_group: None,
             ike_state: IkeSaState::Failed,
             role: None,
             suite: None,
@@ -84,6 +86,7 @@ fn peers() -> Vec<PeerInfo> {
             remote_ip: ip(4),
             encap: "vxlan".into(),
             policy: PeerPolicy::Exempt,
+            exempt_group: Some("rack7".into()),
             ike_state: IkeSaState::None,
             role: None,
             suite: None,
@@ -149,6 +152,7 @@ fn sas() -> SaList {
                     soft_bytes: None,
                     hard_bytes: None,
                 },
+                rekey_in_secs: Some(2800),
             }],
         }],
     }
@@ -300,7 +304,7 @@ fn peers_table_lists_each_pair_with_state_role_suite_and_last_error() {
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
-    assert!(lines[0].starts_with("CHASSIS    LOCAL      REMOTE     ENCAP   POLICY   IKE SA"));
+    assert!(lines[0].starts_with("CHASSIS    LOCAL      REMOTE     ENCAP   POLICY        IKE SA"));
     let b: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(
         b,
@@ -320,7 +324,23 @@ fn peers_table_lists_each_pair_with_state_role_suite_and_last_error() {
     );
     assert!(lines[2].contains("failed"));
     assert!(lines[2].ends_with("2027-01-15T08:00:00Z AUTHENTICATION_FAILED from peer"));
-    assert!(lines[3].contains("exempt") && lines[3].contains("vxlan"));
+    let d: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(
+        d,
+        [
+            "chassis-d",
+            "192.0.2.1",
+            "192.0.2.4",
+            "vxlan",
+            "exempt:rack7",
+            "none",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-"
+        ]
+    );
 }
 
 #[test]
@@ -365,6 +385,7 @@ fn sas_table_shows_spis_selectors_algorithms_and_kernel_counters() {
             "3",
             "2",
             "3m20s",
+            "46m40s",
             "50m00s",
             "1h00m"
         ]

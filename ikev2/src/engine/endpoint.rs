@@ -112,6 +112,30 @@ pub struct IkeSaInfo {
     pub algorithms: Option<IkeAlgorithms>,
     /// NAT detection results, once IKE_SA_INIT is done.
     pub nat: Option<NatDetection>,
+    /// When the IKE SA is due to be rekeyed (its soft lifetime, with jitter); `None` until
+    /// it is established and once it is being replaced or deleted.
+    pub rekey_at: Option<Instant>,
+    /// When it is due to be reauthenticated, when that is configured (RFC 7296 §2.8.3).
+    pub reauth_at: Option<Instant>,
+    /// It was replaced by a rekey or reauthentication, or is being deleted: it only waits to
+    /// go away.
+    pub winding_down: bool,
+    /// The deadlines of its CHILD_SAs, once established.
+    pub child_sas: Vec<ChildSaTimes>,
+}
+
+/// When one CHILD_SA of an IKE SA is due to be rekeyed and to expire, for status output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildSaTimes {
+    /// Our inbound SPI.
+    pub spi_in: u32,
+    /// Our outbound SPI (the peer's inbound).
+    pub spi_out: u32,
+    /// When it is due to be rekeyed (soft lifetime, with jitter); `None` while a rekey of it
+    /// is in progress or it was replaced.
+    pub rekey_at: Option<Instant>,
+    /// When it expires (hard lifetime).
+    pub expire_at: Instant,
 }
 
 /// The sans-IO IKEv2 endpoint of one node: it owns every IKE SA (and their CHILD_SAs) with
@@ -396,6 +420,22 @@ impl Endpoint {
             State::Established(e) => (Some(e.algorithms), Some(e.nat)),
             State::InitSent(_) => (None, None),
         };
+        let (winding_down, child_sas) = match &sa.state {
+            State::Established(e) => (
+                e.deleting || e.rekey.replaced_by.is_some() || e.rekey.redundant,
+                e.children
+                    .iter()
+                    .map(|c| ChildSaTimes {
+                        spi_in: c.spi_in,
+                        spi_out: c.spi_out,
+                        rekey_at: (!c.rekeying).then_some(c.rekey_at),
+                        expire_at: c.expire_at,
+                    })
+                    .collect(),
+            ),
+            _ => (false, Vec::new()),
+        };
+        let established = matches!(sa.state, State::Established(_));
         Some(IkeSaInfo {
             peer: sa.peer,
             role: sa.role,
@@ -406,6 +446,16 @@ impl Endpoint {
             remote: sa.remote,
             algorithms,
             nat,
+            rekey_at: sa
+                .timers
+                .get(Timer::Rekey)
+                .filter(|_| established && !winding_down),
+            reauth_at: sa
+                .timers
+                .get(Timer::Reauth)
+                .filter(|_| established && !winding_down),
+            winding_down,
+            child_sas,
         })
     }
 

@@ -54,7 +54,7 @@ pub use config::{
     ChildConfig, ConfigError, Credentials, EndpointConfig, Mode, PeerConfig, IKE_PORT, NAT_T_PORT,
 };
 pub use create_child_sa::OUTBOUND_SWITCH_TIMEOUT;
-pub use endpoint::{CommandError, Endpoint, IkeSaInfo, Transmit};
+pub use endpoint::{ChildSaTimes, CommandError, Endpoint, IkeSaInfo, Transmit};
 pub use event::{
     AuthFailure, DownReason, EspAlgorithms, EspKeys, Event, IkeAlgorithms, IkeSaId, Outbound,
     PeerId, Selectors, SpiRequestId, UdpEncap,

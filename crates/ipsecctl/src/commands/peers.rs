@@ -37,9 +37,11 @@ pub fn render(peers: &[PeerInfo]) -> String {
         "LAST ERROR",
     ]);
     for p in peers {
-        let policy = match p.policy {
-            PeerPolicy::Desired => "desired",
-            PeerPolicy::Exempt => "exempt",
+        // An exempt pair names the group that exempted it.
+        let policy = match (p.policy, &p.exempt_group) {
+            (PeerPolicy::Desired, _) => "desired".to_owned(),
+            (PeerPolicy::Exempt, Some(group)) => format!("exempt:{group}"),
+            (PeerPolicy::Exempt, None) => "exempt".to_owned(),
         };
         let last_error = p.last_error.as_ref().map(|e| {
             let at = timestamp(e.at_unix.min(i64::MAX as u64) as i64);
@@ -50,7 +52,7 @@ pub fn render(peers: &[PeerInfo]) -> String {
             p.local_ip.to_string(),
             p.remote_ip.to_string(),
             p.encap.clone(),
-            policy.to_owned(),
+            policy,
             ike_state(p.ike_state).to_owned(),
             opt(p.role.map(role)),
             opt(p.suite.as_deref()),

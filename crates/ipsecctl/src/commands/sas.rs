@@ -90,6 +90,7 @@ fn child_table(children: &[ChildSaInfo]) -> String {
         "REPLAY",
         "INTEGRITY",
         "AGE",
+        "REKEY IN",
         "SOFT",
         "HARD",
     ]);
@@ -133,6 +134,7 @@ fn child_table(children: &[ChildSaInfo]) -> String {
             failures_replay.to_string(),
             failures_integrity.to_string(),
             duration(c.lifetime.age_secs),
+            opt(c.rekey_in_secs.map(duration)),
             opt(c.lifetime.soft_secs.map(duration)),
             opt(c.lifetime.hard_secs.map(duration)),
         ]);

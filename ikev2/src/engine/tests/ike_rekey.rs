@@ -318,3 +318,38 @@ fn rekeying_both_child_sas_and_the_ike_sa_at_once_settles_on_one_of_each() {
         assert!(live(&ea).keys().all(|spi| !old_children.contains(spi)));
     }
 }
+
+#[test]
+fn ike_sa_info_reports_the_soft_lifetime_deadlines_of_the_ike_sa_and_its_child_sas() {
+    let (mut mesh, ea, _) = established(71);
+    let a = mesh.only_ike_sa(mesh.a);
+    let now = mesh.net.now();
+    let info = mesh.net.node(mesh.a).endpoint.ike_sa_info(a).unwrap();
+
+    // Soft lifetime 3600 s less up to 300 s of jitter, counted from establishment (within
+    // the 2 s the handshake ran); the hard lifetime is 4000 s.
+    let within_soft = |at: Instant| {
+        let left = at.saturating_duration_since(now);
+        left > Duration::from_secs(3600 - 300 - 2) && left <= Duration::from_secs(3600)
+    };
+    assert!(within_soft(info.rekey_at.unwrap()), "{info:?}");
+    assert_eq!(info.reauth_at, None);
+    assert!(!info.winding_down);
+    let live: Vec<u32> = live(&ea).keys().copied().collect();
+    assert_eq!(info.child_sas.len(), 2);
+    for c in &info.child_sas {
+        assert!(live.contains(&c.spi_in), "{c:?} not in {live:x?}");
+        assert!(within_soft(c.rekey_at.unwrap()), "{c:?}");
+        assert!(c.expire_at > c.rekey_at.unwrap());
+        assert!(c.expire_at.saturating_duration_since(now) <= Duration::from_secs(4000));
+    }
+
+    // After a rekey the new IKE SA is due at a fresh soft lifetime, with the CHILD_SAs.
+    mesh.rekey_ike_on(mesh.a);
+    mesh.run(Duration::from_secs(2));
+    let new = mesh.only_ike_sa(mesh.a);
+    assert_ne!(new, a);
+    let info = mesh.net.node(mesh.a).endpoint.ike_sa_info(new).unwrap();
+    assert!(info.rekey_at.unwrap() > now + Duration::from_secs(3600 - 300));
+    assert_eq!(info.child_sas.len(), 2);
+}
