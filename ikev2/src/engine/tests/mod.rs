@@ -5,6 +5,7 @@ mod collisions;
 mod commands;
 mod cookie;
 mod credentials_update;
+mod crossed_with_charon;
 mod fragments;
 mod ike_auth;
 mod ike_rekey;
