@@ -91,6 +91,11 @@ dump() {
     cat /tmp/v.charon
     cat /tmp/v.xs1 /tmp/v.xs2
 }
+# what_happened FROM: whether the round crossed, and what resolved it, from our log.
+what_happened() {
+    r=$(tail -n +"$1" /tmp/ch1.log)
+    echo "crossed at IKE_SA_INIT: $(echo "$r" | grep -c 'crossed initiation: keeping our attempt'), our IKE SA yielded: $(echo "$r" | grep -c 'crossed initiation: the peer kept'), CHILD_SAs repaired: $(echo "$r" | grep -c 'without this CHILD_SA: creating it')"
+}
 lines() { wc -l <"$1" 2>/dev/null || echo 0; }
 
 start_sb
@@ -132,7 +137,7 @@ while [ "$i" -le "$rounds" ]; do
     fi
     swan_rc=$?
     if wait_secs 60 settled; then
-        ok "round $i ($mode, $delay s): one IKE SA, both CHILD_SAs on both sides ($(summary))"
+        ok "round $i ($mode, $delay s): one IKE SA, both CHILD_SAs on both sides ($(summary); $(what_happened "$l_ours"))"
     else
         not_ok "round $i ($mode, $delay s): one IKE SA, both CHILD_SAs on both sides ($(summary); swanctl --initiate exit $swan_rc)"
         cat /tmp/swan-init.log | tail -n 20
