@@ -37,21 +37,15 @@ impl Daemon {
                 peer.child_missing_since = None;
                 continue;
             };
-            let since = match peer.child_missing_since {
-                Some((seen, since)) if seen == id => since,
-                _ => {
-                    peer.child_missing_since = Some((id, now));
-                    continue;
-                }
-            };
-            if now.saturating_duration_since(since) < CHILD_REPAIR_AFTER {
+            let (next, create) = repair_step(id, peer.child_missing_since, now);
+            peer.child_missing_since = next;
+            if !create {
                 continue;
             }
             let _span = peer.span.clone().entered();
-            peer.child_missing_since = None;
             match self.endpoint.create_missing_child(id, name) {
                 Ok(()) => {
-                    info!(child = %name, missing = ?missing, waited = ?now.saturating_duration_since(since), "IKE SA up without this CHILD_SA: creating it");
+                    info!(child = %name, missing = ?missing, "IKE SA up without this CHILD_SA: creating it");
                     started = true;
                 }
                 Err(error) => warn!(%error, child = %name, "cannot create the missing CHILD_SA"),
@@ -68,5 +62,56 @@ impl Daemon {
             .filter_map(|p| p.child_missing_since)
             .map(|(_, since)| since + CHILD_REPAIR_AFTER)
             .min()
+    }
+}
+
+/// One peer whose current IKE SA `current` (any handle) lacks a CHILD_SA, missing since `since` (the IKE SA
+/// it was seen missing on, and when): the next value of `since`, and whether to create the
+/// CHILD_SA now. The wait starts again on another IKE SA (a crossing or a reauthentication
+/// settled meanwhile) and after each attempt.
+pub(crate) fn repair_step<K: PartialEq + Copy>(
+    current: K,
+    since: Option<(K, Instant)>,
+    now: Instant,
+) -> (Option<(K, Instant)>, bool) {
+    match since {
+        Some((seen, at)) if seen == current => {
+            if now.saturating_duration_since(at) >= CHILD_REPAIR_AFTER {
+                (None, true)
+            } else {
+                (since, false)
+            }
+        }
+        _ => (Some((current, now)), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_sa_missing_for_the_repair_delay_on_the_same_ike_sa_is_created_once() {
+        let t0 = Instant::now();
+        let ike = 7u64;
+        let (since, create) = repair_step(ike, None, t0);
+        assert_eq!((since, create), (Some((ike, t0)), false));
+        let early = t0 + CHILD_REPAIR_AFTER - Duration::from_millis(1);
+        assert_eq!(repair_step(ike, since, early), (since, false));
+        let due = t0 + CHILD_REPAIR_AFTER;
+        assert_eq!(repair_step(ike, since, due), (None, true));
+        // Still missing after the attempt: the wait starts over.
+        assert_eq!(repair_step(ike, None, due), (Some((ike, due)), false));
+    }
+
+    #[test]
+    fn the_wait_starts_over_when_the_current_ike_sa_changes() {
+        let t0 = Instant::now();
+        let since = Some((1u64, t0));
+        let later = t0 + CHILD_REPAIR_AFTER * 2;
+        assert_eq!(
+            repair_step(2u64, since, later),
+            (Some((2u64, later)), false)
+        );
     }
 }
