@@ -313,6 +313,7 @@ check_wire "round 1" 21
 
 # Round 2: each IKE SA with a swan peer is deleted and the other side brings it up.
 note "round 2: the swan side initiates"
+charon_round2=$(($(wc -l <"$mesh/chassis-$charon/charon.log") + 1))
 # swan_takes_over C P: chassis-C's daemon deletes its IKE SA with swan chassis-P, which brings
 # it up again the way its ovs-monitor-ipsec configuration does. pluto initiates before our own
 # retry. charon initiates at the moment chassis-C, the pair's designated initiator, initiates
@@ -447,6 +448,9 @@ check_wire "round 3" 6
 note "done"
 for c in $ours; do kill -TERM "$(cat "/tmp/ch$c.pid")" 2>/dev/null; done
 if [ "$failed" -gt 0 ]; then
+    echo "--- charon log of round 2 and 3: IKE messages, CHILD_SAs, acquires"
+    tail -n +"$charon_round2" "$mesh/chassis-$charon/charon.log" \
+        | grep 'generating\|parsed\|establish\|acquire\|duplicate\|delet\|initiat\|TS \|failed' | tail -n 200
     echo "--- charon log (last 60 lines)"
     tail -n 60 "$mesh/chassis-$charon/charon.log"
     echo "--- pluto log (last 60 lines)"

@@ -1,6 +1,7 @@
 //! Narratives of exchanges between endpoints in the simulated network, and robustness of one
 //! endpoint against arbitrary input.
 
+mod child_choice;
 mod collisions;
 mod commands;
 mod cookie;
