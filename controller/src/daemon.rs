@@ -263,6 +263,7 @@ impl Daemon {
                 progressed = true;
             }
             self.apply_child_sa_deletes(Instant::now());
+            progressed |= self.repair_missing_children(Instant::now());
             if self.reconcile_due {
                 self.reconcile().await;
             }
@@ -284,6 +285,7 @@ impl Daemon {
             Some(self.cert_poll_at),
             self.systemd.deadline(),
             self.next_linger_deadline(),
+            self.next_child_repair(),
             self.peers
                 .peers
                 .values()

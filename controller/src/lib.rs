@@ -2,6 +2,7 @@
 
 pub mod acquire;
 pub mod cert_watch;
+pub mod child_repair;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -10,7 +10,8 @@
 # swan chassis's configuration. Round 1: the swan daemons are passive (auto=route, as
 # ovs-monitor-ipsec loads them) and the ovn-ipsecd side initiates; charon initiates to pluto.
 # Round 2: each IKE SA is deleted (ipsecctl terminate / swanctl --terminate) and the other
-# side brings it up: charon and pluto initiate to both ovn-ipsecd chassis, pluto to charon.
+# side brings it up: pluto initiates to both ovn-ipsecd chassis and to charon; charon
+# initiates to both ovn-ipsecd chassis at the moment they initiate too (a crossed initiation).
 # Round 3: both ovn-ipsecd are killed with SIGKILL and restarted: Geneve flows meanwhile, the
 # new daemons renegotiate with every peer and their old states go (pluto keeps a stale Child
 # SA: see the note there).
@@ -312,21 +313,27 @@ check_wire "round 1" 21
 
 # Round 2: each IKE SA with a swan peer is deleted and the other side brings it up.
 note "round 2: the swan side initiates"
-# swan_takes_over C P: the IKE SA of chassis-C with swan chassis-P is deleted and P brings it
-# up again the way its ovs-monitor-ipsec configuration does. pluto: our daemon deletes it
-# (ipsecctl terminate) and pluto initiates before our own retry. charon: charon deletes it and
-# initiates at once, since chassis-C, the pair's designated initiator, retries a few seconds
-# after an IKE SA it deleted itself and would race charon.
-# Limitation: such a race (our retry crossing charon's initiation right after our terminate)
-# once left ovn-ipsecd with one of the two CHILD_SAs in its view and no traffic (1 run in 5).
+charon_round2=$(($(wc -l <"$mesh/chassis-$charon/charon.log") + 1))
+# swan_takes_over C P: chassis-C's daemon deletes its IKE SA with swan chassis-P, which brings
+# it up again the way its ovs-monitor-ipsec configuration does. pluto initiates before our own
+# retry. charon initiates at the moment chassis-C, the pair's designated initiator, initiates
+# too (ipsecctl initiate, what its retry a few seconds after an IKE SA it deleted itself does):
+# a crossed initiation, which must still end with one IKE SA and both CHILD_SAs on each side
+# (charon keeps its own attempt and we answer its retransmission once ours is up; the
+# responder of the IKE SA that came up last deletes the other, see ikev2's unique.rs).
 swan_takes_over() {
+    ctl "$1" terminate "chassis-$2" >/dev/null || return 1
     case $2 in
         "$charon")
-            swan --terminate --ike "$(conn "$1")" --timeout 10 >/dev/null 2>&1 || return 1
+            wait_secs 10 charon_ike_gone "$1" || return 1
+            ctl "$1" initiate "chassis-$2" >/dev/null &
+            initiating=$!
             charon_initiate "$1"
+            rc=$?
+            wait "$initiating"
+            return $rc
             ;;
         "$pluto")
-            ctl "$1" terminate "chassis-$2" >/dev/null || return 1
             wait_secs 10 pluto_ike_gone "$1" || return 1
             pluto_start "$1"
             wait_secs 30 pluto_has_both "$1"
@@ -335,7 +342,7 @@ swan_takes_over() {
 }
 for c in $ours; do
     for p in "$charon" "$pluto"; do
-        check "round 2: the IKE SA of $(label "$c") with $(label "$p") is deleted and $(label "$p") brings it up again" \
+        check "round 2: $(label "$c") deletes its IKE SA with $(label "$p"), which brings it up again" \
             swan_takes_over "$c" "$p"
     done
 done
@@ -350,7 +357,8 @@ check "round 2: $(label "$charon") deletes its IKE SA with $(label "$pluto"), wh
     pluto_takes_over_from_charon
 check_mesh "round 2"
 for c in $ours; do
-    initiated_by "round 2" "$charon" "$c"
+    # Either attempt of the crossing with charon may be the one that stays.
+    echo "# round 2: $(label "$c") is the $(our_role "$c" "$charon") of its IKE SA with $(label "$charon") after the crossed initiation"
     initiated_by "round 2" "$pluto" "$c"
 done
 initiated_by "round 2" "$pluto" "$charon"
@@ -440,6 +448,9 @@ check_wire "round 3" 6
 note "done"
 for c in $ours; do kill -TERM "$(cat "/tmp/ch$c.pid")" 2>/dev/null; done
 if [ "$failed" -gt 0 ]; then
+    echo "--- charon log of round 2 and 3: IKE messages, CHILD_SAs, acquires"
+    tail -n +"$charon_round2" "$mesh/chassis-$charon/charon.log" \
+        | grep 'generating\|parsed\|establish\|acquire\|duplicate\|delet\|initiat\|TS \|failed' | tail -n 200
     echo "--- charon log (last 60 lines)"
     tail -n 60 "$mesh/chassis-$charon/charon.log"
     echo "--- pluto log (last 60 lines)"

@@ -61,6 +61,15 @@ pub enum CommandError {
     /// No CHILD_SA of the peer has this inbound SPI.
     #[error("no CHILD_SA with inbound SPI {0:#010x}")]
     UnknownChildSa(u32),
+    /// No IKE SA has this handle (never was, or gone).
+    #[error("no IKE SA {0:?}")]
+    UnknownIkeSa(IkeSaId),
+    /// The IKE SA has an exchange of this kind under way or is going away.
+    #[error("IKE SA {0:?} is busy (an exchange in progress, or being deleted)")]
+    IkeSaBusy(IkeSaId),
+    /// The peer configuration has no CHILD_SA of this name.
+    #[error("no configured CHILD_SA named {0:?}")]
+    UnknownChildConfig(String),
     /// No [`Event::AllocateSpi`] request with this ID is outstanding.
     #[error("no outstanding SPI request {0:?}")]
     UnknownSpiRequest(SpiRequestId),
@@ -197,6 +206,10 @@ pub struct Endpoint {
     /// INITIAL_CONTACT.
     #[cfg(test)]
     pub(crate) omit_initial_contact: bool,
+    /// Tests play strongSwan's charon, which keeps its own IKE_SA_INIT going (and answers
+    /// ours) when the two cross.
+    #[cfg(test)]
+    pub(crate) keep_crossed_attempt: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -242,6 +255,8 @@ impl Endpoint {
             established_at: Default::default(),
             #[cfg(test)]
             omit_initial_contact: false,
+            #[cfg(test)]
+            keep_crossed_attempt: false,
         }
     }
 

@@ -642,6 +642,15 @@ impl Endpoint {
             .ike_sas
             .values()
             .filter(|sa| sa.peer == peer && sa.id != keep)
+            .filter(|_sa| {
+                // charon (played by tests) acts on INITIAL_CONTACT for established IKE SAs
+                // only and keeps its own half-open attempt.
+                #[cfg(test)]
+                if self.keep_crossed_attempt && _sa.is_half_open() {
+                    return false;
+                }
+                true
+            })
             .map(|sa| sa.id)
             .collect();
         for old in stale {
@@ -669,6 +678,7 @@ impl Endpoint {
         let transport = p.has(NotifyType::USE_TRANSPORT_MODE);
         let mut error = NotifyType::NO_PROPOSAL_CHOSEN;
         let mut narrowed_match = None;
+        let mut packet_match = None;
         for (index, child) in config.children.iter().enumerate() {
             // RFC 7296 §1.3.1: transport mode only when both want it.
             if (child.mode == Mode::Transport) != transport {
@@ -686,13 +696,31 @@ impl Endpoint {
             };
             match narrow(&tsi, &tsr, &child.remote_ts, &child.local_ts) {
                 // A configuration that takes the proposal as it is wins: with an "in" and an
-                // "out" child per tunnel, the other one would narrow it to nonsense.
-                Ok(narrowed) if narrowed.initiator == tsi && narrowed.responder == tsr => {
+                // "out" child per tunnel, the other one would narrow it to nonsense. As sets:
+                // charon, initiating on a packet its trap policy caught, sends that packet's
+                // selectors first and the configured ones after, the same one twice for a
+                // host-to-host port (TSr 10.0.0.1[udp/6081] twice).
+                Ok(narrowed)
+                    if same_selectors(&narrowed.initiator, &tsi)
+                        && same_selectors(&narrowed.responder, &tsr) =>
+                {
                     return Ok(ChildAnswer {
                         child: index,
                         selected,
                         narrowed,
                     })
+                }
+                // RFC 7296 §2.9: the first selectors may describe the packet that caused the
+                // request; a configuration that keeps that packet is the one meant.
+                Ok(narrowed)
+                    if keeps_first(&tsi, &narrowed.initiator)
+                        && keeps_first(&tsr, &narrowed.responder) =>
+                {
+                    packet_match.get_or_insert(ChildAnswer {
+                        child: index,
+                        selected,
+                        narrowed,
+                    });
                 }
                 Ok(narrowed) => {
                     narrowed_match.get_or_insert(ChildAnswer {
@@ -704,7 +732,9 @@ impl Endpoint {
                 Err(_) => error = NotifyType::TS_UNACCEPTABLE,
             }
         }
-        narrowed_match.ok_or(ChildRefusal::Notify(error))
+        packet_match
+            .or(narrowed_match)
+            .ok_or(ChildRefusal::Notify(error))
     }
 
     /// Responder: the inbound SPI is there; answer IKE_AUTH and bring the IKE SA up.
@@ -983,6 +1013,20 @@ pub(crate) struct NewChild {
     pub spi_in: u32,
     /// Our outbound SPI.
     pub spi_out: u32,
+}
+
+/// Whether two lists of traffic selectors hold the same selectors, whatever their order and
+/// repetitions.
+fn same_selectors(a: &[TrafficSelector], b: &[TrafficSelector]) -> bool {
+    a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
+}
+
+/// Whether narrowing kept the first proposed selector (the triggering packet's, if the
+/// initiator sent one) whole.
+fn keeps_first(proposed: &[TrafficSelector], narrowed: &[TrafficSelector]) -> bool {
+    proposed
+        .first()
+        .is_none_or(|first| narrowed.contains(first))
 }
 
 /// RFC 7296 §2.17: KEYMAT for a CHILD_SA with the chosen ESP cipher.

@@ -17,6 +17,7 @@
 //! - [`cookie`]: stateless COOKIEs of a responder under load (RFC 7296 §2.6).
 //! - [`unknown_spi`]: INVALID_IKE_SPI answers and hints outside any IKE SA (RFC 7296 §1.5).
 //! - `unique.rs`: a newly authenticated IKE SA replaces older ones with the same peer.
+//! - `missing_child.rs`: creating a configured CHILD_SA an established IKE SA lacks.
 //! - `stats.rs`: [`EndpointStats`], counters outside any one IKE SA.
 //! - [`nat`]: NAT detection hashes (RFC 7296 §2.23).
 //! - [`timers`]: the timer table of an IKE SA, retransmission backoff, lifetimes with jitter.
@@ -36,6 +37,7 @@ mod ike_rekey;
 mod ike_sa;
 mod ike_sa_init;
 mod informational;
+mod missing_child;
 pub mod nat;
 pub mod proposal;
 mod reauth;

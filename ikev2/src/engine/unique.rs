@@ -19,20 +19,26 @@
 //! is gone. Half-open IKE SAs are left to crossed initiation (`ike_sa_init.rs`) and the
 //! half-open timer.
 //!
-//! An IKE SA established less than [`REPLACE_MIN_AGE`] before the new one is kept: two IKE
-//! SAs completing that close together come from a crossed initiation with a peer that does
-//! not follow our lower-address rule, and each side may see them complete in the other
-//! order; replacing on both sides would delete both. The peer's own uniqueness rule, or its
-//! Delete, settles which one stays.
+//! An IKE SA established less than [`REPLACE_MIN_AGE`] before the new one comes from a
+//! crossed initiation with a peer that does not follow our lower-address rule (strongSwan's
+//! charon keeps retransmitting the IKE_SA_INIT we ignored while ours was half-open, and we
+//! answer once ours is up). The rule there: the responder of the IKE SA established last
+//! deletes the older one at once, as charon does with `unique = replace`. Only the responder
+//! of the newer IKE SA acts, so the two sides never delete both: for each side to see the
+//! other's IKE SA complete last, each would have to send its IKE_AUTH response after
+//! receiving the other's, which no order of messages allows. We yield our young IKE SA to
+//! the peer's newer one; a peer CHILD_SA that went to ours meanwhile is recreated on the
+//! remaining IKE SA (`missing_child.rs`). A young IKE SA of the peer's is kept, to the peer's
+//! own uniqueness rule or Delete.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use tracing::info;
 
 use super::endpoint::Endpoint;
 use super::event::{DownReason, IkeSaId, PeerId};
-use super::ike_sa::State;
+use super::ike_sa::{Role, State};
 use super::timers::Timer;
 
 /// How long an IKE SA must have been established before a newer one replaces it: longer
@@ -45,9 +51,14 @@ pub const REPLACE_MIN_AGE: Duration = Duration::from_secs(5);
 /// with a few retransmissions.
 pub const REPLACE_DELAY: Duration = Duration::from_secs(20);
 
-/// When each IKE SA established by IKE_AUTH came up.
+/// How long a crossed IKE SA that is to go waits for its window to have room for the
+/// Delete (an exchange of its own, such as its second CHILD_SA, still in flight).
+pub const CROSSED_DELETE_RETRY: Duration = Duration::from_secs(1);
+
+/// When each IKE SA established by IKE_AUTH came up, and which of ours lost a crossed
+/// initiation and are to be deleted.
 #[derive(Debug, Default)]
-pub(crate) struct EstablishedAt(HashMap<IkeSaId, Instant>);
+pub(crate) struct EstablishedAt(HashMap<IkeSaId, Instant>, HashSet<IkeSaId>);
 
 impl Endpoint {
     /// IKE SA `new` with `peer` was just established by IKE_AUTH: replaces every other
@@ -64,16 +75,36 @@ impl Endpoint {
                 .get(id)
                 .is_none_or(|&at| now.saturating_duration_since(at) >= REPLACE_MIN_AGE)
         };
-        let older: Vec<IkeSaId> = self
+        let new_is_peers = self
+            .ike_sas
+            .get(&new)
+            .is_some_and(|sa| sa.role == Role::Responder);
+        let candidates = self
             .ike_sas
             .values()
-            .filter(|sa| sa.peer == peer && sa.id != new && old_enough(&sa.id))
+            .filter(|sa| sa.peer == peer && sa.id != new)
             .filter(|sa| {
                 matches!(&sa.state, State::Established(e)
                     if !e.deleting && e.rekey.replaced_by.is_none() && e.rekey.reauth.is_none())
-            })
+            });
+        let (older, young): (Vec<_>, Vec<_>) = candidates.partition(|sa| old_enough(&sa.id));
+        let crossed: Vec<IkeSaId> = young
+            .into_iter()
+            .filter(|sa| new_is_peers && sa.role == Role::Initiator)
             .map(|sa| sa.id)
             .collect();
+        let older: Vec<IkeSaId> = older.into_iter().map(|sa| sa.id).collect();
+        for old in crossed {
+            if let Some(sa) = self.ike_sas.get_mut(&old) {
+                info!(
+                    ike_sa = old.0,
+                    newer = new.0,
+                    "crossed initiation: the peer kept its attempt too and it came up last; ours goes"
+                );
+                self.established_at.1.insert(old);
+                sa.timers.set(Timer::Replace, now);
+            }
+        }
         for old in older {
             if let Some(sa) = self.ike_sas.get_mut(&old) {
                 if !sa.timers.is_set(Timer::Replace) {
@@ -97,6 +128,11 @@ impl Endpoint {
         let still_ours = matches!(&sa.state, State::Established(e)
             if !e.deleting && e.rekey.replaced_by.is_none() && e.rekey.reauth.is_none());
         if !still_ours {
+            self.established_at.1.remove(&old);
+            return;
+        }
+        if self.established_at.1.contains(&old) {
+            self.delete_crossed(now, old);
             return;
         }
         info!(
@@ -107,5 +143,25 @@ impl Endpoint {
         // Queues the Delete and reports the CHILD_SAs deleted; the IKE SA goes at once.
         self.delete_established(now, old, true);
         self.remove_ike_sa(old, DownReason::Replaced);
+    }
+
+    /// Deletes our IKE SA `old` that lost a crossed initiation, with a Delete the peer answers
+    /// (it holds the IKE SA and its CHILD_SAs); while an exchange of its own is in flight the
+    /// Delete waits [`CROSSED_DELETE_RETRY`].
+    fn delete_crossed(&mut self, now: Instant, old: IkeSaId) {
+        let Some(sa) = self.ike_sas.get_mut(&old) else {
+            self.established_at.1.remove(&old);
+            return;
+        };
+        if !sa.requests.can_send() {
+            sa.timers.set(Timer::Replace, now + CROSSED_DELETE_RETRY);
+            return;
+        }
+        if let State::Established(e) = &mut sa.state {
+            e.rekey.delete_reason = Some(DownReason::Replaced);
+        }
+        self.established_at.1.remove(&old);
+        self.stats.ike_sas_replaced += 1;
+        self.delete_established(now, old, true);
     }
 }

@@ -104,7 +104,9 @@ impl Chassis {
         std::mem::take(&mut self.events)
     }
 
-    fn drain_events(&mut self, now: Instant) {
+    /// Answers the endpoint's SPI requests and keeps its other events (after a command that
+    /// queued some, such as a CHILD_SA to create).
+    pub fn drain_events(&mut self, now: Instant) {
         while let Some(event) = self.endpoint.poll_event() {
             match event {
                 super::Event::AllocateSpi { request, .. } if self.allocate_spis => {

@@ -1,10 +1,12 @@
 //! Narratives of exchanges between endpoints in the simulated network, and robustness of one
 //! endpoint against arbitrary input.
 
+mod child_choice;
 mod collisions;
 mod commands;
 mod cookie;
 mod credentials_update;
+mod crossed_with_charon;
 mod fragments;
 mod ike_auth;
 mod ike_rekey;
