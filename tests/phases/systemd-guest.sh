@@ -144,8 +144,7 @@ in_root systemctl mask -q getty@tty1.service serial-getty@ttyS0.service console-
     apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer \
     e2scrub_reap.service fstrim.timer systemd-tmpfiles-clean.timer systemd-firstboot.service \
     systemd-logind.service systemd-pstore.service systemd-random-seed.service \
-    systemd-journal-flush.service remote-fs.target uuidd.socket ovs-record-hostname.service \
-    getty-static.service proc-sys-fs-binfmt_misc.automount
+    systemd-journal-flush.service remote-fs.target uuidd.socket ovs-record-hostname.service
 head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$root/etc/machine-id"
 echo >>"$root/etc/machine-id"
 echo node-1 >"$root/etc/hostname"

@@ -91,7 +91,7 @@ sbctl set SB_Global . ipsec=true
 # (external_ids) and what ovs-monitor-ipsec reads (other_config). system-id came from
 # /etc/openvswitch/system-id.conf through ovs-ctl.
 pki=/etc/ovn-ipsec/pki
-ovs-vsctl set Open_vSwitch . external_ids:ovn-remote=tcp:127.0.0.1:6642 \
+ovs-vsctl --timeout=30 set Open_vSwitch . external_ids:ovn-remote=tcp:127.0.0.1:6642 \
     external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip=10.0.0.1 \
     other_config:certificate="$pki/chassis-1-cert.pem" \
     other_config:private_key="$pki/chassis-1-privkey.pem" \
@@ -259,6 +259,9 @@ check "systemd-analyze security rates it OK or better: ${score#*: }" \
     sh -c "echo '$score' | grep -q 'OK\|SAFE'"
 
 if [ "$failed" -gt 0 ]; then
+    echo "# --- systemctl --failed; openvswitch and ovn-controller"
+    systemctl --failed --no-pager 2>&1 | sed 's/^/#   /'
+    systemctl status --no-pager ovsdb-server ovs-vswitchd ovn-controller 2>&1 | tail -n 40 | sed 's/^/#   /'
     echo "# --- journalctl -u ovn-ipsecd (last 60)"
     journal | tail -n 60 | sed 's/^/#   /'
     echo "# --- chassis-2 log (last 30)"
