@@ -31,6 +31,14 @@ mem=${OVN_IPSEC_VM_MEM:-1024}
 smp=${OVN_IPSEC_VM_SMP:-1}
 
 vm_need_cmd qemu-system-x86_64 timeout
+# OVN_IPSEC_VM_DISK: a raw ext4 image to boot as the root file system (virtio disk), its own
+# /lib/systemd/systemd as PID 1; the disk's init must run the script and report (see
+# tests/systemd/run-script.sh).
+disk=${OVN_IPSEC_VM_DISK:-}
+if [ -n "$disk" ]; then
+    [ -f "$disk" ] || vm_die "OVN_IPSEC_VM_DISK $disk does not exist"
+    export OVN_IPSEC_VM_MODULES="virtio_blk ext4 ${OVN_IPSEC_VM_MODULES:-}"
+fi
 tree=$(bash "$VM_DIR/kernel.sh") || vm_die "could not get the guest kernel (see above)"
 kver=$(basename "$tree")
 # The uncompressed vmlinux (PVH entry) when kernel.sh could extract it: it boots ~3 s faster.
@@ -108,9 +116,15 @@ choose_accel() {
 }
 accel=$(choose_accel)
 
-mapfile -d '' cmd < <(qemu_cmd "$accel" "ovn_ipsec.nonce=$nonce ovn_ipsec.script=$script ovn_ipsec.timeout=$timeout_s")
+root_arg=
+[ -n "$disk" ] && root_arg="ovn_ipsec.root=/dev/vda"
+mapfile -d '' cmd < <(qemu_cmd "$accel" "ovn_ipsec.nonce=$nonce ovn_ipsec.script=$script ovn_ipsec.timeout=$timeout_s $root_arg")
 # qemu's option syntax takes a doubled comma as a literal one.
 cmd+=(-virtfs "local,path=${share//,/,,},mount_tag=host,security_model=none,id=host")
+if [ -n "$disk" ]; then
+    # The root disk is scratch: cache=unsafe skips flushes, which are slow under emulation.
+    cmd+=(-drive "file=${disk//,/,,},format=raw,if=virtio,cache=unsafe")
+fi
 vm_log "booting $kver ($accel), running $script from $share (timeout ${timeout_s}s)"
 start=$(date +%s.%N)
 timeout -k 10 $((timeout_s + boot_timeout)) "${cmd[@]}" </dev/null >"$work/qemu.out" 2>&1 &
