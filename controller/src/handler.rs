@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use control_api::protocol::{
     ike_spi_hex, ActionDone, CertificateStatus, ChildSaInfo, CleanupReport, ConnectionState,
-    IkeSaInfo, IkeSaState, KernelCounters, PeerError, PeerInfo, PeerPolicy, Role, SaLifetime,
-    SaList, SaMode, SouthboundStatus, Status, TrafficSelector, UdpEncapsulation,
+    IkeSaInfo, IkeSaState, KernelCounters, MemberRole, PeerError, PeerInfo, PeerPolicy, Role,
+    SaLifetime, SaList, SaMode, SouthboundStatus, Status, TrafficSelector, UdpEncapsulation,
 };
 use ikev2::engine::{ChildSaTimes, IkeAlgorithms};
 use ikev2::registry::IntegId;
@@ -458,9 +458,11 @@ impl Daemon {
                     (false, None) => ConnectionState::Connecting,
                     (false, Some(_)) => ConnectionState::Disconnected,
                 },
-                // Limitation: the RAFT role of the member is not passed up from the OVSDB
-                // monitor, so it is never reported.
-                member_role: None,
+                member_role: self.southbound.member_role.map(|r| match r {
+                    ovsdb::MemberRole::Leader => MemberRole::Leader,
+                    ovsdb::MemberRole::Follower => MemberRole::Follower,
+                    ovsdb::MemberRole::Standalone => MemberRole::Standalone,
+                }),
                 last_sync_unix: self.southbound.last_sync.map(unix),
             },
             peers_desired: to_u32(self.desired.peers.len()),

@@ -50,6 +50,7 @@ probe_retry() {
     probe "$@"
 }
 
+t0=$(date +%s)
 start_sb
 sbctl init
 sbctl set SB_Global . ipsec=true
@@ -69,6 +70,15 @@ check "/readyz says ready once synced and programmed" \
 ctl 1 status --json >/tmp/ctl.json
 up=$(jqf .peers_up)
 desired=$(jqf .peers_desired)
+southbound_ok() {
+    jq -e --arg r "$sb" --argjson t0 "$t0" --argjson now "$(date +%s)" '.southbound
+        | .state == "connected" and .remote == $r and .member_role == "standalone"
+        and .last_sync_unix >= $t0 and .last_sync_unix <= $now' /tmp/ctl.json >/dev/null
+}
+check "ipsecctl status --json: Southbound connected to $sb, a standalone server, synced since the test began" \
+    southbound_ok
+ctl 1 status >/tmp/out
+check "ipsecctl status table: southbound member standalone" grep -Eq '^southbound member +standalone$' /tmp/out
 save 1
 check "page after the handshake passes promtool check metrics" promtool_ok
 same "peers up: metrics = ipsecctl status" "$(sample $page 'ovn_ipsec_peers{state="up"}')" "$up"
