@@ -226,7 +226,7 @@ new_ike_sa_young() {
     ctl 1 sas --json | jq -e --arg old "$old_spi_i" --argjson since "$since" '
         [.ike_sas[] | select(.peer == "chassis-2" and .state == "established")]
         | length == 1 and .[0].spi_i != $old and .[0].age_secs <= $since
-        and .[0].rekey_in_secs > 14400 - 900 - $since' >/dev/null &&
+        and .[0].rekey_in_secs >= 14400 - 900 - $since - 1' >/dev/null &&
         ctl 1 peers --json | jq -e --argjson since "$since" '
             .peers[] | select(.chassis == "chassis-2") | .age_secs <= $since' >/dev/null
 }
