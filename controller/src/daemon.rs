@@ -59,6 +59,8 @@ pub struct SouthboundState {
     pub connected: bool,
     /// When the view last changed or synced.
     pub last_sync: Option<SystemTime>,
+    /// The role of the server connected to, as the loop last read it.
+    pub member_role: Option<ovsdb::MemberRole>,
 }
 
 /// Everything the loop owns.
@@ -189,6 +191,7 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         daemon.drain(&sockets).await;
+        daemon.southbound.member_role = sb.member_role();
         daemon.publish();
         daemon.notify_systemd();
         let deadline = daemon.next_deadline();

@@ -6,6 +6,7 @@
 
 pub mod counters;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
@@ -13,10 +14,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use control_api::protocol::{
     ike_spi_hex, ActionDone, CertificateStatus, ChildSaInfo, CleanupReport, ConnectionState,
-    IkeSaInfo, IkeSaState, KernelCounters, PeerError, PeerInfo, PeerPolicy, Role, SaLifetime,
-    SaList, SaMode, SouthboundStatus, Status, TrafficSelector, UdpEncapsulation,
+    IkeSaInfo, IkeSaState, KernelCounters, MemberRole, PeerError, PeerInfo, PeerPolicy, Role,
+    SaLifetime, SaList, SaMode, SouthboundStatus, Status, TrafficSelector, UdpEncapsulation,
 };
-use ikev2::engine::{ChildSaTimes, IkeAlgorithms};
+use ikev2::engine::{ChildSaTimes, IkeAlgorithms, IkeSaId};
 use ikev2::registry::IntegId;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -43,6 +44,9 @@ pub struct SharedView {
     pub owners: Vec<StateOwner>,
     /// When the loop published this: ages grow by the time since.
     pub published_at: Option<Instant>,
+    /// When each established IKE SA was first published as established (the loop publishes
+    /// after every step, so this is when it came up, rekeyed or reauthenticated).
+    pub established_at: BTreeMap<IkeSaId, Instant>,
 }
 
 impl SharedView {
@@ -458,9 +462,11 @@ impl Daemon {
                     (false, None) => ConnectionState::Connecting,
                     (false, Some(_)) => ConnectionState::Disconnected,
                 },
-                // Limitation: the RAFT role of the member is not passed up from the OVSDB
-                // monitor, so it is never reported.
-                member_role: None,
+                member_role: self.southbound.member_role.map(|r| match r {
+                    ovsdb::MemberRole::Leader => MemberRole::Leader,
+                    ovsdb::MemberRole::Follower => MemberRole::Follower,
+                    ovsdb::MemberRole::Standalone => MemberRole::Standalone,
+                }),
                 last_sync_unix: self.southbound.last_sync.map(unix),
             },
             peers_desired: to_u32(self.desired.peers.len()),
@@ -505,9 +511,23 @@ impl Daemon {
         self.metrics.cookies_sent_total(stats.cookies_sent);
         self.metrics.retransmissions_total(stats.retransmissions);
 
+        let previous = lock_view(&self.shared).established_at.clone();
+        let established_at = established_times(
+            &previous,
+            self.endpoint.ike_sas().filter(|&id| {
+                self.endpoint
+                    .ike_sa_info(id)
+                    .is_some_and(|info| info.state == "established")
+            }),
+            now,
+        );
+        let since = |t: Instant| now.saturating_duration_since(t).as_secs();
+        // A peer's age is its current IKE SA's (its first one's until the map has it).
         let age = |p: &Peer| {
-            p.up_since
-                .map(|t| now.saturating_duration_since(t).as_secs())
+            p.ike_sa
+                .and_then(|id| established_at.get(&id).copied())
+                .or(p.up_since)
+                .map(since)
         };
         let owners = self
             .peers
@@ -577,13 +597,8 @@ impl Daemon {
                 continue;
             };
             let established = info.state == "established";
-            // Limitation: the age of an established IKE SA counts from the peer's first IKE SA
-            // coming up, not from its latest rekey; one not yet established shows 0.
-            let age_secs = if established {
-                age(peer).unwrap_or(0)
-            } else {
-                0
-            };
+            // One not yet established shows 0.
+            let age_secs = established_at.get(&id).copied().map_or(0, since);
             let child_sas = info
                 .child_sas
                 .iter()
@@ -653,6 +668,7 @@ impl Daemon {
             sas,
             owners,
             published_at: Some(now),
+            established_at,
         };
     }
 
@@ -769,6 +785,18 @@ fn child_sa_info(
         },
         rekey_in_secs: times.rekey_at.map(|at| secs_until(at, now)),
     })
+}
+
+/// When each of the `established` IKE SAs came up: as `previous` says, or `now` for one new
+/// since.
+fn established_times<K: Ord + Copy>(
+    previous: &BTreeMap<K, Instant>,
+    established: impl Iterator<Item = K>,
+    now: Instant,
+) -> BTreeMap<K, Instant> {
+    established
+        .map(|id| (id, previous.get(&id).copied().unwrap_or(now)))
+        .collect()
 }
 
 /// Our role in an IKE SA, in the control protocol's words.
@@ -1129,6 +1157,17 @@ mod tests {
         // A deadline already passed (the rekey is about to start) is 0, not an underflow.
         let past = now.checked_sub(Duration::from_secs(5));
         assert_eq!(next_replacement_in(past, None, now), past.map(|_| 0));
+    }
+
+    #[test]
+    fn established_times_keep_the_first_sighting_and_forget_ike_sas_gone() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(60);
+        let first = established_times(&BTreeMap::new(), [1u64, 2].into_iter(), t0);
+        assert_eq!(first, BTreeMap::from([(1, t0), (2, t0)]));
+        // IKE SA 2 was rekeyed into 3: 1 keeps its time, 3 starts now, 2 is forgotten.
+        let later = established_times(&first, [1u64, 3].into_iter(), t1);
+        assert_eq!(later, BTreeMap::from([(1, t0), (3, t1)]));
     }
 
     #[test]

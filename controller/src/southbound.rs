@@ -332,6 +332,11 @@ impl Southbound {
         self.view.snapshot.clone()
     }
 
+    /// The RAFT role (or standalone) of the Southbound server connected to now.
+    pub fn member_role(&self) -> Option<ovsdb::MemberRole> {
+        self.monitor.member_role()
+    }
+
     /// The next event; transactions that change nothing the view shows are skipped.
     pub async fn next(&mut self) -> Option<SouthboundEvent> {
         loop {

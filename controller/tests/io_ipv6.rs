@@ -49,6 +49,25 @@ fn loopback_with_test_addresses() {
     for a in [OURS, THEIRS] {
         ip(&["addr", "add", &format!("{a}/128"), "dev", "lo", "nodad"]);
     }
+    // The kernel installs an IPv6 address's local route from a work queue after `ip addr add`
+    // returns; a datagram sent before that is lost (about 1 run in 50 here). Wait for both.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new("ip")
+            .args(["-6", "route", "show", "table", "local"])
+            .output()
+            .expect("ip (iproute2)");
+        let routes = String::from_utf8_lossy(&out.stdout);
+        let routed = |a: Ipv6Addr| routes.lines().any(|l| l.starts_with(&format!("local {a} ")));
+        if routed(OURS) && routed(THEIRS) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no local routes for the test addresses:\n{routes}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn udp_encap_option(fd: i32) -> i32 {

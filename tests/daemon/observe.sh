@@ -50,6 +50,7 @@ probe_retry() {
     probe "$@"
 }
 
+t0=$(date +%s)
 start_sb
 sbctl init
 sbctl set SB_Global . ipsec=true
@@ -69,6 +70,15 @@ check "/readyz says ready once synced and programmed" \
 ctl 1 status --json >/tmp/ctl.json
 up=$(jqf .peers_up)
 desired=$(jqf .peers_desired)
+southbound_ok() {
+    jq -e --arg r "$sb" --argjson t0 "$t0" --argjson now "$(date +%s)" '.southbound
+        | .state == "connected" and .remote == $r and .member_role == "standalone"
+        and .last_sync_unix >= $t0 and .last_sync_unix <= $now' /tmp/ctl.json >/dev/null
+}
+check "ipsecctl status --json: Southbound connected to $sb, a standalone server, synced since the test began" \
+    southbound_ok
+ctl 1 status >/tmp/out
+check "ipsecctl status table: southbound member standalone" grep -Eq '^southbound member +standalone$' /tmp/out
 save 1
 check "page after the handshake passes promtool check metrics" promtool_ok
 same "peers up: metrics = ipsecctl status" "$(sample $page 'ovn_ipsec_peers{state="up"}')" "$up"
@@ -196,6 +206,8 @@ before_pkts_in=$m_pkts_in
 old_spis=$(ctl 1 sas --json | jq -r '[.ike_sas[].child_sas[].spi_in] | sort | join(",")')
 
 # --- rekey
+old_spi_i=$(ctl 1 sas --json | jq -r '.ike_sas[] | select(.peer == "chassis-2") | .spi_i')
+rekey_from=$(date +%s)
 expect_exit 0 "ipsecctl rekey chassis-2" ctl 1 rekey chassis-2
 check "rekey's message says the CHILD_SAs and the IKE SA are rekeyed" grep -q "rekey of the CHILD_SAs and the IKE SA with chassis-2 started" /tmp/out
 rekeyed() {
@@ -207,6 +219,19 @@ rekeyed() {
     return 0
 }
 check "after rekey: both CHILD_SAs have new SPIs (were $old_spis)" wait_for 60 rekeyed
+# new_ike_sa_young: chassis-2's one established IKE SA is a new one, as old as the time since
+# the rekey was asked for (not since the first handshake), in `sas` and `peers`.
+new_ike_sa_young() {
+    since=$(($(date +%s) - rekey_from + 1))
+    ctl 1 sas --json | jq -e --arg old "$old_spi_i" --argjson since "$since" '
+        [.ike_sas[] | select(.peer == "chassis-2" and .state == "established")]
+        | length == 1 and .[0].spi_i != $old and .[0].age_secs <= $since
+        and .[0].rekey_in_secs >= 14400 - 900 - $since - 1' >/dev/null &&
+        ctl 1 peers --json | jq -e --argjson since "$since" '
+            .peers[] | select(.chassis == "chassis-2") | .age_secs <= $since' >/dev/null
+}
+check "after rekey: the new IKE SA's age counts from the rekey, its next rekey a fresh lifetime away" \
+    wait_for 30 new_ike_sa_young
 check "after rekey: old states deleted, 4 states again" wait_for 30 sh -c "[ \$(ip -n ch1 xfrm state | grep -c '^src') = 4 ]"
 save 1
 check "page after the rekey passes promtool check metrics" promtool_ok

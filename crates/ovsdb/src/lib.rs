@@ -20,7 +20,7 @@ pub use cache::{ChangeKind, ChangeSet, Row, RowChange, TableCache};
 pub use client::{ConnectOptions, Connection};
 pub use datum::{Atom, Datum, Uuid};
 pub use error::{Error, Result};
-pub use monitor::{Event, Monitor, MonitorConfig};
+pub use monitor::{Event, MemberRole, Monitor, MonitorConfig};
 pub use schema::DatabaseSchema;
 pub use tls::TlsFiles;
 pub use transport::{parse_remotes, Remote};

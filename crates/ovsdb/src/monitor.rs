@@ -8,7 +8,7 @@
 //! replaces the cache. When the connection ends the next remote of the shuffled list is tried
 //! after an exponential backoff with jitter.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -93,11 +93,26 @@ pub enum Event {
     },
 }
 
+/// The role of the server a monitor is connected to, from `_Server.Database`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberRole {
+    /// The leader of a RAFT cluster.
+    Leader,
+    /// A follower of a RAFT cluster.
+    Follower,
+    /// A server with a standalone database.
+    Standalone,
+}
+
+/// The role the session last saw, shared between the monitor's task and its owner.
+type SharedRole = Arc<Mutex<Option<MemberRole>>>;
+
 /// A running monitor. Dropping it stops the task.
 #[derive(Debug)]
 pub struct Monitor {
     events: mpsc::UnboundedReceiver<Event>,
     cache: Arc<RwLock<TableCache>>,
+    role: SharedRole,
     task: JoinHandle<()>,
 }
 
@@ -113,12 +128,24 @@ impl Monitor {
         let cache = Arc::new(RwLock::new(TableCache::new(&config.tables)));
         // Limitation: events queue without bound; a consumer that stops reading grows memory.
         let (tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(config, cache.clone(), tx));
+        let role = SharedRole::default();
+        let task = tokio::spawn(run(config, cache.clone(), role.clone(), tx));
         Self {
             events,
             cache,
+            role,
             task,
         }
+    }
+
+    /// The role of the server connected to now, as its `_Server` database says (it follows
+    /// elections); `None` while disconnected, and with servers that have no `_Server` or a
+    /// model other than standalone and clustered.
+    pub fn member_role(&self) -> Option<MemberRole> {
+        *self
+            .role
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The next event; `None` only if the task ended.
@@ -148,6 +175,7 @@ impl Monitor {
 async fn run(
     config: MonitorConfig,
     cache: Arc<RwLock<TableCache>>,
+    role: SharedRole,
     events: mpsc::UnboundedSender<Event>,
 ) {
     let mut rng = match config.seed {
@@ -164,11 +192,13 @@ async fn run(
                 &config,
                 &remote,
                 &cache,
+                &role,
                 &mut last_txn,
                 &mut progress,
                 &events,
             )
             .await;
+            set_role(&role, None);
             if events.is_closed() {
                 return;
             }
@@ -194,11 +224,18 @@ fn backoff_step(backoff: Duration, max: Duration, rng: &mut impl Rng) -> (Durati
     (wait, backoff.saturating_mul(2).min(max))
 }
 
+fn set_role(shared: &SharedRole, role: Option<MemberRole>) {
+    *shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = role;
+}
+
 /// Runs one connection until it fails; returns why.
 async fn session(
     config: &MonitorConfig,
     remote: &Remote,
     cache: &Arc<RwLock<TableCache>>,
+    role: &SharedRole,
     last_txn: &mut Option<Uuid>,
     progress: &mut ClusterProgress,
     events: &mpsc::UnboundedSender<Event>,
@@ -220,6 +257,7 @@ async fn session(
         &conn,
         &mut incoming,
         cache,
+        role,
         last_txn,
         progress,
         events,
@@ -251,12 +289,14 @@ async fn sync(
     conn: &Connection,
     incoming: &mut mpsc::UnboundedReceiver<Incoming>,
     cache: &Arc<RwLock<TableCache>>,
+    role: &SharedRole,
     last_txn: &mut Option<Uuid>,
     progress: &mut ClusterProgress,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<Never, Error> {
     let db = config.database.as_str();
     let mut server = ServerCheck::start(conn, db, progress).await?;
+    set_role(role, server.role());
     let schema = conn.get_schema(db).await?;
     write(cache).set_schema(schema);
 
@@ -279,6 +319,7 @@ async fn sync(
         let monitor_id = params.first().and_then(Value::as_str);
         if monitor_id == Some(SERVER_MONITOR_ID) {
             server.apply(&method, params, progress)?;
+            set_role(role, server.role());
             continue;
         }
         if monitor_id != Some(DB_MONITOR_ID) {
@@ -500,6 +541,22 @@ impl ServerCheck {
             }
         }
         self.verify(progress)
+    }
+
+    /// The role of our database on this server (`None` without `_Server`).
+    fn role(&self) -> Option<MemberRole> {
+        let row = self
+            .cache
+            .as_ref()?
+            .table("Database")
+            .map(|(_, r)| r)
+            .find(|r| r.str("name") == Some(self.db.as_str()))?;
+        match (row.str("model"), row.bool("leader")) {
+            (Some("standalone"), _) => Some(MemberRole::Standalone),
+            (Some("clustered"), Some(true)) => Some(MemberRole::Leader),
+            (Some("clustered"), Some(false)) => Some(MemberRole::Follower),
+            _ => None,
+        }
     }
 
     fn verify(&self, progress: &mut ClusterProgress) -> Result<(), Error> {

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use ovn_ipsec_tests::ovsdb_server::Cluster;
 use ovsdb::{
-    parse_remotes, ChangeKind, ChangeSet, Error, Event, Monitor, MonitorConfig, TableCache,
+    parse_remotes, ChangeKind, ChangeSet, Error, Event, MemberRole, Monitor, MonitorConfig,
+    TableCache,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -219,4 +220,39 @@ async fn member_cut_off_from_its_cluster_is_left() {
     .await
     .expect("the lonely member was not left");
     assert!(matches!(error, Error::NotConnectedToCluster(_)), "{error}");
+}
+
+#[tokio::test]
+async fn member_role_is_the_servers_and_follows_an_election() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.leader().unwrap();
+    let follower = cluster.followers()[0];
+    let mut on_leader = Monitor::spawn(config(&cluster.members[leader].tcp_remote()));
+    let mut on_follower = Monitor::spawn(config(&cluster.members[follower].tcp_remote()));
+    first_connection(&mut on_leader).await;
+    first_connection(&mut on_follower).await;
+    assert_eq!(on_leader.member_role(), Some(MemberRole::Leader));
+    assert_eq!(on_follower.member_role(), Some(MemberRole::Follower));
+
+    // The leader goes: its monitor is disconnected (no role), and the follower's monitor
+    // reports whichever role its server has after the election.
+    cluster.members[leader].kill();
+    let settled = async {
+        loop {
+            if let Some(new) = cluster.leader() {
+                let want = if new == follower {
+                    MemberRole::Leader
+                } else {
+                    MemberRole::Follower
+                };
+                if on_follower.member_role() == Some(want) && on_leader.member_role().is_none() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, settled)
+        .await
+        .expect("roles after the election");
 }

@@ -159,6 +159,21 @@ async fn monitor_over_tcp_sees_rows_created_before_it_connected() {
 }
 
 #[tokio::test]
+async fn member_role_of_a_standalone_server_is_standalone_once_connected() {
+    let sb = OvsdbServer::standalone();
+    let mut m = Monitor::spawn(config(&sb.tcp_remote()));
+    let connected = async {
+        loop {
+            if let Some(Event::Connected { .. }) = m.next_event().await {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, connected).await.unwrap();
+    assert_eq!(m.member_role(), Some(ovsdb::MemberRole::Standalone));
+}
+
+#[tokio::test]
 async fn monitor_over_ssl_with_ovs_pki_certificates() {
     let pki = Pki::new();
     let sb = OvsdbServer::standalone_tls(&pki);
