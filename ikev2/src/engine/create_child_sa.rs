@@ -23,8 +23,7 @@ use tracing::{debug, info};
 
 use super::config::{Mode, PeerConfig};
 use super::endpoint::Endpoint;
-use super::event::Outbound;
-use super::event::{Event, IkeSaId, SpiRequestId};
+use super::event::{Event, IkeSaId, Outbound, SpiRequestId};
 use super::ike_auth::{
     accept_child, child_install, derive_child_keys, spi_of, supported_esp, AuthPayloads,
     ChildRefusal, NewChild,
