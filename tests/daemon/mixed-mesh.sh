@@ -318,8 +318,10 @@ charon_round2=$(($(wc -l <"$mesh/chassis-$charon/charon.log") + 1))
 # it up again the way its ovs-monitor-ipsec configuration does. pluto initiates before our own
 # retry. charon initiates at the moment chassis-C, the pair's designated initiator, initiates
 # too (ipsecctl initiate, what its retry a few seconds after an IKE SA it deleted itself does):
-# a crossed initiation, which must still end with one IKE SA and both CHILD_SAs on each side
-# (charon keeps its own attempt and we answer its retransmission once ours is up; the
+# a crossed initiation when the two IKE_SA_INITs pass each other (timing decides; charon may
+# also start on a packet its trap policy caught, and tests/daemon/crossing-repro-host.sh
+# repeats the crossing), which must still end with one IKE SA and both CHILD_SAs on each
+# side (charon keeps its own attempt and we answer its retransmission once ours is up; the
 # responder of the IKE SA that came up last deletes the other, see ikev2's unique.rs).
 swan_takes_over() {
     ctl "$1" terminate "chassis-$2" >/dev/null || return 1
@@ -358,7 +360,7 @@ check "round 2: $(label "$charon") deletes its IKE SA with $(label "$pluto"), wh
 check_mesh "round 2"
 for c in $ours; do
     # Either attempt of the crossing with charon may be the one that stays.
-    echo "# round 2: $(label "$c") is the $(our_role "$c" "$charon") of its IKE SA with $(label "$charon") after the crossed initiation"
+    echo "# round 2: $(label "$c") is the $(our_role "$c" "$charon") of its IKE SA with $(label "$charon") after both initiated ($(grep -c 'crossed initiation: the peer kept' "/tmp/ch$c.log") crossing(s) resolved by deleting ours, $(grep -c 'without this CHILD_SA: creating it' "/tmp/ch$c.log") CHILD_SA(s) repaired so far)"
     initiated_by "round 2" "$pluto" "$c"
 done
 initiated_by "round 2" "$pluto" "$charon"
