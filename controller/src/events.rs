@@ -125,7 +125,8 @@ impl Daemon {
                 match outbound {
                     Outbound::Now => p.child_sas.push(out),
                     // The responder of a rekey: the kernel would send on the new outbound SA
-                    // at once, before the initiator can decrypt it (RFC 7296 §2.8).
+                    // at once, before the initiator can decrypt it (RFC 7296 §2.8); or our own
+                    // CHILD_SA a simultaneous rekey made redundant, which is never ready.
                     Outbound::Pending => p.pending_outbound.hold(spi_in, out),
                 }
                 // Limitation: a CHILD_SA we answer outside a rekey (IKE_AUTH, the second child,

@@ -250,9 +250,8 @@ pub struct Peer {
     pub pending_outbound: crate::kernel::PendingOutbound,
     /// When to initiate again after failures.
     pub retry: InitiateBackoff,
-    /// Since when the current IKE SA (the one named) lacks a configured CHILD_SA, for the
-    /// repair of `child_repair.rs`.
-    pub child_missing_since: Option<(IkeSaId, Instant)>,
+    /// A configured CHILD_SA the current IKE SA lacks, for the repair of `child_repair.rs`.
+    pub child_missing: Option<crate::child_repair::Missing<IkeSaId>>,
     /// The tracing span of this peer.
     pub span: tracing::Span,
 }
@@ -272,7 +271,7 @@ impl Peer {
             child_sas: Vec::new(),
             pending_outbound: Default::default(),
             retry: InitiateBackoff::default(),
-            child_missing_since: None,
+            child_missing: None,
             span,
         }
     }

@@ -58,7 +58,11 @@ fn loopback_with_test_addresses() {
             .output()
             .expect("ip (iproute2)");
         let routes = String::from_utf8_lossy(&out.stdout);
-        let routed = |a: Ipv6Addr| routes.lines().any(|l| l.starts_with(&format!("local {a} ")));
+        let routed = |a: Ipv6Addr| {
+            routes
+                .lines()
+                .any(|l| l.starts_with(&format!("local {a} ")))
+        };
         if routed(OURS) && routed(THEIRS) {
             return;
         }

@@ -7,7 +7,8 @@
 # in every other round, `ipsecctl initiate` at the same moment as charon. Each round must end
 # with exactly one IKE SA on each side and both CHILD_SAs in both daemons and the kernel.
 # A failing round prints the daemons' logs, the IKE messages on the wire (tcpdump) and the
-# views. ROUNDS (default 12) sets the number of rounds.
+# views. ROUNDS (default 12) sets the number of rounds. A last round has charon delete one
+# CHILD_SA alone and waits for our daemon to create it again.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -149,6 +150,18 @@ while [ "$i" -le "$rounds" ]; do
     fi
     i=$((i + 1))
 done
+
+# The repair: charon deletes one CHILD_SA alone (swanctl --terminate --child); our daemon
+# notices the IKE SA lacking it and creates it again.
+l_ours=$(($(lines /tmp/ch1.log) + 1))
+note "repair: charon deletes its \"in\" CHILD_SA alone"
+swan --terminate --child "$(conn 1)-in-1" --timeout 10 >/dev/null 2>&1
+if wait_secs 60 settled; then
+    ok "repair: the CHILD_SA charon deleted is back on both sides ($(summary); $(what_happened "$l_ours"))"
+else
+    not_ok "repair: the CHILD_SA charon deleted is back on both sides ($(summary))"
+    dump "$l_ours" 1 1
+fi
 
 note "done"
 kill "$tcpdump_pid" 2>/dev/null

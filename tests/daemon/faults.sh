@@ -422,8 +422,20 @@ lost=$(stream_result 1 2)
 # Make-before-break (RFC 7296 §2.8): each side switches its outbound traffic to a new CHILD_SA
 # only once the other has its inbound SA (the rekey's responder waits for the initiator's
 # Delete), so no probe is lost across the rekeys. The count is final: the stream has ended.
-no_loss() { [ "$(lost_of "$lost")" = 0 ]; }
-check "ovsdb-server down, rekeys meanwhile: lost $(lost_of "$lost") of $N probes chassis-1 -> chassis-2 at $RATE/s (none may be)" no_loss
+# Probes lost before the first one arrived are not counted: the stream starts as soon as the
+# restarted daemons' SAs are up (0-2 were lost there in some runs), the rekeys come ~20 s later.
+lost_after_first() {
+    n=$(lost_of "$1")
+    first=$(echo "$1" | sed -n 's/.*missing \([0-9-]*\).*/\1/p')
+    case $first in
+    0) n=$((n - 1)) ;;
+    0-*) n=$((n - ${first#0-} - 1)) ;;
+    esac
+    echo "$n"
+}
+rekey_lost=$(lost_after_first "$lost")
+no_loss() { [ "$rekey_lost" = 0 ]; }
+check "ovsdb-server down, rekeys meanwhile: lost $(lost_of "$lost") of $N probes chassis-1 -> chassis-2 at $RATE/s, $rekey_lost after the first arrived (none may be)" no_loss
 echo "#   ($lost)"
 echo "# chassis-1's log while the Southbound was down and after:"
 show_log 1 "$((sb_lines + 1))" | grep -v 'Southbound unreachable\|OVSDB connection lost' | head -n 30

@@ -23,8 +23,7 @@ use tracing::{debug, info};
 
 use super::config::{Mode, PeerConfig};
 use super::endpoint::Endpoint;
-use super::event::Outbound;
-use super::event::{Event, IkeSaId, SpiRequestId};
+use super::event::{Event, IkeSaId, Outbound, SpiRequestId};
 use super::ike_auth::{
     accept_child, child_install, derive_child_keys, spi_of, supported_esp, AuthPayloads,
     ChildRefusal, NewChild,
@@ -1065,7 +1064,31 @@ impl Endpoint {
             local_ts: tsi,
             remote_ts: tsr,
         };
-        let new = self.add_child(now, id, &config, child, keys, true, pfs, None);
+        // §2.8.1: when the peer's simultaneous rekey of the same CHILD_SA wins, ours is deleted
+        // at once and must never carry traffic (the peer drops it on our Delete, and it is
+        // the newest outbound SA); it is reported with its outbound SA held, never ready.
+        let lowest = lower_nonce(&ni, &nr);
+        let ours_loses = rekey.is_some_and(|old| {
+            e.children
+                .iter()
+                .find(|c| c.spi_in == old)
+                .and_then(|c| c.peer_rekey.as_ref())
+                .map(|theirs| lowest < theirs.lowest_nonce)
+                .or_else(|| {
+                    e.rekey
+                        .collided
+                        .as_ref()
+                        .filter(|(spi, _)| *spi == old)
+                        .map(|(_, theirs)| lowest < theirs.lowest_nonce)
+                })
+                .unwrap_or(false)
+        });
+        let held = rekey.filter(|_| ours_loses).map(|old| PendingOutbound {
+            replaces: old,
+            message_id: None,
+            until: None,
+        });
+        let new = self.add_child(now, id, &config, child, keys, true, pfs, held);
         let Some(old) = rekey else {
             return;
         };

@@ -209,13 +209,16 @@ pub enum Event {
         /// Hard lifetime after which the kernel deletes the SA.
         hard_lifetime: Duration,
         /// Whether the outbound SA is installed now or waits for
-        /// [`Event::ChildSaOutboundReady`]: `Pending` only as the responder of a rekey.
+        /// [`Event::ChildSaOutboundReady`]: `Pending` only as the responder of a rekey, and for
+        /// the CHILD_SA of our own rekey that a simultaneous rekey of the peer made redundant
+        /// (RFC 7296 §2.8.1; deleted at once, never ready).
         outbound: Outbound,
     },
     /// The outbound SA of a CHILD_SA reported with [`Outbound::Pending`] may carry traffic now:
     /// install it (it takes over from the old CHILD_SA's, which may be removed after it). Sent
-    /// once the rekey's initiator has switched (its Delete of the old CHILD_SA, or any later
-    /// request, arrived), when the old CHILD_SA went for another reason, or after
+    /// once the rekey's initiator has switched (its Delete of the old CHILD_SA, or a later
+    /// request beyond our window, arrived), when the old CHILD_SA went for another reason
+    /// (hard expiry, CHILD_SA_NOT_FOUND), or after
     /// [`OUTBOUND_SWITCH_TIMEOUT`](super::OUTBOUND_SWITCH_TIMEOUT) at the latest. At most once
     /// per CHILD_SA, and always before the old CHILD_SA's [`Event::ChildSaDelete`].
     ChildSaOutboundReady {

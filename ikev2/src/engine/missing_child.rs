@@ -16,21 +16,18 @@ use super::ike_rekey::is_leaving;
 use super::ike_sa::{Creating, Role, State};
 
 impl Endpoint {
-    /// The names of the configured CHILD_SAs that established IKE SA `id` has none of, while
+    /// The names of the configured CHILD_SAs that established IKE SA `id` has none of, if
     /// the IKE SA is settled: nothing under way on it (no exchange in flight, its initiator's
     /// own CHILD_SAs all tried, no rekey, reauthentication or Delete) and no other IKE SA with
     /// the same peer (a crossed initiation or a reauthentication settles first: a CHILD_SA the
-    /// other IKE SA holds would be created twice). Empty otherwise.
-    pub fn missing_children(&self, id: IkeSaId) -> Vec<String> {
-        let Some(sa) = self.ike_sas.get(&id) else {
-            return Vec::new();
-        };
+    /// other IKE SA holds would be created twice). `None` while it is not settled (or is no
+    /// established IKE SA).
+    pub fn missing_children(&self, id: IkeSaId) -> Option<Vec<String>> {
+        let sa = self.ike_sas.get(&id)?;
         let State::Established(e) = &sa.state else {
-            return Vec::new();
+            return None;
         };
-        let Some(config) = self.peers.get(&sa.peer) else {
-            return Vec::new();
-        };
+        let config = self.peers.get(&sa.peer)?;
         let initial_done = sa.role == Role::Responder || e.next_child >= config.children.len();
         let busy = is_leaving(sa)
             || e.creating.is_some()
@@ -43,15 +40,16 @@ impl Endpoint {
             .values()
             .any(|o| o.peer == sa.peer && o.id != id && !is_leaving(o));
         if busy || others {
-            return Vec::new();
+            return None;
         }
-        config
+        let missing = config
             .children
             .iter()
             .enumerate()
             .filter(|(index, _)| !e.children.iter().any(|c| c.index == *index))
             .map(|(_, c)| c.name.clone())
-            .collect()
+            .collect();
+        Some(missing)
     }
 
     /// Creates the configured CHILD_SA `name` on established IKE SA `id` with CREATE_CHILD_SA,

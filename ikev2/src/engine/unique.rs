@@ -68,6 +68,7 @@ impl Endpoint {
         self.established_at
             .0
             .retain(|id, _| ike_sas.contains_key(id));
+        self.established_at.1.retain(|id| ike_sas.contains_key(id));
         self.established_at.0.insert(new, now);
         let established_at = &self.established_at.0;
         let old_enough = |id: &IkeSaId| {

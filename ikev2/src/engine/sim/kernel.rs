@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::engine::{Event, Outbound};
+use crate::engine::{Event, IkeSaId, Outbound};
 
 /// One outbound state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +37,13 @@ pub struct KernelModel {
     pub inbound: BTreeSet<u32>,
     /// Every inbound SPI ever installed, deleted ones too.
     installed_ever: BTreeSet<u32>,
+    /// The IKE SA each inbound SPI ever installed belongs to (followed through IKE SA rekeys).
+    ike_sa_of: BTreeMap<u32, IkeSaId>,
     /// Installed outbound states per CHILD_SA configuration, oldest first.
     outbound: BTreeMap<String, Vec<OutboundState>>,
     /// Outbound SPIs removed for a rekey's new outbound SA while their CHILD_SA is not deleted
     /// yet: SAs the chassis chose to stop sending on.
-    given_up: BTreeSet<u32>,
+    given_up: BTreeMap<String, BTreeSet<u32>>,
     /// CHILD_SAs whose outbound state is not installed yet, by inbound SPI.
     pending: BTreeMap<u32, Pending>,
     /// Events the daemon could not have applied (an outbound SA reported ready twice, or
@@ -54,6 +56,7 @@ impl KernelModel {
     pub fn apply(&mut self, event: &Event) {
         match event {
             Event::ChildSaInstall {
+                ike_sa,
                 name,
                 spi_in,
                 spi_out,
@@ -62,6 +65,7 @@ impl KernelModel {
             } => {
                 self.inbound.insert(*spi_in);
                 self.installed_ever.insert(*spi_in);
+                self.ike_sa_of.insert(*spi_in, *ike_sa);
                 match outbound {
                     Outbound::Now => self.install_outbound(name, *spi_out, false),
                     Outbound::Pending => {
@@ -106,12 +110,23 @@ impl KernelModel {
                     self.give_up_outbound(*old_spi_out);
                 }
             },
+            Event::IkeSaRekeyed {
+                old_ike_sa,
+                new_ike_sa,
+                ..
+            } => {
+                for id in self.ike_sa_of.values_mut().filter(|id| *id == old_ike_sa) {
+                    *id = *new_ike_sa;
+                }
+            }
             Event::ChildSaDelete {
                 spi_in, spi_out, ..
             } => {
                 self.inbound.remove(spi_in);
                 self.pending.remove(spi_in);
-                self.given_up.remove(spi_out);
+                for spis in self.given_up.values_mut() {
+                    spis.remove(spi_out);
+                }
                 self.remove_outbound(*spi_out);
             }
             _ => {}
@@ -127,13 +142,13 @@ impl KernelModel {
 
     /// Removes outbound SA `spi_out` in favour of a rekey's new one; its CHILD_SA lives on.
     fn give_up_outbound(&mut self, spi_out: u32) {
-        if self
+        let name = self
             .outbound
-            .values()
-            .flatten()
-            .any(|s| s.spi_out == spi_out)
-        {
-            self.given_up.insert(spi_out);
+            .iter()
+            .find(|(_, states)| states.iter().any(|s| s.spi_out == spi_out))
+            .map(|(name, _)| name.clone());
+        if let Some(name) = name {
+            self.given_up.entry(name).or_default().insert(spi_out);
         }
         self.remove_outbound(spi_out);
     }
@@ -164,16 +179,21 @@ impl KernelModel {
 /// The make-before-break invariant between two chassis: for every configuration whose newest
 /// outbound SA at `from` came from a CHILD_SA rekey, `from` never sends on an SA before `to`
 /// has installed its inbound state while `from` could still send on one `to` can decrypt (an
-/// installed outbound SA, or one it removed for the new one while its CHILD_SA lives; when
+/// installed outbound SA, one it removed for the new one while its CHILD_SA lives, or one it
+/// holds back; when
 /// none is left, `to` lost its state or the old SA expired, and nothing `from` could do would
 /// help); and a
 /// CHILD_SA waiting for its outbound SA still has an older outbound SA carrying its traffic.
 /// Also reports the events `from` could not apply.
 ///
+/// An outbound SA whose inbound state the peer removed is checked the same way, unless the
+/// peer removed every CHILD_SA of that IKE SA.
+///
 /// Limitation: CHILD_SAs not made by a rekey (IKE_AUTH, additional ones, a reauthentication
-/// we answer) are installed at once by their responder and are not checked; nor is an
-/// inbound SA the peer removed while `from` still sends on it (the initiator of a
-/// reauthentication removes the old IKE SA's CHILD_SAs when it sends the Delete).
+/// we answer) are installed at once by their responder and are not checked until the peer
+/// has them; nor is an IKE SA the peer deleted whole while `from` still sends on its CHILD_SAs
+/// (the initiator of a reauthentication removes the old IKE SA's CHILD_SAs when it sends the
+/// Delete).
 pub fn check_sender(from: &KernelModel, to: &KernelModel) -> Result<(), String> {
     if let Some(e) = from.errors.first() {
         return Err(e.clone());
@@ -181,17 +201,34 @@ pub fn check_sender(from: &KernelModel, to: &KernelModel) -> Result<(), String> 
     for (name, states) in &from.outbound {
         let Some(&OutboundState {
             spi_out: active,
-            successor: true,
+            successor,
         }) = states.last()
         else {
             continue;
         };
         let decryptable = |spi: u32| to.inbound.contains(&spi);
-        if !to.installed_ever.contains(&active) {
+        // Not installed yet at the peer (checked for a rekey's successor), or removed there.
+        let not_yet = successor && !to.installed_ever.contains(&active);
+        // Limitation: an inbound SA the peer removed with every other CHILD_SA of its IKE SA
+        // (it deleted the IKE SA, e.g. after reauthenticating) is not checked.
+        let removed = to.installed_ever.contains(&active)
+            && !decryptable(active)
+            && to.ike_sa_of.get(&active).is_some_and(|ike| {
+                to.inbound
+                    .iter()
+                    .any(|spi| to.ike_sa_of.get(spi) == Some(ike))
+            });
+        if not_yet || removed {
             let usable = states
                 .iter()
                 .map(|s| s.spi_out)
-                .chain(from.given_up.iter().copied());
+                .chain(from.given_up.get(name).into_iter().flatten().copied())
+                .chain(
+                    from.pending
+                        .values()
+                        .filter(|p| p.name == *name)
+                        .map(|p| p.spi_out),
+                );
             if let Some(good) = usable
                 .filter(|out| *out != active)
                 .find(|out| decryptable(*out))

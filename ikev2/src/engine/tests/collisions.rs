@@ -138,6 +138,32 @@ fn collide(seed: u64, lowest: Lowest) {
 }
 
 #[test]
+fn simultaneous_child_rekey_lost_never_sends_on_our_redundant_child_sa_while_the_winners_delete_is_late(
+) {
+    // a's exchange loses: a deletes the CHILD_SA it made, b (the winner's initiator) deletes
+    // the old one; b's Delete is lost once, so a learns late that it may switch to b's
+    // CHILD_SA. Meanwhile b removes a's redundant CHILD_SA on a's Delete: a must never have
+    // sent on it (the make-before-break invariant of every mesh, checked at each step).
+    let (mut mesh, mut ea, mut eb) = established(68);
+    let (a_old, b_old) = first_child(&ea);
+    let (na, nb) = nonces(Lowest::NiA);
+    mesh.net.node_mut(mesh.a).endpoint.forced_nonces = na.into();
+    mesh.net.node_mut(mesh.b).endpoint.forced_nonces = nb.into();
+    mesh.net
+        .set_filter(super::drop_first(informational_request_from_b));
+    mesh.rekey_child_on(mesh.a, a_old);
+    mesh.rekey_child_on(mesh.b, b_old);
+    mesh.run(Duration::from_secs(5));
+    mesh.collect_events(&mut ea, &mut eb);
+    assert_eq!(rekeys(&ea).len(), 1);
+    let redundant = installed(&ea)[3];
+    assert_eq!(outbound_of(&ea, redundant), Some(Outbound::Pending));
+    assert!(!ready(&ea).contains(&redundant));
+    assert!(mesh.violations().is_empty(), "{:?}", mesh.violations());
+    assert_agree(&ea, &eb, 2);
+}
+
+#[test]
 fn simultaneous_child_rekey_where_our_ni_is_lowest_keeps_the_peers_child_sa() {
     collide(60, Lowest::NiA);
 }
