@@ -263,10 +263,25 @@ check "the daemon's journal lines carry no timestamp of their own and no visible
     sh -c "! grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T|^<[0-9]>' /tmp/before-kill.log"
 check "every daemon line starts with its level word (or 'ovn-ipsecd: ' for the start-up lines)" \
     sh -c "! grep -Evq '^(ERROR|WARN|INFO|DEBUG|TRACE) |^ovn-ipsecd: ' /tmp/before-kill.log"
-# chassis-2's daemon writes to a file: even where JOURNAL_STREAM was inherited its lines keep
-# the timestamped format.
-check "a daemon whose stderr is a file keeps the timestamped format (chassis-2's log; JOURNAL_STREAM ${JOURNAL_STREAM:-unset} here)" \
-    grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[^ ]* +INFO ' /tmp/ch2.log
+# Outside the journal the format stays as it was: chassis-2's daemon writes to a file.
+esc=$(printf '\033')
+check "a daemon whose stderr is a file keeps the timestamped format (chassis-2's log)" \
+    sh -c "sed 's/$esc\[[0-9;]*m//g' /tmp/ch2.log | grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[^ ]* +INFO '"
+# JOURNAL_STREAM alone does not count: it must name stderr (a child with redirected stderr
+# inherits the variable). A daemon that stops at once on a missing certificate shows which.
+bad_start() {
+    JOURNAL_STREAM=$1 timeout 60 /usr/bin/ovn-ipsecd --chassis-name chassis-x --ovn-remote "$sb_unix" \
+        --certificate /nonexistent/cert.pem --private-key /nonexistent/key.pem \
+        --ca-cert /nonexistent/ca.pem 2>>"$2"
+}
+: >/tmp/js-own.err
+: >/tmp/js-other.err
+bad_start "$(stat -c %d:%i /tmp/js-own.err)" /tmp/js-own.err
+bad_start "$(stat -c %d:%i /tmp/js-own.err)" /tmp/js-other.err
+check "JOURNAL_STREAM naming stderr: the error line carries <3> ($(grep certificate /tmp/js-own.err))" \
+    grep -q '^<3>ovn-ipsecd: .*certificate' /tmp/js-own.err
+check "JOURNAL_STREAM naming another file: plain lines ($(grep certificate /tmp/js-other.err))" \
+    sh -c "grep -q '^ovn-ipsecd: .*certificate' /tmp/js-other.err && ! grep -q '^<' /tmp/js-other.err"
 
 # The daemon's own lines carry their level word first (the journal has the timestamp):
 # "WARN target: message".
