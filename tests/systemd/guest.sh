@@ -239,6 +239,8 @@ check "the daemon's journal lines are plain text (no ANSI colour codes: NO_COLOR
 # The refused Southbound connections of the first start were logged as WARN: at priority
 # warning they must be in `journalctl -p warning -u ovn-ipsecd`, and no INFO line may be there.
 journalctl -q -o cat -p warning -u ovn-ipsecd.service --no-pager >/tmp/warning.log
+echo "# journalctl -p warning -u ovn-ipsecd:"
+sed 's/^/#   /' /tmp/warning.log
 refused_re='^WARN .*(Southbound unreachable|Connection refused)'
 check "journalctl -p warning -u ovn-ipsecd shows the WARN lines of the refused Southbound ($(grep -Ec "$refused_re" /tmp/warning.log) of them)" \
     grep -Eq "$refused_re" /tmp/warning.log
