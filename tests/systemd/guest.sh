@@ -268,7 +268,7 @@ check "every daemon line starts with its level word (or 'ovn-ipsecd: ' for the s
 # Outside the journal the format stays as it was: chassis-2's daemon writes to a file.
 esc=$(printf '\033')
 check "a daemon whose stderr is a file keeps the timestamped format (chassis-2's log)" \
-    sh -c "sed 's/$esc\[[0-9;]*m//g' /tmp/ch2.log | grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[^ ]* +INFO '"
+    sh -c "sed 's/$esc\[[0-9;]*m//g' /tmp/ch2.log | grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[^ ]* +INFO ' >/dev/null"
 # JOURNAL_STREAM alone does not count: it must name stderr (a child with redirected stderr
 # inherits the variable). A daemon that stops at once on a missing certificate shows which.
 bad_start() {
