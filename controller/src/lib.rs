@@ -13,6 +13,7 @@ pub mod identity_check;
 pub mod io;
 pub mod kernel;
 pub mod linger;
+pub mod logging;
 pub mod metrics;
 pub mod peers;
 pub mod rekey_on_loss;

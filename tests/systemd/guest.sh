@@ -235,8 +235,61 @@ own_log() { journalctl -q -o cat _SYSTEMD_UNIT=ovn-ipsecd.service --no-pager; }
 own_log >/tmp/before-kill.log
 check "the daemon's journal lines are plain text (no ANSI colour codes: NO_COLOR in the unit)" \
     sh -c "! grep -q \"\$(printf '\\033')\" /tmp/before-kill.log"
+# --- priorities in the journal: the sd-daemon <N> prefix per line ------------------------
+# The refused Southbound connections of the first start were logged as WARN: at priority
+# warning they must be in `journalctl -p warning -u ovn-ipsecd`, and no INFO line may be there.
+journalctl -q -o cat -p warning -u ovn-ipsecd.service --no-pager >/tmp/warning.log
+echo "# journalctl -p warning -u ovn-ipsecd:"
+sed 's/^/#   /' /tmp/warning.log
+refused_re='^WARN .*(Southbound unreachable|Connection refused)'
+check "journalctl -p warning -u ovn-ipsecd shows the WARN lines of the refused Southbound ($(grep -Ec "$refused_re" /tmp/warning.log) of them)" \
+    grep -Eq "$refused_re" /tmp/warning.log
+check "no INFO line of the daemon is at priority warning or above ($(wc -l </tmp/warning.log) lines there)" \
+    sh -c "! grep -q '^INFO ' /tmp/warning.log"
+check "INFO lines are at priority info (journalctl -p info shows 'adopting installed states')" \
+    sh -c "journalctl -q -o cat -p info -u ovn-ipsecd.service --no-pager | grep -q '^INFO .*adopting installed states'"
+# PRIORITY of the first entry whose MESSAGE starts with LEVEL and contains TEXT (JSON: one
+# entry a line, whatever the order of its fields; journalctl writes `"KEY" : "value"`).
+prio_of() {
+    journalctl -q -o json --output-fields=PRIORITY,MESSAGE _SYSTEMD_UNIT=ovn-ipsecd.service --no-pager |
+        grep -E "\"MESSAGE\" *: *\"$1 " | grep -F "$2" | head -n 1 |
+        sed -n 's/.*"PRIORITY" *: *"\([0-9]\)".*/\1/p'
+}
+p_warn=$(prio_of WARN 'Connection refused')
+p_info=$(prio_of INFO 'adopting installed states')
+check "the journal entry of a WARN line has PRIORITY=4 ($p_warn), of an INFO line PRIORITY=6 ($p_info)" \
+    sh -c "[ '$p_warn' = 4 ] && [ '$p_info' = 6 ]"
+# No timestamp of ours (the journal has one): no line starts with an RFC 3339 date, and none
+# shows a leftover <N> (journald strips the prefix it parsed).
+check "the daemon's journal lines carry no timestamp of their own and no visible <N> prefix" \
+    sh -c "! grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T|^<[0-9]>' /tmp/before-kill.log"
+check "every daemon line starts with its level word (or 'ovn-ipsecd: ' for the start-up lines)" \
+    sh -c "! grep -Evq '^(ERROR|WARN|INFO|DEBUG|TRACE) |^ovn-ipsecd: ' /tmp/before-kill.log"
+# Outside the journal the format stays as it was: chassis-2's daemon writes to a file.
+esc=$(printf '\033')
+check "a daemon whose stderr is a file keeps the timestamped format (chassis-2's log)" \
+    sh -c "sed 's/$esc\[[0-9;]*m//g' /tmp/ch2.log | grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[^ ]* +INFO ' >/dev/null"
+# JOURNAL_STREAM alone does not count: it must name stderr (a child with redirected stderr
+# inherits the variable). A daemon that stops at once on a missing certificate shows which.
+bad_start() {
+    JOURNAL_STREAM=$1 timeout 60 /usr/bin/ovn-ipsecd --chassis-name chassis-x --ovn-remote "$sb_unix" \
+        --certificate /nonexistent/cert.pem --private-key /nonexistent/key.pem \
+        --ca-cert /nonexistent/ca.pem 2>>"$2"
+}
+: >/tmp/js-own.err
+: >/tmp/js-other.err
+bad_start "$(stat -c %d:%i /tmp/js-own.err)" /tmp/js-own.err
+bad_start "$(stat -c %d:%i /tmp/js-own.err)" /tmp/js-other.err
+check "JOURNAL_STREAM naming stderr: the error line carries <3> ($(grep certificate /tmp/js-own.err))" \
+    grep -q '^<3>ovn-ipsecd: .*certificate' /tmp/js-own.err
+check "JOURNAL_STREAM naming another file: plain lines ($(grep certificate /tmp/js-other.err))" \
+    sh -c "grep -q '^ovn-ipsecd: .*certificate' /tmp/js-other.err && ! grep -q '^<' /tmp/js-other.err"
+
+# The daemon's own lines carry their level word first (the journal has the timestamp):
+# "WARN target: message".
+level_re='^(WARN|ERROR) '
 # The Southbound was down on purpose at the first start: its connection refusals are expected.
-warnings=$(grep ' WARN \| ERROR ' /tmp/before-kill.log | grep -v 'tcp:127.0.0.1:6642: Connection refused' || true)
+warnings=$(grep -E "$level_re" /tmp/before-kill.log | grep -v 'tcp:127.0.0.1:6642: Connection refused' || true)
 if [ -z "$warnings" ]; then
     ok "no WARN or ERROR from the daemon through start, reload, stop and start but the refused Southbound connections of the first start ($(wc -l </tmp/before-kill.log) lines)"
 else
@@ -261,7 +314,7 @@ check "the restarted daemon settles at 4 states with chassis-2, 1/1 peers up" \
 # --- beside openvswitch and ovn-host -------------------------------------------------------
 check "ovs-vswitchd and ovn-controller still active" systemctl is-active -q ovs-vswitchd ovn-controller
 echo "# the daemon's WARN and ERROR lines after the kill -9 (if any):"
-own_log | sed -n '/ WARN \| ERROR /p' | grep -vxF -f /tmp/before-kill.log | tail -n 10 | sed 's/^/#   /'
+own_log | grep -E "$level_re" | grep -vxF -f /tmp/before-kill.log | tail -n 10 | sed 's/^/#   /'
 
 echo "# systemd-analyze security ovn-ipsecd:"
 systemd-analyze security --no-pager ovn-ipsecd.service 2>&1 | sed 's/^/#   /'
