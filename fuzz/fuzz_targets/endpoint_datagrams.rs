@@ -105,16 +105,31 @@ fn endpoint(seed: u64, config: &PeerConfig, start: Instant) -> (Endpoint, PeerId
     (e, peer)
 }
 
-fn drain(e: &mut Endpoint, now: Instant) {
+fn drain(e: &mut Endpoint, now: Instant, who: usize) {
     while e.poll_transmit().is_some() {}
-    answer_spis(e, now);
+    answer_spis(e, now, who);
 }
 
-/// Answers every SPI request like a kernel would (always the same SPI: this is not a kernel).
-fn answer_spis(e: &mut Endpoint, now: Instant) {
+thread_local! {
+    /// The next inbound SPI each endpoint (a, b) is handed; reset for every input so that a
+    /// run is reproducible and a's and b's SPIs follow the captured run's.
+    static NEXT_SPI: std::cell::Cell<[u32; 2]> = const { std::cell::Cell::new(FIRST_SPIS) };
+}
+const FIRST_SPIS: [u32; 2] = [0xa000_0001, 0xb000_0001];
+
+/// Answers every SPI request of endpoint `who` (0 = a, 1 = b) like a kernel would: with an
+/// SPI no other CHILD_SA of it has.
+fn answer_spis(e: &mut Endpoint, now: Instant, who: usize) {
     while let Some(event) = e.poll_event() {
         if let ikev2::engine::Event::AllocateSpi { request, .. } = event {
-            let _ = e.spi_allocated(now, request, 0xc000_0001);
+            let spi = NEXT_SPI.with(|n| {
+                let mut next = n.get();
+                let spi = next[who];
+                next[who] = spi.wrapping_add(1).max(1);
+                n.set(next);
+                spi
+            });
+            let _ = e.spi_allocated(now, request, spi);
         }
     }
 }
@@ -140,8 +155,8 @@ fn captured() -> &'static [Captured] {
 
         let mut pump = |a: &mut Endpoint, b: &mut Endpoint, now: Instant| {
             for _ in 0..64 {
-                answer_spis(a, now);
-                answer_spis(b, now);
+                answer_spis(a, now, 0);
+                answer_spis(b, now, 1);
                 let mut quiet = true;
                 while let Some(t) = a.poll_transmit() {
                     quiet = false;
@@ -225,6 +240,8 @@ fn mutate(bytes: &[u8], op: u8, arg: [u8; 5]) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let captured = captured();
+    NEXT_SPI.with(|n| n.set(FIRST_SPIS));
     let (a_config, b_config) = configs();
     let start = Instant::now();
     let (mut a, peer) = endpoint(1, a_config, start);
@@ -235,9 +252,8 @@ fuzz_target!(|data: &[u8]| {
     if let Some(request) = a.poll_transmit() {
         b.handle_datagram(start, request.remote, request.local, &request.bytes);
     }
-    drain(&mut b, start);
+    drain(&mut b, start, 1);
 
-    let captured = captured();
     let mut now = start;
     let mut rest = data;
     let mut given = [0usize; 2];
@@ -281,7 +297,7 @@ fuzz_target!(|data: &[u8]| {
             &datagram,
         );
         target.handle_timeout(now);
-        drain(target, now);
+        drain(target, now, which);
         given[which] += 1;
 
         let established = target

@@ -48,8 +48,10 @@ for name in "${targets[@]}"; do
     # Run the libFuzzer binary itself: `cargo fuzz run` would create fuzz/artifacts/ in the checkout.
     binary="$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release/$name"
     log "fuzz: $name for ${seconds}s ($(find "$corpus" -type f | wc -l) seed inputs)"
-    if "$binary" "$corpus" -max_total_time="$seconds" -artifact_prefix="$artifacts/" \
-        -print_final_stats=1 >"$work/$name.log" 2>&1; then
+    # -timeout: one input running longer than FUZZ_INPUT_TIMEOUT seconds is a hang (libFuzzer
+    # would wait 20 minutes by default, and -max_total_time is only checked between inputs).
+    if "$binary" "$corpus" -max_total_time="$seconds" -timeout="${FUZZ_INPUT_TIMEOUT:-60}" \
+        -artifact_prefix="$artifacts/" -print_final_stats=1 >"$work/$name.log" 2>&1; then
         execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work/$name.log" | grep -o '[0-9]*$' || true)"
         echo "fuzz: $name: ok, ${execs:-?} executions, no crash"
     else

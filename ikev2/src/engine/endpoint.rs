@@ -73,6 +73,10 @@ pub enum CommandError {
     /// No [`Event::AllocateSpi`] request with this ID is outstanding.
     #[error("no outstanding SPI request {0:?}")]
     UnknownSpiRequest(SpiRequestId),
+    /// The SPI given for an [`Event::AllocateSpi`] request is 0 (reserved) or already the
+    /// inbound SPI of another CHILD_SA on that address.
+    #[error("inbound SPI {0:#010x} is reserved or already in use")]
+    UnusableSpi(u32),
     /// The endpoint holds as many IKE SAs as it is configured to.
     #[error("the endpoint already holds {0} IKE SAs")]
     TooManyIkeSas(usize),
@@ -394,12 +398,35 @@ impl Endpoint {
         request: SpiRequestId,
         spi: u32,
     ) -> Result<(), CommandError> {
-        let id = self
+        let id = *self
             .spi_requests
-            .remove(&request)
+            .get(&request)
             .ok_or(CommandError::UnknownSpiRequest(request))?;
+        if spi == 0 || self.inbound_spi_in_use(id, spi) {
+            // RFC 4303 §2.1: SPI 0 is reserved, and an inbound SA is found by its SPI (with our
+            // address), so two CHILD_SAs must never share one; the kernel never allocates such
+            // an SPI. The request stays outstanding for a correct answer.
+            return Err(CommandError::UnusableSpi(spi));
+        }
+        self.spi_requests.remove(&request);
         self.on_spi_allocated(now, id, request, spi);
         Ok(())
+    }
+
+    /// Whether a CHILD_SA of an IKE SA on the same local address as IKE SA `id` already has
+    /// inbound SPI `spi`.
+    // Limitation: SPIs of CHILD_SAs still being negotiated are not compared.
+    fn inbound_spi_in_use(&self, id: IkeSaId, spi: u32) -> bool {
+        let Some(local) = self.ike_sas.get(&id).map(|sa| sa.local.ip()) else {
+            return false;
+        };
+        self.ike_sas
+            .values()
+            .filter(|sa| sa.local.ip() == local)
+            .any(|sa| match &sa.state {
+                State::Established(e) => e.children.iter().any(|c| c.spi_in == spi),
+                _ => false,
+            })
     }
 
     /// Asks the caller for an inbound ESP SPI for IKE SA `id`.

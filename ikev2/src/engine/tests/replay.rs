@@ -21,12 +21,14 @@ fn two(start: Instant) -> (Endpoint, Endpoint, PeerId) {
     (a, b, peer)
 }
 
-fn answer_spis(e: &mut Endpoint, now: Instant) -> usize {
+/// Answers `e`'s SPI requests with `*next`, `*next + 1`, … (as a kernel: never one in use).
+fn answer_spis(e: &mut Endpoint, now: Instant, next: &mut u32) -> usize {
     let mut installs = 0;
     while let Some(event) = e.poll_event() {
         match event {
             Event::AllocateSpi { request, .. } => {
-                e.spi_allocated(now, request, 0xc000_0001).unwrap();
+                e.spi_allocated(now, request, *next).unwrap();
+                *next += 1;
             }
             Event::ChildSaInstall { .. } => installs += 1,
             _ => {}
@@ -41,9 +43,10 @@ fn captured_handshake_replays_into_fresh_endpoints_with_the_same_seeds() {
     let (mut a, mut b, peer) = two(start);
     a.initiate(start, peer).unwrap();
     let mut captured = Vec::new();
+    let (mut spi_a, mut spi_b) = (0xa000_0001, 0xb000_0001);
     for _ in 0..32 {
-        answer_spis(&mut a, start);
-        answer_spis(&mut b, start);
+        answer_spis(&mut a, start, &mut spi_a);
+        answer_spis(&mut b, start, &mut spi_b);
         let mut quiet = true;
         while let Some(t) = a.poll_transmit() {
             quiet = false;
@@ -66,10 +69,15 @@ fn captured_handshake_replays_into_fresh_endpoints_with_the_same_seeds() {
     let (mut a, mut b, peer) = two(later);
     a.initiate(later, peer).unwrap();
     let mut installs = 0;
+    let (mut spi_a, mut spi_b) = (0xa000_0001, 0xb000_0001);
     for (to_b, t) in &captured {
-        let target = if *to_b { &mut b } else { &mut a };
+        let (target, next) = if *to_b {
+            (&mut b, &mut spi_b)
+        } else {
+            (&mut a, &mut spi_a)
+        };
         target.handle_datagram(later, t.remote, t.local, &t.bytes);
-        installs += answer_spis(target, later);
+        installs += answer_spis(target, later, next);
         while a.poll_transmit().is_some() {}
         while b.poll_transmit().is_some() {}
     }
@@ -78,4 +86,44 @@ fn captured_handshake_replays_into_fresh_endpoints_with_the_same_seeds() {
         assert_eq!(e.ike_sa_info(id).unwrap().state, "established");
     }
     assert_eq!(installs, 4, "both CHILD_SAs on both sides");
+}
+
+#[test]
+fn spi_already_in_use_or_zero_is_refused_and_the_request_stays_open() {
+    let now = Instant::now();
+    let (mut a, mut b, peer) = two(now);
+    a.initiate(now, peer).unwrap();
+    let (mut spi_a, mut spi_b) = (0xa000_0001, 0xb000_0001);
+    for _ in 0..32 {
+        answer_spis(&mut a, now, &mut spi_a);
+        answer_spis(&mut b, now, &mut spi_b);
+        let mut quiet = true;
+        while let Some(t) = a.poll_transmit() {
+            quiet = false;
+            b.handle_datagram(now, t.remote, t.local, &t.bytes);
+        }
+        while let Some(t) = b.poll_transmit() {
+            quiet = false;
+            a.handle_datagram(now, t.remote, t.local, &t.bytes);
+        }
+        if quiet {
+            break;
+        }
+    }
+    // Both CHILD_SAs are up with a's SPIs 0xa0000001 and 0xa0000002; a rekey asks for another.
+    a.rekey_child(now, peer, 0xa000_0001).unwrap();
+    a.handle_timeout(now);
+    let request = std::iter::from_fn(|| a.poll_event())
+        .find_map(|e| match e {
+            Event::AllocateSpi { request, .. } => Some(request),
+            _ => None,
+        })
+        .expect("the rekey asks for an inbound SPI");
+    for unusable in [0xa000_0002, 0] {
+        assert_eq!(
+            a.spi_allocated(now, request, unusable),
+            Err(crate::engine::CommandError::UnusableSpi(unusable))
+        );
+    }
+    assert_eq!(a.spi_allocated(now, request, 0xa000_0003), Ok(()));
 }
