@@ -182,6 +182,9 @@ pub struct Config {
     pub ca_cert: Option<Setting<PathBuf>>,
     /// The control socket for ipsecctl.
     pub control_socket: Setting<PathBuf>,
+    /// A group (name or number) whose members may also use the control socket; unset keeps
+    /// it root-only.
+    pub control_group: Option<Setting<String>>,
     /// Where Prometheus metrics are served, if anywhere.
     pub metrics_listen: Option<Setting<SocketAddr>>,
     /// What the operator may want to know about how this came about (a layer that was
@@ -446,6 +449,14 @@ impl Layers {
                 value: PathBuf::from(DEFAULT_CONTROL_SOCKET),
                 source: Source::Default,
             });
+        let control_group = self
+            .string(
+                None,
+                f.control_group.clone(),
+                cli.control_group.clone(),
+                "--control-group",
+            )
+            .map(|(value, source)| Setting { value, source });
         let metrics_listen = self
             .string(
                 None,
@@ -481,6 +492,7 @@ impl Layers {
             private_key,
             ca_cert,
             control_socket,
+            control_group,
             metrics_listen,
             notes: self.notes.clone(),
         })
@@ -685,6 +697,12 @@ impl Config {
             "control_socket",
             Some(&self.control_socket),
             |v| path(v),
+        );
+        line(
+            &mut out,
+            "control_group",
+            self.control_group.as_ref(),
+            |v| quote(v),
         );
         line(
             &mut out,

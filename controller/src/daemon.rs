@@ -148,7 +148,7 @@ pub async fn run(args: Args, config: Config, identity: LocalIdentity) -> Result<
     let (commands_tx, mut commands) = mpsc::unbounded_channel();
     match ControlServer::bind(&SocketConfig {
         path: config.control_socket.value.clone(),
-        group: None,
+        group: config.control_group.as_ref().map(|g| g.value.clone()),
     }) {
         Ok(server) => {
             let ownership = kernel.config().ownership();

@@ -187,6 +187,28 @@ async fn socket_with_a_group_is_0660_and_owned_by_that_group() {
     let meta = std::fs::metadata(&running.socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(meta.gid(), 4242);
+    // The directory the server created is opened to the group, so its members can reach it.
+    let dir = std::fs::metadata(running.socket.parent().unwrap()).unwrap();
+    assert_eq!(dir.permissions().mode() & 0o777, 0o750);
+    assert_eq!(dir.gid(), 4242);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_the_operator_chose_is_left_as_it_is_with_a_group() {
+    if nix_uid() != 0 {
+        eprintln!("skipped: changing a socket's group to another needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let chosen = dir.path().join("chosen");
+    std::fs::create_dir(&chosen).unwrap();
+    std::fs::set_permissions(&chosen, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let running = start_at(dir, chosen.join("control.sock"), Some("4242"));
+    assert_eq!(std::fs::metadata(&running.socket).unwrap().gid(), 4242);
+    let meta = std::fs::metadata(&chosen).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    assert_ne!(meta.gid(), 4242);
     running.stop().await;
 }
 

@@ -43,6 +43,10 @@ pub struct Args {
     /// The control socket ipsecctl talks to.
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
+    /// A group (name or number) whose members may also use the control socket (mode 0660);
+    /// by default it is root-only (0600).
+    #[arg(long, value_name = "GROUP")]
+    pub control_group: Option<String>,
     /// Serve Prometheus metrics on this address (default: not served).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<String>,

@@ -63,6 +63,8 @@ pub struct FileConfig {
     pub ca_cert: Option<PathBuf>,
     /// The control socket.
     pub control_socket: Option<PathBuf>,
+    /// The group that may also use the control socket.
+    pub control_group: Option<String>,
     /// The Prometheus listen address.
     pub metrics_listen: Option<String>,
 }

@@ -150,6 +150,41 @@ fn file_overrides_open_vswitch_and_command_line_overrides_both() {
 }
 
 #[test]
+fn control_group_comes_from_the_file_or_the_command_line_and_is_rendered() {
+    let layers = |cli_group: Option<&str>| Layers {
+        ovs: Some(node_row()),
+        file: Some(file(r#"control_group = "ovn-ops""#)),
+        cli: Args {
+            control_group: cli_group.map(str::to_owned),
+            ..Args::default()
+        },
+        notes: vec![],
+    };
+    let c = layers(None).resolve().unwrap();
+    let group = c.control_group.clone().unwrap();
+    assert_eq!(group.value, "ovn-ops");
+    assert_eq!(
+        group.source,
+        Source::File("/etc/ovn-ipsec/test.toml".into())
+    );
+    assert!(c.render().contains("control_group = \"ovn-ops\""));
+    let c = layers(Some("4242")).resolve().unwrap();
+    assert_eq!(
+        c.control_group.unwrap(),
+        Setting {
+            value: "4242".into(),
+            source: Source::CommandLine("--control-group")
+        }
+    );
+    // Unset: root only, and the rendering says where it can be set.
+    let mut unset = layers(None);
+    unset.file = None;
+    let c = unset.resolve().unwrap();
+    assert!(c.control_group.is_none());
+    assert!(c.render().contains("# control_group: unset"));
+}
+
+#[test]
 fn unknown_toml_key_is_an_error_naming_it() {
     let p = Path::new("/etc/ovn-ipsec/ovn-ipsecd.toml");
     let e = FileConfig::parse(p, "chassis_name = \"ch1\"\nchasis_nmae = \"typo\"\n").unwrap_err();

@@ -30,6 +30,10 @@ pub const SOCKET_MODE_ROOT_ONLY: u32 = 0o600;
 /// Mode of the socket when a group is configured: owner and group.
 pub const SOCKET_MODE_GROUP: u32 = 0o660;
 
+/// Mode given to the socket's directory when a group is configured and the directory is the
+/// daemon's own (see [`open_directory_to_group`]): owner all, group enter and list.
+pub const DIRECTORY_MODE_GROUP: u32 = 0o750;
+
 /// Largest buffer tried for a group lookup (`getgrnam_r` asks for more with `ERANGE`).
 const MAX_GROUP_BUFFER_BYTES: usize = 1024 * 1024;
 
@@ -166,11 +170,15 @@ impl ControlServer {
         } else {
             dir
         };
+        let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|source| ServerError::CreateDirectory {
             path: dir.to_path_buf(),
             source,
         })?;
         let gid = config.group.as_deref().map(group_id).transpose()?;
+        if let Some(gid) = gid {
+            open_directory_to_group(dir, gid, created);
+        }
         remove_stale_socket(&path)?;
 
         // Bind under a temporary name and rename into place, so that no client ever sees the
@@ -367,6 +375,37 @@ fn remove_stale_socket(path: &Path) -> Result<(), ServerError> {
         step: "remove the stale socket",
         source,
     })
+}
+
+/// Lets group `gid` reach a socket in `dir`: the group's members must be able to enter the
+/// directory. Only a directory this daemon owns is changed — one it just created, or the
+/// default runtime directory (systemd's `RuntimeDirectory=`, made root-only) — never a
+/// directory someone else chose; for those a warning says what is missing.
+fn open_directory_to_group(dir: &Path, gid: u32, created: bool) {
+    use std::os::unix::fs::MetadataExt;
+    let ours =
+        created || Path::new(control_api::protocol::DEFAULT_SOCKET_PATH).parent() == Some(dir);
+    if ours {
+        let changed = std::os::unix::fs::chown(dir, None, Some(gid)).and_then(|()| {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIRECTORY_MODE_GROUP))
+        });
+        if let Err(error) = changed {
+            tracing::warn!(dir = %dir.display(), gid, %error, "cannot open the control socket's directory to its group");
+        }
+        return;
+    }
+    match std::fs::metadata(dir) {
+        Ok(m) if m.mode() & 0o001 != 0 || (m.gid() == gid && m.mode() & 0o010 != 0) => {}
+        Ok(m) => tracing::warn!(
+            dir = %dir.display(),
+            gid,
+            mode = format!("{:o}", m.mode() & 0o7777),
+            "members of the control group cannot enter the control socket's directory"
+        ),
+        Err(error) => {
+            tracing::warn!(dir = %dir.display(), %error, "cannot inspect the control socket's directory")
+        }
+    }
 }
 
 /// Resolves a group name (through NSS, like `chgrp`) or number to its gid.
