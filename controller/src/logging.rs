@@ -134,16 +134,30 @@ where
 /// Installs the global subscriber: filter from [`FILTER_VARIABLE`], journal framing when stderr
 /// is the journal, the full format otherwise.
 pub fn init() {
-    let filter =
-        EnvFilter::try_from_env(FILTER_VARIABLE).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = match EnvFilter::try_from_env(FILTER_VARIABLE) {
+        Ok(filter) => filter,
+        Err(error) => {
+            if std::env::var_os(FILTER_VARIABLE).is_some() {
+                stderr_line(
+                    &Level::WARN,
+                    format_args!("ignoring {FILTER_VARIABLE}: {error}; logging at info"),
+                );
+            }
+            EnvFilter::new("info")
+        }
+    };
     if stderr_is_journal() {
         // Fails only if a subscriber was installed before, which main does not do.
         let _ =
             tracing::subscriber::set_global_default(journal_subscriber(filter, std::io::stderr));
     } else {
+        // Colours only for a person at a terminal: a log file or a pipe gets plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none();
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            .with_ansi(ansi)
             .init();
     }
 }
