@@ -53,7 +53,7 @@ pub fn render(peers: &[PeerInfo]) -> String {
             p.remote_ip.to_string(),
             p.encap.clone(),
             policy,
-            ike_state(p.ike_state).to_owned(),
+            peer_state(p),
             opt(p.role.map(role)),
             opt(p.suite.as_deref()),
             opt(p.age_secs.map(duration)),
@@ -62,6 +62,15 @@ pub fn render(peers: &[PeerInfo]) -> String {
         ]);
     }
     t.render()
+}
+
+/// A peer's IKE SA state, saying so when the kernel does not hold its ESP states (the
+/// tunnel carries nothing then, though the IKE SA is up).
+fn peer_state(p: &PeerInfo) -> String {
+    match p.esp_installed {
+        Some(false) => format!("{}, ESP not installed", ike_state(p.ike_state)),
+        _ => ike_state(p.ike_state).to_owned(),
+    }
 }
 
 /// An IKE SA state as the tables write it.

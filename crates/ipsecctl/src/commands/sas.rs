@@ -133,7 +133,12 @@ fn child_table(children: &[ChildSaInfo]) -> String {
             c.outbound.packets.to_string(),
             failures_replay.to_string(),
             failures_integrity.to_string(),
-            duration(c.lifetime.age_secs),
+            // Refused by the kernel: no age to speak of.
+            if c.installed {
+                duration(c.lifetime.age_secs)
+            } else {
+                "not installed".to_owned()
+            },
             opt(c.rekey_in_secs.map(duration)),
             opt(c.lifetime.soft_secs.map(duration)),
             opt(c.lifetime.hard_secs.map(duration)),
