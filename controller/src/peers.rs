@@ -336,6 +336,9 @@ impl Peer {
         refused: &[(StateId, String)],
         at: SystemTime,
     ) {
+        // Limitation: a state the plan could not build at all (a `PlanError`, e.g. a pair index
+        // beyond the reqid range) is never sent to the kernel yet counts as installed here;
+        // `ipsecctl sas` still marks it not installed, from the kernel's own readings.
         let pair = self.pair();
         let mut installed = Vec::with_capacity(self.child_sas.len());
         let mut first_refusal = None;

@@ -92,3 +92,44 @@ pub fn role(r: Role) -> &'static str {
         Role::Responder => "responder",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control_api::protocol::PeerError;
+
+    #[test]
+    fn established_peer_whose_esp_states_the_kernel_refused_says_so_with_the_error() {
+        let peer = PeerInfo {
+            chassis: "chassis-2".into(),
+            local_ip: "10.0.0.1".parse().unwrap(),
+            remote_ip: "10.0.0.2".parse().unwrap(),
+            encap: "geneve".into(),
+            policy: PeerPolicy::Desired,
+            exempt_group: None,
+            ike_state: IkeSaState::Established,
+            role: Some(Role::Initiator),
+            suite: None,
+            age_secs: Some(5),
+            next_rekey_secs: None,
+            last_error: Some(PeerError {
+                message: "kernel refused the inbound ESP state c0000001: no AEAD".into(),
+                at_unix: 1_800_000_000,
+            }),
+            esp_installed: Some(false),
+        };
+        let table = render(std::slice::from_ref(&peer));
+        assert!(table.contains("established, ESP not installed"), "{table}");
+        assert!(
+            table.contains("kernel refused the inbound ESP state"),
+            "{table}"
+        );
+
+        let installed = PeerInfo {
+            esp_installed: Some(true),
+            ..peer
+        };
+        let table = render(&[installed]);
+        assert!(!table.contains("ESP not installed"), "{table}");
+    }
+}
