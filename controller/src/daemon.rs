@@ -22,7 +22,7 @@ use crate::desired::{desired_peers, DesiredPeers, DesiredState};
 use crate::handler::{Command, DaemonHandler, SharedView};
 use crate::identity_check::LocalIdentity;
 use crate::io::{Sockets, MAX_DATAGRAM};
-use crate::kernel::{Desired, KernelConfig, KernelSync, ObjectRef};
+use crate::kernel::{Desired, KernelConfig, KernelSync, ObjectRef, Operation};
 use crate::metrics::{Metrics, MetricsServer};
 use crate::peers::{peer_config, IkeState, LocalCredentials, Peer, PeerTable};
 use crate::southbound::{Snapshot, Southbound, SouthboundEvent};
@@ -453,6 +453,22 @@ impl Daemon {
                     );
                 }
                 self.kernel_retry = report.retry_after.map(|d| Instant::now() + d);
+                // What the kernel refused is not installed, and the peer says why.
+                let refused: Vec<(xfrm::StateId, String)> = report
+                    .failures
+                    .iter()
+                    .filter_map(|f| match (f.operation, f.object) {
+                        (Operation::Add | Operation::Update, ObjectRef::State(id)) => {
+                            Some((id, f.error.to_string()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                self.peers.note_reconcile(
+                    self.kernel.config(),
+                    &refused,
+                    std::time::SystemTime::now(),
+                );
                 !report
                     .failures
                     .iter()

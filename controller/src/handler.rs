@@ -382,7 +382,20 @@ fn fill_from_kernel(ike_sas: &mut [IkeSaInfo], readings: &Readings, now_unix: u6
             if let Some(r) = outbound {
                 child.outbound = kernel_counters(r);
             }
-            let Some(r) = inbound else {
+            // The kernel's word is the last: a state it does not hold is not installed,
+            // whatever the last reconcile said, and has no lifetimes to show.
+            let (Some(r), true) = (inbound, outbound.is_some()) else {
+                child.installed = false;
+                child.lifetime = SaLifetime {
+                    age_secs: 0,
+                    soft_secs: None,
+                    hard_secs: None,
+                    soft_bytes: None,
+                    hard_bytes: None,
+                };
+                if let Some(r) = inbound {
+                    child.inbound = kernel_counters(r);
+                }
                 continue;
             };
             child.inbound = kernel_counters(r);
@@ -491,20 +504,17 @@ impl Daemon {
         self.metrics
             .set_peers(PeerCount::Exempt, status.peers_exempt);
         self.metrics.set_peers(PeerCount::Up, status.peers_up);
-        let connecting = self
-            .peers
-            .peers
-            .values()
-            .filter(|p| p.ike == IkeState::Connecting)
-            .count();
+        let in_state = |state| self.peers.peers.values().filter(|p| p.ike == state).count();
+        let connecting = in_state(IkeState::Connecting);
+        // An established IKE SA whose ESP states the kernel refused counts here, not as up.
         self.metrics
-            .set_ike_sas(IkeSaState::Established, status.peers_up);
+            .set_ike_sas(IkeSaState::Established, to_u32(in_state(IkeState::Up)));
         self.metrics
             .set_ike_sas(IkeSaState::Connecting, to_u32(connecting));
-        // Each CHILD_SA is two kernel states, one per direction.
+        // Only what the kernel holds; each CHILD_SA is two kernel states, one per direction.
         self.metrics.set_child_sas(
             ChildSaState::Installed,
-            to_u32(self.peers.child_sas().len() / 2),
+            to_u32(self.peers.installed_child_sas()),
         );
         self.metrics.set_southbound_state(status.southbound.state);
         let stats = self.endpoint.stats();
@@ -577,6 +587,7 @@ impl Daemon {
                         message: e.message.clone(),
                         at_unix: unix(e.at),
                     }),
+                    esp_installed: (p.ike == IkeState::Up).then(|| p.esp_installed()),
                 }
             })
             .collect();
@@ -753,6 +764,8 @@ fn child_sa_info(
     let outbound = state(SaDirection::Outbound, times.spi_out)?;
     let kind = inbound.child;
     let reqid = reqid(kind)?;
+    // The kernel refused (or was not yet asked for) one of its states: no lifetimes to show.
+    let installed = p.state_installed(inbound) && p.state_installed(outbound);
     // The outbound state's selector: its source is our end, its destination the peer's.
     let selector = outbound
         .selector
@@ -776,14 +789,25 @@ fn child_sa_info(
         // Counters come from the kernel when the list is asked for (`fill_from_kernel`).
         inbound: KernelCounters::default(),
         outbound: KernelCounters::default(),
-        lifetime: SaLifetime {
-            age_secs,
-            soft_secs: inbound.lifetimes.soft.add_seconds,
-            hard_secs: inbound.lifetimes.hard.add_seconds,
-            soft_bytes: inbound.lifetimes.soft.bytes,
-            hard_bytes: inbound.lifetimes.hard.bytes,
+        lifetime: if installed {
+            SaLifetime {
+                age_secs,
+                soft_secs: inbound.lifetimes.soft.add_seconds,
+                hard_secs: inbound.lifetimes.hard.add_seconds,
+                soft_bytes: inbound.lifetimes.soft.bytes,
+                hard_bytes: inbound.lifetimes.hard.bytes,
+            }
+        } else {
+            SaLifetime {
+                age_secs: 0,
+                soft_secs: None,
+                hard_secs: None,
+                soft_bytes: None,
+                hard_bytes: None,
+            }
         },
         rekey_in_secs: times.rekey_at.map(|at| secs_until(at, now)),
+        installed,
     })
 }
 
@@ -857,6 +881,7 @@ fn exempt_info(e: &crate::desired::ExemptPeer) -> PeerInfo {
         age_secs: None,
         next_rekey_secs: None,
         last_error: None,
+        esp_installed: None,
     }
 }
 
@@ -900,6 +925,7 @@ fn prefix_range(p: xfrm::Prefix) -> (IpAddr, IpAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::KernelConfig;
     use ikev2::registry::{EncrId, KeGroup, PrfId};
     use xfrm::{Lifetimes, Limits, StateCounters};
 
@@ -950,6 +976,7 @@ mod tests {
                 hard_bytes: None,
             },
             rekey_in_secs: None,
+            installed: true,
         }
     }
 
@@ -1008,7 +1035,11 @@ mod tests {
         let missing = &list[0].child_sas[1];
         assert_eq!(missing.inbound, KernelCounters::default());
         assert_eq!(missing.outbound, KernelCounters::default());
-        assert_eq!(missing.lifetime.age_secs, 7);
+        assert!(c.installed);
+        // Neither state in the kernel: marked so, with no lifetimes.
+        assert!(!missing.installed);
+        assert_eq!(missing.lifetime.age_secs, 0);
+        assert_eq!(missing.lifetime.soft_secs, None);
     }
 
     #[test]
@@ -1065,7 +1096,124 @@ mod tests {
                 esn: true,
             });
         }
+        // A reconcile the kernel refused nothing of.
+        p.note_reconcile(&KernelConfig::default(), &[], UNIX_EPOCH);
         p
+    }
+
+    /// Every configured CHILD_SA with both states: "out" 0x11/0x22, "in" 0x33/0x44.
+    fn full_peer() -> Peer {
+        use ChildKind::{In, Out};
+        use SaDirection::{Inbound, Outbound};
+        peer_with(&[
+            (Out, Inbound, 0x11),
+            (Out, Outbound, 0x22),
+            (In, Inbound, 0x33),
+            (In, Outbound, 0x44),
+        ])
+    }
+
+    /// The kernel's answer when it lacks the AEAD, as a reconcile reports it.
+    const NO_AEAD: &str = "kernel lacks the algorithm rfc4106(gcm(aes)) (module gcm): kernel says \"Requested AEAD algorithm not found\"";
+
+    /// A reconcile of `p` in which the kernel refused the states with the SPIs `spis`, at
+    /// unix time 1_800_000_000.
+    fn refuse(p: &mut Peer, spis: &[u32]) {
+        let config = KernelConfig::default();
+        let pair = p.pair();
+        let refused: Vec<_> = p
+            .child_sas
+            .iter()
+            .filter(|s| spis.contains(&s.spi))
+            .map(|s| (s.state_id(&pair, &config), NO_AEAD.to_owned()))
+            .collect();
+        p.note_reconcile(
+            &config,
+            &refused,
+            UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        );
+    }
+
+    #[test]
+    fn peer_is_up_only_with_its_ike_sa_and_every_child_sa_state_in_the_kernel() {
+        let mut p = full_peer();
+        assert!(!p.is_up(), "no IKE SA yet");
+        p.ike = IkeState::Up;
+        assert!(p.esp_installed());
+        assert!(p.is_up());
+        assert_eq!(p.last_error, None);
+
+        // One direction of one CHILD_SA refused is enough to be down.
+        refuse(&mut p, &[0x44]);
+        assert!(!p.esp_installed());
+        assert!(!p.is_up());
+
+        // The next reconcile got it in.
+        refuse(&mut p, &[]);
+        assert!(p.is_up());
+
+        // A configured CHILD_SA missing altogether (only "out" negotiated).
+        let mut half = peer_with(&[
+            (ChildKind::Out, SaDirection::Inbound, 0x11),
+            (ChildKind::Out, SaDirection::Outbound, 0x22),
+        ]);
+        half.ike = IkeState::Up;
+        assert!(!half.is_up());
+    }
+
+    #[test]
+    fn refused_states_leave_the_kernels_answer_as_last_error_and_count_nothing_installed() {
+        let mut p = full_peer();
+        p.ike = IkeState::Up;
+        refuse(&mut p, &[0x11, 0x22, 0x33, 0x44]);
+        let e = p.last_error.clone().unwrap();
+        assert!(
+            e.message.contains("Requested AEAD algorithm not found"),
+            "{e:?}"
+        );
+        assert!(e.message.contains("ESP state"), "{e:?}");
+        assert_eq!(unix(e.at), 1_800_000_000);
+
+        let mut table = crate::peers::PeerTable::default();
+        table.peers.insert(p.desired.key, p);
+        assert_eq!(table.up_count(), 0);
+        assert_eq!(table.installed_child_sas(), 0);
+
+        let mut ok = full_peer();
+        ok.ike = IkeState::Up;
+        let key = crate::desired::PeerKey {
+            local_ip: ip("10.0.0.1"),
+            remote_ip: ip("10.0.0.3"),
+        };
+        table.peers.insert(key, ok);
+        assert_eq!(table.up_count(), 1);
+        assert_eq!(table.installed_child_sas(), 2);
+    }
+
+    #[test]
+    fn child_sa_the_kernel_refused_is_listed_as_not_installed_without_lifetimes() {
+        let mut p = full_peer();
+        refuse(&mut p, &[0x33]);
+        let now = Instant::now();
+        let times = ChildSaTimes {
+            spi_in: 0x33,
+            spi_out: 0x44,
+            rekey_at: Some(now + Duration::from_secs(1234)),
+            expire_at: now + Duration::from_secs(2000),
+        };
+        let c = child_sa_info(&p, reqid_of, &times, now, 9).unwrap();
+        assert!(!c.installed);
+        assert_eq!(c.lifetime.age_secs, 0);
+        assert_eq!((c.lifetime.soft_secs, c.lifetime.hard_secs), (None, None));
+
+        let out = ChildSaTimes {
+            spi_in: 0x11,
+            spi_out: 0x22,
+            ..times
+        };
+        let c = child_sa_info(&p, reqid_of, &out, now, 9).unwrap();
+        assert!(c.installed);
+        assert_eq!(c.lifetime.age_secs, 9);
     }
 
     fn reqid_of(kind: ChildKind) -> Option<u32> {

@@ -15,8 +15,9 @@ use ikev2::engine::{
 use ikev2::registry::{EncrId, EsnId, KeGroup, PrfId};
 
 use crate::desired::{DesiredPeer, PeerKey, Role};
-use crate::kernel::{ChildKind, ChildSa, ProtectedPair};
+use crate::kernel::{ChildKind, ChildSa, KernelConfig, ProtectedPair, SaDirection};
 use crate::retry::InitiateBackoff;
+use xfrm::StateId;
 
 /// Name of the CHILD_SA "local any → remote port" (the kernel layer's [`ChildKind::Out`]).
 pub const CHILD_OUT: &str = "out";
@@ -246,6 +247,9 @@ pub struct Peer {
     pub last_error: Option<PeerFailure>,
     /// CHILD_SAs (each direction one entry) to keep in the kernel.
     pub child_sas: Vec<ChildSa>,
+    /// The states of `child_sas` (direction, SPI) the kernel accepted at the last reconcile
+    /// (or already held); the others it refused or was not yet asked to add.
+    pub installed: Vec<(SaDirection, u32)>,
     /// Outbound SAs of rekeyed CHILD_SAs not desired yet (RFC 7296 §2.8).
     pub pending_outbound: crate::kernel::PendingOutbound,
     /// When to initiate again after failures.
@@ -269,6 +273,7 @@ impl Peer {
             ike_sa: None,
             last_error: None,
             child_sas: Vec::new(),
+            installed: Vec::new(),
             pending_outbound: Default::default(),
             retry: InitiateBackoff::default(),
             child_missing: None,
@@ -293,6 +298,71 @@ impl Peer {
         self.last_error = Some(PeerFailure { message, at });
     }
 
+    /// Whether the kernel holds the state `sa` (one direction of a CHILD_SA).
+    pub fn state_installed(&self, sa: &ChildSa) -> bool {
+        self.installed.contains(&(sa.dir, sa.spi))
+    }
+
+    /// Whether the kernel holds both states of some CHILD_SA of `kind`.
+    fn child_installed(&self, kind: ChildKind) -> bool {
+        let held = |dir| {
+            self.child_sas
+                .iter()
+                .any(|s| s.child == kind && s.dir == dir && self.state_installed(s))
+        };
+        held(SaDirection::Inbound) && held(SaDirection::Outbound)
+    }
+
+    /// Whether the kernel holds both states of every configured CHILD_SA ("out" and "in").
+    pub fn esp_installed(&self) -> bool {
+        [ChildKind::Out, ChildKind::In]
+            .into_iter()
+            .all(|kind| self.child_installed(kind))
+    }
+
+    /// The one rule for a peer being up (status, metrics, the systemd status line): its IKE
+    /// SA is established and the kernel holds its ESP states; an IKE SA alone carries no
+    /// tunnel traffic.
+    pub fn is_up(&self) -> bool {
+        self.ike == IkeState::Up && self.esp_installed()
+    }
+
+    /// Takes the outcome of a reconcile that reached the kernel: the states it refused
+    /// (`refused`, by kernel id, with the kernel's answer) are not installed and their refusal
+    /// becomes the peer's last error, stamped `at`; every other desired state is installed.
+    pub fn note_reconcile(
+        &mut self,
+        config: &KernelConfig,
+        refused: &[(StateId, String)],
+        at: SystemTime,
+    ) {
+        // Limitation: a state the plan could not build at all (a `PlanError`, e.g. a pair index
+        // beyond the reqid range) is never sent to the kernel yet counts as installed here;
+        // `ipsecctl sas` still marks it not installed, from the kernel's own readings.
+        let pair = self.pair();
+        let mut installed = Vec::with_capacity(self.child_sas.len());
+        let mut first_refusal = None;
+        for sa in &self.child_sas {
+            let id = sa.state_id(&pair, config);
+            match refused.iter().find(|(r, _)| *r == id) {
+                Some((_, why)) => {
+                    first_refusal.get_or_insert_with(|| {
+                        let dir = match sa.dir {
+                            SaDirection::Inbound => "inbound",
+                            SaDirection::Outbound => "outbound",
+                        };
+                        format!("kernel refused the {dir} ESP state {:08x}: {why}", sa.spi)
+                    });
+                }
+                None => installed.push((sa.dir, sa.spi)),
+            }
+        }
+        self.installed = installed;
+        if let Some(message) = first_refusal {
+            self.record_error(message, at);
+        }
+    }
+
     /// The kernel layer's view of this pair.
     pub fn pair(&self) -> ProtectedPair {
         self.desired.protected_pair(self.index)
@@ -315,13 +385,33 @@ pub struct PeerTable {
 }
 
 impl PeerTable {
-    /// How many peers have their IKE SA up (for the status line, the control API and the
-    /// metrics).
+    /// How many peers are up by [`Peer::is_up`] (for the status line, the control API and
+    /// the metrics).
     pub fn up_count(&self) -> usize {
-        self.peers
+        self.peers.values().filter(|p| p.is_up()).count()
+    }
+
+    /// How many CHILD_SAs the kernel holds: installed states, two per CHILD_SA.
+    pub fn installed_child_sas(&self) -> usize {
+        let states: usize = self
+            .peers
             .values()
-            .filter(|p| p.ike == IkeState::Up)
-            .count()
+            .map(|p| p.child_sas.iter().filter(|s| p.state_installed(s)).count())
+            .sum();
+        states / 2
+    }
+
+    /// Takes the kernel's refusals of one reconcile that reached it (see
+    /// [`Peer::note_reconcile`]).
+    pub fn note_reconcile(
+        &mut self,
+        config: &KernelConfig,
+        refused: &[(StateId, String)],
+        at: SystemTime,
+    ) {
+        for p in self.peers.values_mut() {
+            p.note_reconcile(config, refused, at);
+        }
     }
 
     /// The smallest index no peer uses.

@@ -284,6 +284,11 @@ pub struct PeerInfo {
     pub next_rekey_secs: Option<u64>,
     /// The most recent failure with this peer (cleared when an IKE SA comes up).
     pub last_error: Option<PeerError>,
+    /// With an established IKE SA: whether the kernel holds both states of every configured
+    /// CHILD_SA (`false` when it refused them, e.g. lacking the ESP algorithm); the peer is
+    /// up only when it does. Absent without an IKE SA, and from daemons before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub esp_installed: Option<bool>,
 }
 
 /// Whether a pair is protected.
@@ -411,6 +416,14 @@ pub struct ChildSaInfo {
     /// it is in progress.
     #[serde(default)]
     pub rekey_in_secs: Option<u64>,
+    /// Whether the kernel holds both of its states; when not (the kernel refused them), the
+    /// counters and lifetimes are empty. Daemons before this field listed installed ones only.
+    #[serde(default = "installed_by_default")]
+    pub installed: bool,
+}
+
+fn installed_by_default() -> bool {
+    true
 }
 
 /// ESP SA mode.
@@ -507,6 +520,7 @@ mod tests {
             "suite":null,"age_secs":5,"next_rekey_secs":100,"last_error":null}"#;
         let peer: PeerInfo = serde_json::from_str(peer).unwrap();
         assert_eq!(peer.exempt_group, None);
+        assert_eq!(peer.esp_installed, None);
 
         let child = r#"{"spi_in":1,"spi_out":2,"reqid":3,"mode":"transport",
             "encapsulation":null,"local_ts":[],"remote_ts":[],"encryption":"AES_GCM_16_256",
@@ -517,6 +531,8 @@ mod tests {
             "hard_bytes":null}}"#;
         let child: ChildSaInfo = serde_json::from_str(child).unwrap();
         assert_eq!(child.rekey_in_secs, None);
+        // Such a server listed only CHILD_SAs the kernel held.
+        assert!(child.installed);
     }
 
     #[test]
@@ -534,6 +550,7 @@ mod tests {
             age_secs: None,
             next_rekey_secs: None,
             last_error: None,
+            esp_installed: None,
         };
         let v = serde_json::to_value(&peer).unwrap();
         assert_eq!(v["policy"], "exempt");

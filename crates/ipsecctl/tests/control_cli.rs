@@ -62,6 +62,7 @@ fn peers() -> Vec<PeerInfo> {
             age_secs: Some(200),
             next_rekey_secs: Some(7500),
             last_error: None,
+            esp_installed: None,
         },
         PeerInfo {
             chassis: "chassis-c".into(),
@@ -79,6 +80,7 @@ fn peers() -> Vec<PeerInfo> {
                 message: "AUTHENTICATION_FAILED from peer".into(),
                 at_unix: 1_800_000_000,
             }),
+            esp_installed: None,
         },
         PeerInfo {
             chassis: "chassis-d".into(),
@@ -93,6 +95,7 @@ fn peers() -> Vec<PeerInfo> {
             age_secs: None,
             next_rekey_secs: None,
             last_error: None,
+            esp_installed: None,
         },
     ]
 }
@@ -153,6 +156,7 @@ fn sas() -> SaList {
                     hard_bytes: None,
                 },
                 rekey_in_secs: Some(2800),
+                installed: true,
             }],
         }],
     }

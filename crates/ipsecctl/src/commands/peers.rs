@@ -53,7 +53,7 @@ pub fn render(peers: &[PeerInfo]) -> String {
             p.remote_ip.to_string(),
             p.encap.clone(),
             policy,
-            ike_state(p.ike_state).to_owned(),
+            peer_state(p),
             opt(p.role.map(role)),
             opt(p.suite.as_deref()),
             opt(p.age_secs.map(duration)),
@@ -62,6 +62,15 @@ pub fn render(peers: &[PeerInfo]) -> String {
         ]);
     }
     t.render()
+}
+
+/// A peer's IKE SA state, saying so when the kernel does not hold its ESP states (the
+/// tunnel carries nothing then, though the IKE SA is up).
+fn peer_state(p: &PeerInfo) -> String {
+    match p.esp_installed {
+        Some(false) => format!("{}, ESP not installed", ike_state(p.ike_state)),
+        _ => ike_state(p.ike_state).to_owned(),
+    }
 }
 
 /// An IKE SA state as the tables write it.
@@ -81,5 +90,46 @@ pub fn role(r: Role) -> &'static str {
     match r {
         Role::Initiator => "initiator",
         Role::Responder => "responder",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control_api::protocol::PeerError;
+
+    #[test]
+    fn established_peer_whose_esp_states_the_kernel_refused_says_so_with_the_error() {
+        let peer = PeerInfo {
+            chassis: "chassis-2".into(),
+            local_ip: "10.0.0.1".parse().unwrap(),
+            remote_ip: "10.0.0.2".parse().unwrap(),
+            encap: "geneve".into(),
+            policy: PeerPolicy::Desired,
+            exempt_group: None,
+            ike_state: IkeSaState::Established,
+            role: Some(Role::Initiator),
+            suite: None,
+            age_secs: Some(5),
+            next_rekey_secs: None,
+            last_error: Some(PeerError {
+                message: "kernel refused the inbound ESP state c0000001: no AEAD".into(),
+                at_unix: 1_800_000_000,
+            }),
+            esp_installed: Some(false),
+        };
+        let table = render(std::slice::from_ref(&peer));
+        assert!(table.contains("established, ESP not installed"), "{table}");
+        assert!(
+            table.contains("kernel refused the inbound ESP state"),
+            "{table}"
+        );
+
+        let installed = PeerInfo {
+            esp_installed: Some(true),
+            ..peer
+        };
+        let table = render(&[installed]);
+        assert!(!table.contains("ESP not installed"), "{table}");
     }
 }

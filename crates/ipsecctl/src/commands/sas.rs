@@ -133,7 +133,12 @@ fn child_table(children: &[ChildSaInfo]) -> String {
             c.outbound.packets.to_string(),
             failures_replay.to_string(),
             failures_integrity.to_string(),
-            duration(c.lifetime.age_secs),
+            // Refused by the kernel: no age to speak of.
+            if c.installed {
+                duration(c.lifetime.age_secs)
+            } else {
+                "not installed".to_owned()
+            },
             opt(c.rekey_in_secs.map(duration)),
             opt(c.lifetime.soft_secs.map(duration)),
             opt(c.lifetime.hard_secs.map(duration)),
@@ -173,5 +178,44 @@ fn selector(ts: &TrafficSelector) -> String {
         addr
     } else {
         format!("{addr}[{proto}{ports}]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control_api::protocol::{ChildSaInfo, KernelCounters, SaLifetime, SaMode};
+
+    #[test]
+    fn child_sa_not_in_the_kernel_shows_not_installed_instead_of_an_age() {
+        let child = ChildSaInfo {
+            spi_in: 0xc000_0001,
+            spi_out: 0xc100_0002,
+            reqid: 1,
+            mode: SaMode::Transport,
+            encapsulation: None,
+            local_ts: vec![],
+            remote_ts: vec![],
+            encryption: "AES_GCM_16_256".into(),
+            integrity: None,
+            esn: false,
+            inbound: KernelCounters::default(),
+            outbound: KernelCounters::default(),
+            lifetime: SaLifetime {
+                age_secs: 0,
+                soft_secs: None,
+                hard_secs: None,
+                soft_bytes: None,
+                hard_bytes: None,
+            },
+            rekey_in_secs: None,
+            installed: false,
+        };
+        assert!(child_table(std::slice::from_ref(&child)).contains("not installed"));
+        let installed = ChildSaInfo {
+            installed: true,
+            ..child
+        };
+        assert!(!child_table(&[installed]).contains("not installed"));
     }
 }
